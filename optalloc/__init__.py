@@ -1,0 +1,50 @@
+"""optalloc: decide where deep-learning jobs run.
+
+Build a :class:`Problem` from :class:`Node` and :class:`Job` objects (or read one with
+``optalloc.io``), call :func:`solve`, and check any answer with :func:`verify`.
+"""
+
+from optalloc.core import (
+    Allocation,
+    Changes,
+    Job,
+    MethodUnavailable,
+    Node,
+    ObjectiveWeights,
+    OptallocError,
+    Placement,
+    PlacementRule,
+    Problem,
+    ProblemError,
+    Reason,
+    SolverError,
+    Status,
+    Summary,
+    Unplaced,
+    Violation,
+    verify,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Allocation",
+    "Changes",
+    "Job",
+    "MethodUnavailable",
+    "Node",
+    "ObjectiveWeights",
+    "OptallocError",
+    "Placement",
+    "PlacementRule",
+    "Problem",
+    "ProblemError",
+    "Reason",
+    "SolverError",
+    "Status",
+    "Summary",
+    "Unplaced",
+    "Violation",
+    "__version__",
+    "verify",
+]

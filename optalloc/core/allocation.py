@@ -1,0 +1,214 @@
+"""An answer: where every replica runs, why each left-out job is out, and how it was found."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from optalloc.core import _check
+from optalloc.core.errors import InvalidAllocation, ProblemError
+
+if TYPE_CHECKING:
+    from optalloc.core.problem import Problem
+    from optalloc.core.summary import Summary
+    from optalloc.core.verify import Violation
+
+
+class Status(StrEnum):
+    """What the engine knows about its answer.
+
+    ``optimal``: proven optimal. ``feasible``: a valid allocation, not proven optimal (every heuristic).
+    ``infeasible``: no valid allocation exists (e.g. a non-preemptible running job no longer fits).
+    ``unknown``: the engine stopped without an answer (time limit); the allocation is empty or a fallback.
+    """
+
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    UNKNOWN = "unknown"
+
+    @property
+    def has_solution(self) -> bool:
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
+
+
+class Reason(StrEnum):
+    """Why a job is left out."""
+
+    FITS_NO_NODE = "fits no node"  # no node of the cluster could host it even when empty
+    INSUFFICIENT_CAPACITY = "insufficient capacity"  # it would fit an empty node, but none has room now
+    NOT_SELECTED = "not selected"  # an optimiser preferred other jobs (e.g. lower priority or value)
+    TIME_LIMIT = "time limit"  # the engine stopped before deciding this job
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Replica ``replica`` of ``job`` runs on ``node``, on GPU indices ``gpus``.
+
+    ``gpu_milli`` is the milli-GPU taken on each of those GPUs: 1000 for whole GPUs, the share for a
+    sharing replica (one GPU index), 0 with ``gpus=()`` for a CPU-only replica.
+    """
+
+    job: str
+    replica: int
+    node: str
+    gpus: tuple[int, ...] = ()
+    gpu_milli: int = 0
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        _set(self, "job", _check.name("job", self.job))
+        _set(self, "node", _check.name("node", self.node))
+        _set(self, "replica", _check.integer("replica", self.replica))
+        try:
+            gpus = tuple(self.gpus)
+        except TypeError:
+            raise ProblemError("gpus", self.gpus, "is not a list of GPU indices") from None
+        _set(self, "gpus", tuple(_check.integer(f"gpus[{i}]", g) for i, g in enumerate(gpus)))
+        _set(self, "gpu_milli", _check.integer("gpu_milli", self.gpu_milli))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "replica": self.replica,
+            "node": self.node,
+            "gpus": list(self.gpus),
+            "gpu_milli": self.gpu_milli,
+        }
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """``job`` is left out for ``reason`` (a :class:`Reason` value); ``detail`` says more when known."""
+
+    job: str
+    reason: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "job", _check.name("job", self.job))
+        if not isinstance(self.reason, str) or not self.reason:
+            raise ProblemError("reason", self.reason, "is not a reason")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"job": self.job, "reason": str(self.reason)}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What it takes to go from one allocation to another, per job name."""
+
+    starts: tuple[str, ...]  # placed now, not before
+    stops: tuple[str, ...]  # placed before, not now
+    migrations: tuple[str, ...]  # placed in both, on a different multiset of nodes
+    moved_replicas: int  # replicas that changed node
+
+    def __bool__(self) -> bool:
+        return bool(self.starts or self.stops or self.migrations)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Placements per replica, the jobs left out with reasons, and how the answer was found.
+
+    ``objective`` is the value of the problem's objective (see ``optalloc.core.objective``),
+    ``bound`` a proven upper bound on it when the engine has one; ``gap`` follows from both.
+    """
+
+    placements: tuple[Placement, ...] = ()
+    unplaced: tuple[Unplaced, ...] = ()
+    method: str = ""
+    status: Status = Status.UNKNOWN
+    objective: float | None = None
+    bound: float | None = None
+    wall_time: float = 0.0
+    stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        _set(self, "placements", tuple(self.placements))
+        _set(self, "unplaced", tuple(self.unplaced))
+        for i, p in enumerate(self.placements):
+            if not isinstance(p, Placement):
+                raise ProblemError(f"placements[{i}]", p, "is not a Placement")
+        for i, u in enumerate(self.unplaced):
+            if not isinstance(u, Unplaced):
+                raise ProblemError(f"unplaced[{i}]", u, "is not an Unplaced")
+        try:
+            _set(self, "status", Status(self.status))
+        except ValueError:
+            raise ProblemError("status", self.status, f"is not one of {', '.join(Status)}") from None
+        _set(self, "stats", MappingProxyType(dict(self.stats)))
+
+    # Views ----------------------------------------------------------------------------------
+    @property
+    def gap(self) -> float | None:
+        """Relative gap ``(bound - objective) / bound``; 0 when both are 0; None when unknown."""
+        if self.objective is None or self.bound is None:
+            return None
+        if self.bound == 0:
+            return 0.0 if self.objective == 0 else None
+        return max(0.0, (self.bound - self.objective) / abs(self.bound))
+
+    def by_job(self) -> dict[str, list[Placement]]:
+        out: dict[str, list[Placement]] = defaultdict(list)
+        for p in self.placements:
+            out[p.job].append(p)
+        return dict(out)
+
+    @property
+    def placed_jobs(self) -> frozenset[str]:
+        return frozenset(p.job for p in self.placements)
+
+    @property
+    def unplaced_jobs(self) -> frozenset[str]:
+        return frozenset(u.job for u in self.unplaced)
+
+    def replace(self, **changes: Any) -> Allocation:
+        return replace(self, **changes)
+
+    # Comparisons ----------------------------------------------------------------------------
+    def diff(self, before: Allocation) -> Changes:
+        """Changes from ``before`` to this allocation: starts, stops and migrations."""
+        now, then = self.by_job(), before.by_job()
+        starts = tuple(j for j in now if j not in then)
+        stops = tuple(j for j in then if j not in now)
+        migrations, moved = [], 0
+        for job in now.keys() & then.keys():
+            a = Counter(p.node for p in now[job])
+            b = Counter(p.node for p in then[job])
+            if a != b:
+                migrations.append(job)
+                moved += sum((b - a).values())
+        return Changes(starts, stops, tuple(sorted(migrations)), moved)
+
+    # Status as data, exceptions on request -------------------------------------------------
+    def raise_for_status(self) -> Allocation:
+        """Return self when a solution is present; raise :class:`InvalidAllocation` otherwise."""
+        if not self.status.has_solution:
+            raise InvalidAllocation(f"{self.method or 'engine'} returned status {self.status.value}")
+        return self
+
+    def violations(self, problem: Problem) -> list[Violation]:
+        from optalloc.core.verify import verify
+
+        return verify(problem, self)
+
+    def summary(self, problem: Problem) -> Summary:
+        from optalloc.core.summary import summarize
+
+        return summarize(problem, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The placements and the unplaced jobs (the summary needs the problem: see ``summary``)."""
+        return {
+            "placements": [p.to_dict() for p in self.placements],
+            "unplaced": [u.to_dict() for u in self.unplaced],
+        }

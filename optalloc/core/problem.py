@@ -1,0 +1,277 @@
+"""A problem: nodes, jobs, what runs now, and the objective's weights; with its numpy views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from optalloc.core.allocation import Allocation
+from optalloc.core.errors import ProblemError
+from optalloc.core.job import Job
+from optalloc.core.node import Node
+from optalloc.core.objective import ObjectiveWeights
+
+# Columns of the capacity and demand matrices.
+CPU, MEMORY, GPU = 0, 1, 2
+RESOURCES = ("cpu", "memory", "gpu_milli")
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """Nodes + jobs + the current allocation (what runs now) + objective weights.
+
+    ``gpu_models`` is the catalogue of GPU model names jobs may ask for; by default the models of
+    the nodes. Name one a job asks for that is not in it and construction fails (a typo); keep a
+    model in it after removing its nodes (a what-if) and such jobs are simply unplaceable.
+
+    The numpy views (``capacity``, ``demand``, ``replica_value``, ...) are built once, on first use.
+    """
+
+    nodes: tuple[Node, ...]
+    jobs: tuple[Job, ...]
+    current: Allocation | None = None
+    weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
+    gpu_models: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        _set(self, "nodes", _tuple_of("nodes", self.nodes, Node))
+        _set(self, "jobs", _tuple_of("jobs", self.jobs, Job))
+        _unique("nodes", self.nodes)
+        _unique("jobs", self.jobs)
+        node_models = frozenset(n.gpu_model for n in self.nodes if n.gpu_model is not None and n.gpus)
+        catalogue = node_models if self.gpu_models is None else frozenset(self.gpu_models) | node_models
+        _set(self, "gpu_models", catalogue)
+        for i, job in enumerate(self.jobs):
+            unknown = sorted(job.gpu_models - catalogue)
+            if unknown:
+                known = ", ".join(sorted(catalogue)) or "none"
+                raise ProblemError(
+                    f"jobs[{i}].gpu_models", unknown[0], f"is not a GPU model of this cluster (known: {known})"
+                )
+        if not isinstance(self.weights, ObjectiveWeights):
+            raise ProblemError("weights", self.weights, "is not an ObjectiveWeights")
+        if self.current is not None:
+            self._check_current()
+
+    def _check_current(self) -> None:
+        current = self.current
+        if not isinstance(current, Allocation):
+            raise ProblemError("current", current, "is not an Allocation")
+        nodes, jobs = self.node_index, self.job_index
+        for i, p in enumerate(current.placements):
+            if p.job not in jobs:
+                raise ProblemError(f"current.placements[{i}].job", p.job, "is not a job of this problem")
+            if p.node not in nodes:
+                raise ProblemError(f"current.placements[{i}].node", p.node, "is not a node of this problem")
+
+    # Construction helpers ------------------------------------------------------------------
+    def replace(self, **changes: Any) -> Problem:
+        """A new problem with some fields changed (validated again, views rebuilt)."""
+        if "gpu_models" not in changes:
+            changes["gpu_models"] = self.gpu_models
+        return replace(self, **changes)
+
+    @property
+    def running_jobs(self) -> frozenset[str]:
+        return self.current.placed_jobs if self.current is not None else frozenset()
+
+    # Indices ---------------------------------------------------------------------------------
+    @cached_property
+    def node_index(self) -> dict[str, int]:
+        return {n.name: i for i, n in enumerate(self.nodes)}
+
+    @cached_property
+    def job_index(self) -> dict[str, int]:
+        return {j.name: i for i, j in enumerate(self.jobs)}
+
+    @cached_property
+    def model_names(self) -> tuple[str, ...]:
+        """GPU model names in a fixed order; ``node_model`` indexes into it."""
+        return tuple(sorted(self.gpu_models or ()))
+
+    # Node views (n = number of nodes) --------------------------------------------------------
+    @cached_property
+    def capacity(self) -> np.ndarray:
+        """int64 (n, 3): cpu milli-cores, memory MiB, GPU milli (1000 x gpus)."""
+        out = np.zeros((len(self.nodes), 3), dtype=np.int64)
+        for i, n in enumerate(self.nodes):
+            out[i] = (n.cpu, n.memory, n.gpus * 1000)
+        return out
+
+    @cached_property
+    def node_gpus(self) -> np.ndarray:
+        """int64 (n,): GPUs per node."""
+        return self.capacity[:, GPU] // 1000
+
+    @cached_property
+    def node_gpu_memory(self) -> np.ndarray:
+        """int64 (n,): MiB per GPU (0 = not known)."""
+        return np.array([n.gpu_memory for n in self.nodes], dtype=np.int64)
+
+    @cached_property
+    def node_model(self) -> np.ndarray:
+        """int64 (n,): index of the node's GPU model in ``model_names``, -1 for none."""
+        lookup = {m: k for k, m in enumerate(self.model_names)}
+        return np.array(
+            [lookup.get(n.gpu_model, -1) if n.gpus and n.gpu_model else -1 for n in self.nodes], dtype=np.int64
+        )
+
+    @cached_property
+    def max_gpus(self) -> int:
+        return int(self.node_gpus.max()) if self.nodes else 0
+
+    # Job views (m = number of jobs) ----------------------------------------------------------
+    @cached_property
+    def demand(self) -> np.ndarray:
+        """int64 (m, 3): per-replica cpu, memory, GPU milli."""
+        out = np.zeros((len(self.jobs), 3), dtype=np.int64)
+        for i, j in enumerate(self.jobs):
+            out[i] = (j.cpu, j.memory, j.gpu_demand)
+        return out
+
+    @cached_property
+    def job_gpus(self) -> np.ndarray:
+        """int64 (m,): whole GPUs per replica."""
+        return np.array([j.gpus for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_share(self) -> np.ndarray:
+        """int64 (m,): milli-GPU share of one GPU per replica (0 unless sharing)."""
+        return np.array([j.gpu_milli for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_gpu_memory(self) -> np.ndarray:
+        return np.array([j.gpu_memory for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_replicas(self) -> np.ndarray:
+        return np.array([j.replicas for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_min_replicas(self) -> np.ndarray:
+        return np.array([j.min_replicas for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_priority(self) -> np.ndarray:
+        return np.array([j.priority for j in self.jobs], dtype=np.int64)
+
+    @cached_property
+    def job_arrival(self) -> np.ndarray:
+        return np.array([j.arrival for j in self.jobs], dtype=np.float64)
+
+    @cached_property
+    def job_duration(self) -> np.ndarray:
+        """float64 (m,): estimated duration, NaN when unknown."""
+        return np.array([np.nan if j.duration is None else j.duration for j in self.jobs], dtype=np.float64)
+
+    @cached_property
+    def priority_weight(self) -> np.ndarray:
+        """int64 (m,): ``priority_base ** rank(priority)``, rank among distinct levels."""
+        if not self.jobs:
+            return np.zeros(0, dtype=np.int64)
+        levels, rank = np.unique(self.job_priority, return_inverse=True)
+        base = self.weights.priority_base
+        if base > 1 and len(levels) > 1 and (len(levels) - 1) * np.log10(base) > 9:
+            raise ProblemError(
+                "weights.priority_base",
+                base,
+                f"is too large for {len(levels)} priority levels (weights overflow); use a smaller base or lexicographic mode",
+            )
+        weights: np.ndarray = (np.int64(base) ** rank.astype(np.int64)).astype(np.int64)
+        return weights
+
+    @cached_property
+    def replica_value(self) -> np.ndarray:
+        """int64 (m,): objective value of one placed replica of each job."""
+        gpu = self.demand[:, GPU]
+        value: np.ndarray = np.where(gpu > 0, gpu, self.weights.cpu_only_value) * self.priority_weight
+        return value
+
+    # Eligibility -----------------------------------------------------------------------------
+    def allowed_nodes(self, job: int | str) -> np.ndarray:
+        """bool (n,): nodes that pass the job's GPU-model and node-selector constraints."""
+        j = self.job_index[job] if isinstance(job, str) else job
+        spec = self.jobs[j]
+        key = (tuple(sorted(spec.gpu_models)) if spec.gpu_demand else (), tuple(sorted(spec.node_selector.items())))
+        cache = self._allowed_cache
+        if key not in cache:
+            mask = np.ones(len(self.nodes), dtype=bool)
+            if key[0]:
+                wanted = [k for k, m in enumerate(self.model_names) if m in spec.gpu_models]
+                mask &= np.isin(self.node_model, wanted)
+            for label, value in key[1]:
+                mask &= np.array([n.labels.get(label) == value for n in self.nodes], dtype=bool)
+            cache[key] = mask
+        return cache[key]
+
+    @cached_property
+    def _allowed_cache(self) -> dict[Any, np.ndarray]:
+        return {}
+
+    def fits_empty(self, job: int | str) -> np.ndarray:
+        """bool (n,): nodes that could host one replica of the job if they were empty."""
+        j = self.job_index[job] if isinstance(job, str) else job
+        spec = self.jobs[j]
+        cap = self.capacity
+        ok = self.allowed_nodes(j) & (cap[:, CPU] >= spec.cpu) & (cap[:, MEMORY] >= spec.memory)
+        if spec.gpus_used:
+            ok &= self.node_gpus >= spec.gpus_used
+            if spec.gpu_memory:
+                ok &= self.node_gpu_memory >= spec.gpu_memory
+        return ok
+
+    def hostable(self, job: int | str) -> bool:
+        """Whether the whole job (``min_replicas`` replicas, its rules) fits the empty cluster."""
+        j = self.job_index[job] if isinstance(job, str) else job
+        spec = self.jobs[j]
+        ok = self.fits_empty(j)
+        need = spec.min_replicas or 1
+        if spec.placement.value == "single-node":
+            cap = self.capacity[ok]
+            per = np.full(len(cap), need, dtype=np.int64)
+            if spec.cpu:
+                per = np.minimum(per, cap[:, CPU] // spec.cpu)
+            if spec.memory:
+                per = np.minimum(per, cap[:, MEMORY] // spec.memory)
+            if spec.gpus:
+                per = np.minimum(per, self.node_gpus[ok] // spec.gpus)
+            elif spec.gpu_milli:
+                per = np.minimum(per, self.node_gpus[ok] * (1000 // spec.gpu_milli))
+            return bool((per >= need).any())
+        if spec.placement.value == "spread":
+            return int(ok.sum()) >= need
+        return bool(ok.any())
+
+    def describe(self) -> dict[str, Any]:
+        """Counts for logs and summaries."""
+        return {
+            "nodes": len(self.nodes),
+            "gpus": int(self.node_gpus.sum()),
+            "jobs": len(self.jobs),
+            "replicas": int(self.job_replicas.sum()) if self.jobs else 0,
+            "gpu_milli_requested": int((self.demand[:, GPU] * self.job_replicas).sum()) if self.jobs else 0,
+            "running": len(self.running_jobs),
+        }
+
+
+def _tuple_of(field_name: str, items: Any, kind: type) -> tuple[Any, ...]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ProblemError(field_name, items, f"is not a list of {kind.__name__}")
+    out = tuple(items)
+    for i, item in enumerate(out):
+        if not isinstance(item, kind):
+            raise ProblemError(f"{field_name}[{i}]", item, f"is not a {kind.__name__}")
+    return out
+
+
+def _unique(field_name: str, items: tuple[Any, ...]) -> None:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise ProblemError(f"{field_name}[{i}].name", item.name, f"duplicates {field_name}[{seen[item.name]}]")
+        seen[item.name] = i

@@ -1,0 +1,102 @@
+"""Free capacity of every node and GPU as numpy arrays: the working state of the fast engines.
+
+Unlike the rest of the core this object is mutable: heuristics and the simulator place and release
+replicas on it many thousands of times. ``verify`` does not use it (it recounts independently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optalloc.core.allocation import Allocation, Placement
+from optalloc.core.job import MILLI
+from optalloc.core.problem import CPU, MEMORY, Problem
+
+
+@dataclass
+class ClusterState:
+    """Free resources: ``cpu`` and ``memory`` (n,), ``gpu`` (n, G) free milli per GPU slot.
+
+    Slots beyond a node's GPU count hold -1 so that no demand ever fits them. ``gpu_mem`` (n, G)
+    is the free GPU memory per GPU (MiB) for nodes that state it.
+    """
+
+    problem: Problem
+    cpu: np.ndarray
+    memory: np.ndarray
+    gpu: np.ndarray
+    gpu_mem: np.ndarray
+
+    @classmethod
+    def empty(cls, problem: Problem) -> ClusterState:
+        n, g = len(problem.nodes), max(problem.max_gpus, 1)
+        slots = np.arange(g)[None, :] < problem.node_gpus[:, None]
+        gpu = np.where(slots, MILLI, -1).astype(np.int64)
+        gpu_mem = np.where(slots, problem.node_gpu_memory[:, None], 0).astype(np.int64)
+        return cls(
+            problem,
+            problem.capacity[:, CPU].copy() if n else np.zeros(0, np.int64),
+            problem.capacity[:, MEMORY].copy() if n else np.zeros(0, np.int64),
+            gpu,
+            gpu_mem,
+        )
+
+    @classmethod
+    def of(cls, problem: Problem, allocation: Allocation | None = None) -> ClusterState:
+        """The state after ``allocation`` (default: the problem's current allocation)."""
+        state = cls.empty(problem)
+        alloc = problem.current if allocation is None else allocation
+        if alloc is not None:
+            for p in alloc.placements:
+                state.apply(p, sign=-1)
+        return state
+
+    def copy(self) -> ClusterState:
+        return ClusterState(self.problem, self.cpu.copy(), self.memory.copy(), self.gpu.copy(), self.gpu_mem.copy())
+
+    # Bookkeeping ---------------------------------------------------------------------------
+    def apply(self, placement: Placement, sign: int = -1) -> None:
+        """Take (sign=-1) or give back (sign=+1) what ``placement`` uses."""
+        n = self.problem.node_index[placement.node]
+        j = self.problem.job_index[placement.job]
+        job = self.problem.jobs[j]
+        self.cpu[n] += sign * job.cpu
+        self.memory[n] += sign * job.memory
+        for g in placement.gpus:
+            self.gpu[n, g] += sign * placement.gpu_milli
+            self.gpu_mem[n, g] += sign * job.gpu_memory
+
+    def take(self, job: int, node: int, gpus: tuple[int, ...], replica: int = 0) -> Placement:
+        """Place replica ``replica`` of job index ``job`` on node index ``node`` using GPU slots ``gpus``."""
+        spec = self.problem.jobs[job]
+        self.cpu[node] -= spec.cpu
+        self.memory[node] -= spec.memory
+        milli = spec.per_gpu_milli
+        for g in gpus:
+            self.gpu[node, g] -= milli
+            self.gpu_mem[node, g] -= spec.gpu_memory
+        return Placement(spec.name, replica, self.problem.nodes[node].name, tuple(int(g) for g in gpus), milli)
+
+    # Vectorised queries --------------------------------------------------------------------
+    def gpu_ok(self, job: int) -> np.ndarray:
+        """bool (n, G): GPU slots that could take one of the job's GPUs now."""
+        spec = self.problem.jobs[job]
+        ok = self.gpu >= spec.per_gpu_milli
+        if spec.gpu_memory:
+            ok &= self.gpu_mem >= spec.gpu_memory
+        return ok
+
+    def fits(self, job: int) -> np.ndarray:
+        """bool (n,): nodes where one more replica of ``job`` fits now (rules and capacity)."""
+        spec = self.problem.jobs[job]
+        ok = self.problem.allowed_nodes(job) & (self.cpu >= spec.cpu) & (self.memory >= spec.memory)
+        if spec.gpus_used:
+            ok &= self.gpu_ok(job).sum(axis=1) >= spec.gpus_used
+        return ok
+
+    def free_gpu_milli(self) -> np.ndarray:
+        """int64 (n,): free milli-GPU per node."""
+        free: np.ndarray = np.where(self.gpu > 0, self.gpu, 0).sum(axis=1)
+        return free

@@ -1,0 +1,243 @@
+"""verify(problem, allocation): every violated rule, each naming job, node and resource.
+
+Written on purpose without the engines' code (no numpy state, no shared helpers beyond the data
+model), so that a bug in an engine cannot hide behind the same bug here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from optalloc.core.allocation import Allocation
+from optalloc.core.job import MILLI, PlacementRule
+from optalloc.core.problem import Problem
+
+
+class Kind(StrEnum):
+    """The kinds of violation verify reports."""
+
+    UNKNOWN_JOB = "unknown job"
+    UNKNOWN_NODE = "unknown node"
+    REPLICA_RANGE = "replica out of range"
+    DUPLICATE_REPLICA = "duplicate replica"
+    DUPLICATE_UNPLACED = "duplicate unplaced"
+    PLACED_AND_UNPLACED = "placed and unplaced"
+    MISSING_JOB = "job neither placed nor unplaced"
+    CPU = "cpu capacity"
+    MEMORY = "memory capacity"
+    GPU_INDEX = "gpu index out of range"
+    GPU_SHAPE = "gpu request mismatch"
+    GPU_EXCLUSIVE = "whole gpu not exclusive"
+    GPU_SHARE = "gpu share sum over 1000"
+    GPU_MEMORY = "gpu memory"
+    GPU_MODEL = "gpu model not allowed"
+    NODE_SELECTOR = "node selector not matched"
+    GANG = "gang incomplete"
+    SINGLE_NODE = "single-node job spans nodes"
+    SPREAD = "spread job shares a node"
+    NOT_PREEMPTIBLE = "non-preemptible job moved or stopped"
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: Kind
+    message: str
+    job: str | None = None
+    node: str | None = None
+    resource: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}: {self.message}"
+
+
+def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
+    """Every violation of ``allocation`` against ``problem``; an empty list means valid."""
+    out: list[Violation] = []
+    jobs = {j.name: j for j in problem.jobs}
+    nodes = {n.name: n for n in problem.nodes}
+
+    cpu: dict[str, int] = defaultdict(int)
+    mem: dict[str, int] = defaultdict(int)
+    gpu_whole: dict[tuple[str, int], list[str]] = defaultdict(list)
+    gpu_share: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+    gpu_mem: dict[tuple[str, int], int] = defaultdict(int)
+    replicas_seen: dict[str, Counter[int]] = defaultdict(Counter)
+    nodes_of: dict[str, list[str]] = defaultdict(list)
+
+    for p in allocation.placements:
+        job, node = jobs.get(p.job), nodes.get(p.node)
+        if job is None:
+            out.append(
+                Violation(
+                    Kind.UNKNOWN_JOB, f"placement names job {p.job!r}, which the problem does not have", p.job, p.node
+                )
+            )
+            continue
+        if node is None:
+            out.append(
+                Violation(
+                    Kind.UNKNOWN_NODE,
+                    f"job {p.job!r} is placed on node {p.node!r}, which the problem does not have",
+                    p.job,
+                    p.node,
+                )
+            )
+            continue
+        where = f"job {p.job!r} replica {p.replica} on node {p.node!r}"
+        if not 0 <= p.replica < job.replicas:
+            out.append(
+                Violation(Kind.REPLICA_RANGE, f"{where}: replica index not in 0..{job.replicas - 1}", p.job, p.node)
+            )
+        replicas_seen[p.job][p.replica] += 1
+        nodes_of[p.job].append(p.node)
+        cpu[p.node] += job.cpu
+        mem[p.node] += job.memory
+
+        # The GPUs this replica holds must match what it asked for.
+        want = job.gpus_used
+        if len(p.gpus) != want or len(set(p.gpus)) != len(p.gpus) or p.gpu_milli != job.per_gpu_milli:
+            out.append(
+                Violation(
+                    Kind.GPU_SHAPE,
+                    f"{where}: holds GPUs {list(p.gpus)} at {p.gpu_milli} milli each, "
+                    f"asked for {want} GPU(s) at {job.per_gpu_milli} milli",
+                    p.job,
+                    p.node,
+                    "gpu",
+                )
+            )
+        for g in p.gpus:
+            if not 0 <= g < node.gpus:
+                out.append(
+                    Violation(Kind.GPU_INDEX, f"{where}: GPU index {g} not in 0..{node.gpus - 1}", p.job, p.node, "gpu")
+                )
+                continue
+            if job.gpus:
+                gpu_whole[(p.node, g)].append(p.job)
+            elif job.gpu_milli:
+                gpu_share[(p.node, g)].append((p.job, job.gpu_milli))
+            if job.gpu_memory:
+                gpu_mem[(p.node, g)] += job.gpu_memory
+        if want and job.gpu_models and node.gpu_model not in job.gpu_models:
+            allowed = ", ".join(sorted(job.gpu_models))
+            out.append(
+                Violation(
+                    Kind.GPU_MODEL,
+                    f"{where}: GPU model {node.gpu_model!r} not in {{{allowed}}}",
+                    p.job,
+                    p.node,
+                    "gpu_model",
+                )
+            )
+        for label, value in job.node_selector.items():
+            if node.labels.get(label) != value:
+                out.append(
+                    Violation(
+                        Kind.NODE_SELECTOR,
+                        f"{where}: label {label}={node.labels.get(label)!r}, selector wants {value!r}",
+                        p.job,
+                        p.node,
+                        "labels",
+                    )
+                )
+
+    # Capacity per node and per GPU.
+    for name in cpu:
+        node = nodes[name]
+        if cpu[name] > node.cpu:
+            out.append(
+                Violation(
+                    Kind.CPU, f"node {name!r}: {cpu[name]} milli-CPU placed, capacity {node.cpu}", None, name, "cpu"
+                )
+            )
+        if mem[name] > node.memory:
+            out.append(
+                Violation(
+                    Kind.MEMORY, f"node {name!r}: {mem[name]} MiB placed, capacity {node.memory}", None, name, "memory"
+                )
+            )
+    for (name, g), holders in gpu_whole.items():
+        sharers = gpu_share.get((name, g), [])
+        if len(holders) > 1 or sharers:
+            who = sorted(set(holders) | {j for j, _ in sharers})
+            out.append(
+                Violation(
+                    Kind.GPU_EXCLUSIVE,
+                    f"node {name!r} GPU {g}: whole GPU held with others {who}",
+                    holders[0],
+                    name,
+                    "gpu",
+                )
+            )
+    for (name, g), sharers in gpu_share.items():
+        total = sum(m for _, m in sharers)
+        if total > MILLI:
+            out.append(
+                Violation(
+                    Kind.GPU_SHARE, f"node {name!r} GPU {g}: shares sum to {total} milli", sharers[0][0], name, "gpu"
+                )
+            )
+    for (name, g), used in gpu_mem.items():
+        cap = nodes[name].gpu_memory
+        if used > cap:
+            out.append(
+                Violation(
+                    Kind.GPU_MEMORY,
+                    f"node {name!r} GPU {g}: {used} MiB GPU memory placed, capacity {cap}",
+                    None,
+                    name,
+                    "gpu_memory",
+                )
+            )
+
+    # Per job: duplicates, gangs, spread rules, and every job accounted for.
+    unplaced = Counter(u.job for u in allocation.unplaced)
+    for name, count in unplaced.items():
+        if name not in jobs:
+            out.append(
+                Violation(Kind.UNKNOWN_JOB, f"unplaced list names job {name!r}, which the problem does not have", name)
+            )
+        if count > 1:
+            out.append(Violation(Kind.DUPLICATE_UNPLACED, f"job {name!r} is listed {count} times as unplaced", name))
+    for name, seen in replicas_seen.items():
+        job = jobs[name]
+        for replica, count in seen.items():
+            if count > 1:
+                out.append(
+                    Violation(Kind.DUPLICATE_REPLICA, f"job {name!r} replica {replica} is placed {count} times", name)
+                )
+        placed, need = len(seen), job.min_replicas or job.replicas
+        if placed < need:
+            out.append(Violation(Kind.GANG, f"job {name!r}: {placed} of {need} required replicas placed", name))
+        hosts = set(nodes_of[name])
+        if job.placement is PlacementRule.SINGLE_NODE and len(hosts) > 1:
+            out.append(Violation(Kind.SINGLE_NODE, f"job {name!r} spans nodes {sorted(hosts)}", name))
+        if job.placement is PlacementRule.SPREAD and len(hosts) < len(nodes_of[name]):
+            out.append(
+                Violation(Kind.SPREAD, f"job {name!r} has {len(nodes_of[name])} replicas on {len(hosts)} nodes", name)
+            )
+        if name in unplaced:
+            out.append(Violation(Kind.PLACED_AND_UNPLACED, f"job {name!r} is both placed and listed as unplaced", name))
+    for name in jobs:
+        if name not in replicas_seen and name not in unplaced:
+            out.append(Violation(Kind.MISSING_JOB, f"job {name!r} is neither placed nor listed as unplaced", name))
+
+    # Running jobs that may not be preempted stay exactly where they run.
+    if problem.current is not None:
+        before = problem.current.by_job()
+        now = allocation.by_job()
+        for name, places in before.items():
+            job = jobs.get(name)
+            if job is None or job.preemptible:
+                continue
+            if Counter(p.node for p in now.get(name, [])) != Counter(p.node for p in places):
+                out.append(
+                    Violation(
+                        Kind.NOT_PREEMPTIBLE,
+                        f"job {name!r} runs on {sorted(p.node for p in places)} and may not be moved or stopped",
+                        name,
+                    )
+                )
+    return out
