@@ -1,0 +1,144 @@
+"""One entry point: ``solve(problem, method=..., ...)`` over a registry of engines.
+
+Engines are registered by name (a heuristic per placement rule, the exact models, the portfolio);
+an unknown name raises :class:`MethodUnavailable` listing the valid ones, and an engine whose optional
+dependency is missing says so instead of failing at import. Every answer is verified before it is
+returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from optalloc.core import Allocation, MethodUnavailable, Problem, ProblemError, SolverError, verify
+from optalloc.core.options import SolveOptions
+
+log = logging.getLogger(__name__)
+
+Engine = Callable[[Problem, SolveOptions], Allocation]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered engine: ``run(problem, options) -> Allocation``."""
+
+    name: str
+    run: Engine
+    kind: str  # "heuristic", "exact", "bound" or "portfolio"
+    description: str
+    requires: tuple[str, ...] = ()  # importable modules it needs
+
+    def available(self) -> bool:
+        """Whether the optional modules it needs import (tried, not assumed)."""
+        for module in self.requires:
+            try:
+                __import__(module)
+            except ImportError:
+                return False
+        return True
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method, *, replace: bool = False) -> Method:
+    """Add an engine to the registry (a user's own engine too); names are unique."""
+    if method.name in _registry() and not replace:
+        raise ValueError(f"method {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def methods(kind: str | None = None, *, available_only: bool = False) -> list[Method]:
+    """Registered engines, optionally of one kind, in registration order."""
+    out = [m for m in _registry().values() if kind is None or m.kind == kind]
+    return [m for m in out if m.available()] if available_only else out
+
+
+def get_method(name: str) -> Method:
+    registry = _registry()
+    if name not in registry:
+        valid = ", ".join(registry)
+        raise MethodUnavailable(f"unknown method {name!r}; valid methods: {valid}")
+    method = registry[name]
+    if not method.available():
+        raise MethodUnavailable(f"method {name!r} needs {', '.join(method.requires)}, which is not installed")
+    return method
+
+
+def solve(
+    problem: Problem,
+    method: str = "auto",
+    *,
+    previous: Allocation | None = None,
+    options: SolveOptions | None = None,
+    **option_values: Any,
+) -> Allocation:
+    """Allocate ``problem`` with ``method`` and return a verified :class:`Allocation`.
+
+    Options are :class:`SolveOptions` fields, given one by one (``time_limit=1.0, seed=7``) or as
+    ``options=``. ``previous``: an allocation already decided (a rolling batch): its placements are
+    kept as they are, unless ``allow_migration=True``, and the other jobs are placed around them.
+    """
+    if not isinstance(problem, Problem):
+        raise ProblemError("problem", type(problem).__name__, "is not a Problem")
+    opts = options if options is not None else SolveOptions()
+    if option_values:
+        opts = SolveOptions.from_dict({**opts.to_dict(), **option_values})
+    engine = get_method(method)
+    if previous is not None:
+        problem = with_previous(problem, previous)
+    start = time.perf_counter()
+    answer = engine.run(problem, opts)
+    wall = time.perf_counter() - start
+    if not answer.wall_time:
+        answer = answer.replace(wall_time=wall)
+    if opts.verify:
+        violations = verify(problem, answer)
+        if violations:
+            shown = "; ".join(str(v) for v in violations[:5])
+            raise SolverError(
+                f"method {answer.method or method!r} returned an invalid allocation ({len(violations)} violations): {shown}"
+            )
+    log.debug("solve %s: %s in %.3fs", answer.method, answer.status.value, answer.wall_time)
+    return answer
+
+
+def with_previous(problem: Problem, previous: Allocation) -> Problem:
+    """``problem`` whose current allocation also holds ``previous``'s placements."""
+    placements = list(problem.current.placements) if problem.current is not None else []
+    held = {p.job for p in placements}
+    placements += [p for p in previous.placements if p.job not in held]
+    return problem.replace(current=Allocation(tuple(placements), method="previous", status="feasible"))
+
+
+def _registry() -> dict[str, Method]:
+    if not _REGISTRY:
+        _register_builtins()
+    return _REGISTRY
+
+
+def _register_builtins() -> None:
+    from optalloc import heuristics
+
+    for rule in heuristics.RULES:
+        _REGISTRY[rule] = Method(
+            rule,
+            _heuristic(rule),
+            "heuristic",
+            heuristics.describe(rule),
+        )
+
+
+def _heuristic(rule: str) -> Engine:
+    def run(problem: Problem, options: SolveOptions) -> Allocation:
+        from optalloc import heuristics
+
+        return heuristics.allocate(problem, rule=rule, order=options.order, seed=options.seed, round=options.round)
+
+    run.__name__ = f"run_{rule.replace('-', '_')}"
+    return run
