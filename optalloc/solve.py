@@ -125,13 +125,34 @@ def _registry() -> dict[str, Method]:
 def _register_builtins() -> None:
     from optalloc import heuristics
 
+    exact = [
+        Method(
+            "auto",
+            _auto,
+            "portfolio",
+            "best heuristic as a warm start, then CP-SAT; the better answer, never worse than the heuristic",
+        ),
+        Method(
+            "cpsat",
+            _exact("cpsat"),
+            "exact",
+            "compressed integer program solved by OR-Tools CP-SAT, with a proven bound",
+        ),
+        Method("milp", _exact("cbc"), "exact", "the same program through PuLP and CBC (cross-check)"),
+        Method(
+            "milp-highs", _exact("highs"), "exact", "the same program through PuLP and HiGHS", requires=("highspy",)
+        ),
+        Method(
+            "lp-bound",
+            _lp_bound,
+            "bound",
+            "best-fit answer with the LP-relaxation ceiling as its bound (gap of the heuristic)",
+        ),
+    ]
+    for method in exact:
+        _REGISTRY[method.name] = method
     for rule in heuristics.RULES:
-        _REGISTRY[rule] = Method(
-            rule,
-            _heuristic(rule),
-            "heuristic",
-            heuristics.describe(rule),
-        )
+        _REGISTRY[rule] = Method(rule, _heuristic(rule), "heuristic", heuristics.describe(rule))
 
 
 def _heuristic(rule: str) -> Engine:
@@ -142,3 +163,92 @@ def _heuristic(rule: str) -> Engine:
 
     run.__name__ = f"run_{rule.replace('-', '_')}"
     return run
+
+
+# Exact engines and the portfolio -------------------------------------------------------------
+_FILL_RULE = "best-fit"
+
+
+def _fill(problem: Problem, answer: Allocation, options: SolveOptions) -> Allocation:
+    """Place what the exact answer left out but still fits (decoding losses), with a fast heuristic."""
+    from optalloc import heuristics
+    from optalloc.core import ClusterState, Reason, Unplaced, evaluate
+
+    todo = [u for u in answer.unplaced if u.reason == Reason.INSUFFICIENT_CAPACITY]
+    if not todo:
+        return answer
+    state = ClusterState.of(problem, answer)
+    placer = heuristics.Placer(problem, _FILL_RULE, seed=options.seed, state=state)
+    added: list = []
+    still: list[Unplaced] = [u for u in answer.unplaced if u.reason != Reason.INSUFFICIENT_CAPACITY]
+    value = problem.replica_value
+    for u in sorted(todo, key=lambda u: -int(value[problem.job_index[u.job]])):
+        got = placer.place(problem.job_index[u.job])
+        if got is None:
+            still.append(u)
+        else:
+            added.extend(got)
+    if not added:
+        return answer
+    filled = answer.replace(placements=answer.placements + tuple(added), unplaced=tuple(still))
+    score = evaluate(problem, filled)
+    total = score.primary if problem.weights.lexicographic else score.total
+    if answer.objective is not None and total <= answer.objective:
+        return answer
+    stats = {**answer.stats, "filled_by": _FILL_RULE, "filled_replicas": len(added)}
+    bound = answer.bound if answer.bound is None else max(answer.bound, float(total))
+    return filled.replace(objective=float(total), bound=bound, stats=stats)
+
+
+def _exact(backend: str) -> Engine:
+    def run(problem: Problem, options: SolveOptions) -> Allocation:
+        from optalloc.models import solve_exact
+
+        answer = solve_exact(problem, options, backend=backend)  # type: ignore[arg-type]
+        return _fill(problem, answer, options) if answer.status.has_solution else answer
+
+    run.__name__ = f"run_{backend}"
+    return run
+
+
+def _best_heuristic(problem: Problem, options: SolveOptions) -> Allocation:
+    """The better of best-fit in the caller's order and in largest-demand-first order."""
+    from optalloc import heuristics
+
+    orders = dict.fromkeys([options.order, "largest-demand-first"])
+    answers = [
+        heuristics.allocate(problem, rule=_FILL_RULE, order=o, seed=options.seed, round=options.round) for o in orders
+    ]
+    return max(answers, key=lambda a: a.objective if a.objective is not None else float("-inf"))
+
+
+def _auto(problem: Problem, options: SolveOptions) -> Allocation:
+    from optalloc.models import solve_exact
+
+    start = time.perf_counter()
+    warm = _best_heuristic(problem, options)
+    spent = time.perf_counter() - start
+    remaining = None if options.time_limit is None else options.time_limit - spent
+    if remaining is not None and remaining < 0.05:
+        return warm.replace(stats={**warm.stats, "portfolio": "no time left for CP-SAT"})
+    exact = solve_exact(problem, options.replace(time_limit=remaining), backend="cpsat", hint=warm)
+    if exact.status.has_solution:
+        exact = _fill(problem, exact, options)
+    portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
+    if not exact.status.has_solution or (exact.objective or 0) < (warm.objective or 0):
+        # CP-SAT found nothing better in time: the heuristic answer, with CP-SAT's bound when it has one.
+        bound = (
+            exact.bound
+            if exact.bound is not None and warm.objective is not None and exact.bound >= warm.objective
+            else None
+        )
+        return warm.replace(bound=bound, stats={**warm.stats, **portfolio, "cpsat_status": exact.status.value})
+    return exact.replace(stats={**exact.stats, **portfolio})
+
+
+def _lp_bound(problem: Problem, options: SolveOptions) -> Allocation:
+    from optalloc.models.lp_bound import lp_bound
+
+    warm = _best_heuristic(problem, options)
+    bound = lp_bound(problem, options)
+    return warm.replace(bound=max(bound, warm.objective or 0.0), stats={**warm.stats, "bound": "lp-relaxation"})

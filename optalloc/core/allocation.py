@@ -107,7 +107,7 @@ class Changes:
 
     starts: tuple[str, ...]  # placed now, not before
     stops: tuple[str, ...]  # placed before, not now
-    migrations: tuple[str, ...]  # placed in both, on a different multiset of nodes
+    migrations: tuple[str, ...]  # placed in both, on different nodes or GPUs
     moved_replicas: int  # replicas that changed node
 
     def __bool__(self) -> bool:
@@ -176,14 +176,17 @@ class Allocation:
 
     # Comparisons ----------------------------------------------------------------------------
     def diff(self, before: Allocation) -> Changes:
-        """Changes from ``before`` to this allocation: starts, stops and migrations."""
+        """Changes from ``before`` to this allocation: starts, stops and migrations.
+
+        A replica counts as moved when its node or its GPU indices change (either means a restart).
+        """
         now, then = self.by_job(), before.by_job()
         starts = tuple(j for j in now if j not in then)
         stops = tuple(j for j in then if j not in now)
         migrations, moved = [], 0
         for job in now.keys() & then.keys():
-            a = Counter(p.node for p in now[job])
-            b = Counter(p.node for p in then[job])
+            a = Counter((p.node, tuple(sorted(p.gpus))) for p in now[job])
+            b = Counter((p.node, tuple(sorted(p.gpus))) for p in then[job])
             if a != b:
                 migrations.append(job)
                 moved += sum((b - a).values())

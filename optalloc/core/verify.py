@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 
-from optalloc.core.allocation import Allocation
+from optalloc.core.allocation import Allocation, Placement
 from optalloc.core.job import MILLI, PlacementRule
 from optalloc.core.problem import Problem
 
@@ -232,12 +232,17 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
             job = jobs.get(name)
             if job is None or job.preemptible:
                 continue
-            if Counter(p.node for p in now.get(name, [])) != Counter(p.node for p in places):
+            if _where(now.get(name, [])) != _where(places):
                 out.append(
                     Violation(
                         Kind.NOT_PREEMPTIBLE,
-                        f"job {name!r} runs on {sorted(p.node for p in places)} and may not be moved or stopped",
+                        f"job {name!r} runs on {sorted(p.node for p in places)} and may not be moved, rebound to other GPUs or stopped",
                         name,
                     )
                 )
     return out
+
+
+def _where(places: list[Placement]) -> Counter[tuple[str, tuple[int, ...]]]:
+    """Where the replicas of a job run: node and GPU indices, as a multiset."""
+    return Counter((p.node, tuple(sorted(p.gpus))) for p in places)

@@ -1,0 +1,158 @@
+"""solve_exact: compress, build the program, solve it with a backend, decode, and report the gap."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import numpy as np
+
+from optalloc.core import Allocation, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.core.options import SolveOptions
+from optalloc.models.classes import compress
+from optalloc.models.decode import decode
+from optalloc.models.formulation import build, encode
+from optalloc.models.lp_bound import relax
+from optalloc.models.rounding import round_solution
+from optalloc.models.run import ProgramRun
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["cpsat", "cbc", "highs"]
+
+#: Programs with at least this many variables get the rounded LP relaxation as a warm start.
+LP_GUIDE_VARS = 2000
+
+#: Up to this many nodes the program keeps one type per node, which makes it exact per node.
+EXACT_NODE_LIMIT = 24
+
+
+def solve_exact(
+    problem: Problem,
+    options: SolveOptions,
+    *,
+    backend: Backend = "cpsat",
+    hint: Allocation | None = None,
+    group_nodes: bool | None = None,
+) -> Allocation:
+    """The allocation found by an exact backend on the compressed program, with its bound and gap.
+
+    ``group_nodes`` (default: only above ``EXACT_NODE_LIMIT`` nodes) groups identical nodes into types;
+    the program is then a relaxation solved over counts and decoded node by node, and the answer is
+    ``optimal`` only when decoding loses nothing. ``hint``: a heuristic allocation to start from.
+    """
+    start = time.perf_counter()
+    group = len(problem.nodes) > EXACT_NODE_LIMIT if group_nodes is None else group_nodes
+    comp = compress(problem, allow_migration=options.allow_migration, group_nodes=group)
+    overloaded = _overloaded(comp)
+    if overloaded:
+        # What must stay where it runs no longer fits (a node shrank or was over-committed).
+        method = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}[backend]
+        unplaced = tuple(
+            Unplaced(j.name, Reason.INSUFFICIENT_CAPACITY, "fixed jobs overload their nodes")
+            for j in problem.jobs
+            if j.name not in comp.fixed.placed_jobs
+        )
+        return Allocation(
+            comp.fixed.placements,
+            unplaced,
+            method=method,
+            status=Status.INFEASIBLE,
+            wall_time=time.perf_counter() - start,
+            stats={"overloaded_nodes": overloaded},
+        )
+    form = build(comp)
+    lexicographic = problem.weights.lexicographic
+    weights = {"primary": 1} if lexicographic else form.weights
+    # Warm starts: the caller's heuristic answer, and (large programs) the rounded LP relaxation,
+    # whose value is also a valid bound; CP-SAT starts from the better of the two.
+    hints = [encode(form, hint)] if hint is not None else []
+    lp_value = None
+    if backend == "cpsat" and form.program.num_vars >= LP_GUIDE_VARS:
+        lp = relax(form.program, weights, time_limit=options.time_limit)
+        if lp.values is not None:
+            lp_value = lp.bound
+            hints.append(round_solution(form, lp.values))
+    hint_values = max(hints, key=lambda v: form.program.value(v, weights)) if hints else None
+    prep = time.perf_counter() - start
+    remaining = None if options.time_limit is None else max(0.05, options.time_limit - prep)
+    run = _run_backend(backend, form, options, hint_values, lexicographic, remaining)
+    method = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}[backend]
+    stats = {
+        "backend": backend,
+        **comp.describe(),
+        **run.stats,
+        "prepare_time": round(prep, 4),
+        "lp_bound": lp_value,
+        "hint_objective": None if hint_values is None else form.program.value(hint_values, weights),
+        "program_objective": run.objective,
+        "first_solution_time": None if run.first_solution_time is None else run.first_solution_time + prep,
+        "progress": [(round(t + prep, 4), o, b) for t, o, b in run.progress],
+    }
+    if run.values is None:
+        # No solution in time (or none exists): what is fixed stays, the rest is undecided.
+        placements = comp.fixed.placements
+        fixed = comp.fixed.placed_jobs
+        reason = Reason.TIME_LIMIT if run.status is Status.UNKNOWN else Reason.INSUFFICIENT_CAPACITY
+        unplaced = tuple(Unplaced(j.name, reason) for j in problem.jobs if j.name not in fixed)
+        return Allocation(
+            placements,
+            unplaced,
+            method=method,
+            status=run.status,
+            bound=run.bound,
+            wall_time=time.perf_counter() - start,
+            stats=stats,
+        )
+    decoded = decode(form, run.values, method=method, status=run.status)
+    value = evaluate(problem, decoded.allocation)
+    objective = value.primary if lexicographic else value.total
+    bound = run.bound
+    if lp_value is not None:
+        bound = lp_value if bound is None else min(bound, lp_value)
+    exact = run.status is Status.OPTIMAL and run.objective is not None and np.isclose(objective, run.objective)
+    status = Status.OPTIMAL if exact or (bound is not None and np.isclose(objective, bound)) else Status.FEASIBLE
+    stats["decode_lost_replicas"] = decoded.lost_replicas
+    return decoded.allocation.replace(
+        status=status,
+        objective=float(objective),
+        bound=None if bound is None else float(max(bound, objective)),
+        wall_time=time.perf_counter() - start,
+        stats=stats,
+    )
+
+
+def _overloaded(comp) -> list[str]:  # type: ignore[no-untyped-def]
+    """Nodes whose fixed placements exceed their capacity in some resource."""
+    from optalloc.core import ClusterState
+
+    state = ClusterState.of(comp.problem, comp.fixed)
+    bad = (
+        (state.cpu < 0)
+        | (state.memory < 0)
+        | (state.gpu.min(axis=1, initial=0) < -1)
+        | (state.gpu_mem.min(axis=1, initial=0) < 0)
+    )
+    return [comp.problem.nodes[n].name for n in np.flatnonzero(bad)]
+
+
+def _run_backend(
+    backend: Backend,
+    form,  # type: ignore[no-untyped-def]
+    options: SolveOptions,
+    hint: np.ndarray | None,
+    lexicographic: bool,
+    time_limit: float | None,
+) -> ProgramRun:
+    if backend == "cpsat":
+        from optalloc.models import cpsat
+
+        return cpsat.solve_program(
+            form.program, form.weights, options, hint=hint, lexicographic=lexicographic, time_limit=time_limit
+        )
+    from optalloc.models import milp
+
+    return milp.solve_program(
+        form.program, form.weights, options, solver=backend, lexicographic=lexicographic, time_limit=time_limit
+    )

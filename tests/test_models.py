@@ -1,0 +1,160 @@
+"""The compressed integer program: exact on small problems, backends agree, warm starts are feasible."""
+
+import numpy as np
+import pytest
+
+from optalloc import Allocation, Job, MethodUnavailable, Node, ObjectiveWeights, Placement, Problem, Status, verify
+from optalloc.core import evaluate
+from optalloc.core.options import SolveOptions
+from optalloc.models import build, compress, encode, solve_exact
+from optalloc.models.lp_bound import lp_bound, relax
+from optalloc.models.rounding import round_solution
+from optalloc.solve import methods, solve
+
+
+def small_problem() -> Problem:
+    nodes = [Node(f"n{i}", cpu=16000, memory=64000, gpus=4, gpu_model="T4") for i in range(3)]
+    jobs = [
+        Job("a", cpu=2000, gpus=2),
+        Job("b", cpu=1000, gpu_milli=700),
+        Job("c", cpu=1000, gpu_milli=300),
+        Job("d", cpu=1000, gpu_milli=500, replicas=3),
+        Job("e", cpu=100, gpus=4, replicas=2),
+        Job("f", cpu=12000, gpus=1),
+        Job("g", cpu=99999),
+    ]
+    return Problem(nodes, jobs)
+
+
+def test_identical_nodes_become_one_type_and_identical_jobs_one_class():
+    nodes = [Node(f"n{i}", cpu=8000, memory=100, gpus=2, gpu_model="T4") for i in range(50)]
+    jobs = [Job(f"j{i}", cpu=1000, gpus=1) for i in range(200)] + [Job("s", gpu_milli=500)]
+    comp = compress(Problem(nodes, jobs))
+    assert len(comp.types) == 1 and comp.types[0].count == 50
+    assert sorted(c.count for c in comp.classes) == [1, 200]
+
+
+def test_running_jobs_split_node_types_by_free_capacity():
+    nodes = [Node(f"n{i}", cpu=8000, memory=100, gpus=2, gpu_model="T4") for i in range(4)]
+    jobs = [Job("r", cpu=1000, gpu_milli=300), Job("new", gpus=1)]
+    current = Allocation([Placement("r", 0, "n0", (1,), 300)])
+    comp = compress(Problem(nodes, jobs, current=current))
+    assert sorted(t.count for t in comp.types) == [1, 3]
+    partly = next(t for t in comp.types if t.count == 1)
+    assert partly.full_gpus == 1 and partly.partial == ((700, 0),)
+
+
+@pytest.mark.parametrize("backend", ["cpsat", "cbc", "highs"])
+def test_every_backend_finds_the_same_proven_optimum(backend):
+    problem = small_problem()
+    answer = solve_exact(problem, SolveOptions(time_limit=20, seed=1), backend=backend)
+    assert verify(problem, answer) == []
+    assert answer.status is Status.OPTIMAL
+    # a(2000)+b(700)+c(300)+e(8000)+f(1000) = 12000; e spans two nodes (-1 spread).
+    assert answer.objective == 11999
+    assert answer.bound == 11999
+    assert {u.job: u.reason for u in answer.unplaced}["g"] == "fits no node"
+
+
+def test_lp_bound_is_at_least_the_optimum():
+    problem = small_problem()
+    assert lp_bound(problem) >= 11999
+
+
+def test_heuristic_hint_and_rounded_lp_are_feasible_programs():
+    problem = small_problem()
+    form = build(compress(problem, group_nodes=True))
+    warm = solve(problem, "best-fit")
+    assert form.program.check(encode(form, warm)) == []
+    lp = relax(form.program, form.weights)
+    rounded = round_solution(form, lp.values)
+    assert form.program.check(rounded) == []
+    assert form.program.value(rounded, form.weights) <= lp.bound
+
+
+def test_grouped_program_is_a_relaxation_and_its_bound_holds():
+    rng = np.random.default_rng(3)
+    nodes = [Node(f"n{i}", cpu=32000, memory=256000, gpus=8, gpu_model="G2") for i in range(40)]
+    jobs = []
+    for i in range(300):
+        kind = rng.integers(3)
+        if kind == 0:
+            jobs.append(Job(f"w{i}", cpu=int(rng.integers(1, 8)) * 1000, gpus=int(rng.choice([1, 2, 4, 8]))))
+        elif kind == 1:
+            jobs.append(Job(f"s{i}", cpu=1000, gpu_milli=int(rng.choice([250, 500, 810]))))
+        else:
+            jobs.append(Job(f"c{i}", cpu=4000, memory=8000))
+    problem = Problem(nodes, jobs)
+    answer = solve(problem, "cpsat", time_limit=10, seed=0)
+    assert answer.bound is not None and answer.bound >= answer.objective
+    assert answer.gap is not None and answer.gap < 0.05
+    assert answer.objective >= solve(problem, "best-fit").objective
+
+
+def test_lexicographic_mode_reports_the_primary_value():
+    problem = small_problem().replace(weights=ObjectiveWeights(lexicographic=True))
+    answer = solve(problem, "cpsat", time_limit=20)
+    assert answer.objective == 12000 and answer.status is Status.OPTIMAL
+
+
+def test_priority_wins_capacity():
+    nodes = [Node("n", cpu=8000, memory=100, gpus=1, gpu_model="T4")]
+    jobs = [Job("low", gpus=1, priority=0, arrival=0), Job("high", gpus=1, priority=5, arrival=9)]
+    answer = solve(Problem(nodes, jobs), "cpsat", time_limit=10)
+    assert [p.job for p in answer.placements] == ["high"]
+
+
+def test_previous_allocation_is_kept_and_new_jobs_fill_around_it():
+    nodes = [Node(f"n{i}", cpu=8000, memory=100, gpus=2, gpu_model="T4") for i in range(2)]
+    jobs = [Job("old", gpus=1), Job("new1", gpus=2), Job("new2", gpus=1)]
+    problem = Problem(nodes, jobs)
+    previous = Allocation([Placement("old", 0, "n0", (0,), 1000)])
+    answer = solve(problem, "cpsat", previous=previous, time_limit=10)
+    assert Placement("old", 0, "n0", (0,), 1000) in answer.placements
+    assert {p.job for p in answer.placements} == {"old", "new1", "new2"}
+
+
+def test_migration_is_used_only_when_allowed():
+    nodes = [Node(f"n{i}", cpu=8000, memory=100, gpus=2, gpu_model="T4") for i in range(2)]
+    jobs = [Job("a", gpus=1), Job("b", gpus=1), Job("big", gpus=2)]
+    current = Allocation([Placement("a", 0, "n0", (0,), 1000), Placement("b", 0, "n1", (0,), 1000)])
+    problem = Problem(nodes, jobs, current=current)
+    stay = solve(problem, "cpsat", time_limit=10)
+    assert "big" in stay.unplaced_jobs
+    moved = solve(problem, "cpsat", time_limit=10, allow_migration=True)
+    assert moved.placed_jobs == {"a", "b", "big"}
+    assert moved.diff(current).moved_replicas == 1
+    assert evaluate(problem, moved).moved_replicas == 1
+
+
+def test_non_preemptible_jobs_that_no_longer_fit_make_the_problem_infeasible():
+    nodes = [Node("n0", cpu=1000, memory=100, gpus=1, gpu_model="T4")]
+    jobs = [Job("a", cpu=2000, gpus=1, preemptible=False)]
+    current = Allocation([Placement("a", 0, "n0", (0,), 1000)])
+    answer = solve(Problem(nodes, jobs, current=current), "cpsat", time_limit=5, verify=False)
+    assert answer.status is Status.INFEASIBLE
+
+
+def test_auto_names_the_engine_and_is_never_worse_than_the_heuristic():
+    problem = small_problem()
+    answer = solve(problem, "auto", time_limit=10)
+    assert answer.method in {"cpsat", "best-fit"}
+    assert answer.objective >= solve(problem, "best-fit").objective
+    assert answer.stats["heuristic"] == "best-fit"
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(MethodUnavailable, match="valid methods: auto, cpsat, milp"):
+        solve(small_problem(), "simplex")
+
+
+def test_registry_has_every_kind():
+    kinds = {m.kind for m in methods()}
+    assert {"portfolio", "exact", "bound", "heuristic"} <= kinds
+
+
+def test_deterministic_mode_repeats_itself():
+    problem = small_problem()
+    a = solve(problem, "cpsat", time_limit=5, deterministic=True, seed=3)
+    b = solve(problem, "cpsat", time_limit=5, deterministic=True, seed=3)
+    assert a.placements == b.placements
