@@ -24,6 +24,8 @@ from optalloc.core import (
     Violation,
     verify,
 )
+from optalloc.core.options import SolveOptions
+from optalloc.solve import Method, get_method, methods, register, solve
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,7 @@ __all__ = [
     "Allocation",
     "Changes",
     "Job",
+    "Method",
     "MethodUnavailable",
     "Node",
     "ObjectiveWeights",
@@ -40,11 +43,16 @@ __all__ = [
     "Problem",
     "ProblemError",
     "Reason",
+    "SolveOptions",
     "SolverError",
     "Status",
     "Summary",
     "Unplaced",
     "Violation",
     "__version__",
+    "get_method",
+    "methods",
+    "register",
+    "solve",
     "verify",
 ]

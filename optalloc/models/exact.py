@@ -24,6 +24,9 @@ Backend = Literal["cpsat", "cbc", "highs"]
 #: Programs with at least this many variables get the rounded LP relaxation as a warm start.
 LP_GUIDE_VARS = 2000
 
+#: Share of the time budget kept back for decoding the solver's answer into placements.
+DECODE_RESERVE = 0.1
+
 #: Up to this many nodes the program keeps one type per node, which makes it exact per node.
 EXACT_NODE_LIMIT = 24
 
@@ -76,7 +79,8 @@ def solve_exact(
             hints.append(round_solution(form, lp.values))
     hint_values = max(hints, key=lambda v: form.program.value(v, weights)) if hints else None
     prep = time.perf_counter() - start
-    remaining = None if options.time_limit is None else max(0.05, options.time_limit - prep)
+    # The solver gets what is left of the budget but a reserve for decoding (about a tenth).
+    remaining = None if options.time_limit is None else max(0.05, (options.time_limit - prep) * (1 - DECODE_RESERVE))
     run = _run_backend(backend, form, options, hint_values, lexicographic, remaining)
     method = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}[backend]
     stats = {

@@ -1,0 +1,312 @@
+"""The ``optalloc`` command line: import traces, plan allocations, verify them, compare methods.
+
+Bad input prints one line (``error: jobs[3].gpus: -1 is negative``) and exits with status 2;
+``verify`` exits 1 when the allocation breaks a rule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from optalloc import OptallocError, ProblemError, __version__
+from optalloc.cli import render, whatif
+
+app = typer.Typer(
+    name="optalloc",
+    help="Decide where deep-learning jobs run: GPUs (whole or shared), CPU and memory, exactly or fast.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Turn traces and CSV exports into an optalloc problem file.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _global(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+    ] = 0,
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# import ------------------------------------------------------------------------------------------
+@import_app.command("openb")
+def import_openb(
+    nodes: Annotated[Path, typer.Option("--nodes", help="openb node list CSV (sn,cpu_milli,memory_mib,gpu,model).")],
+    pods: Annotated[Path, typer.Option("--pods", help="openb pod list CSV.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Problem file to write (.json, .yaml).")],
+    gpu_nodes_only: Annotated[
+        bool, typer.Option("--gpu-nodes-only", help="Keep only nodes with GPUs (as the FGD simulator does).")
+    ] = False,
+) -> None:
+    """Import an Alibaba openb node list and pod list (the FGD paper's traces)."""
+    from optalloc.io import openb, write_problem
+
+    problem = openb.read_openb(nodes, pods, gpu_nodes_only=gpu_nodes_only)
+    write_problem(problem, out)
+    _wrote(out, problem)
+
+
+@import_app.command("gavel")
+def import_gavel(
+    trace: Annotated[Path, typer.Argument(help="Gavel job trace (7- or 10-field, tab-separated).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Problem file to write.")],
+    throughputs: Annotated[Path | None, typer.Option(help="simulation_throughputs.json, for durations.")] = None,
+    worker_type: Annotated[str, typer.Option(help="GPU type whose throughput gives the durations.")] = "v100",
+    cluster: Annotated[list[str] | None, typer.Option(help="GPUs per type, e.g. v100=500 (repeatable).")] = None,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per synthetic server.")] = 8,
+    gang: Annotated[
+        bool, typer.Option(help="Model a k-GPU job as k one-GPU replicas (a gang) instead of one replica.")
+    ] = False,
+) -> None:
+    """Import a Gavel (Philly-derived) job trace onto synthetic servers."""
+    from optalloc.io import gavel, write_problem
+
+    counts = _counts(cluster or ["v100=500"])
+    problem = gavel.gavel_problem(
+        trace, counts=counts, gpus_per_node=gpus_per_node, throughputs=throughputs, worker_type=worker_type, gang=gang
+    )
+    write_problem(problem, out)
+    _wrote(out, problem)
+
+
+@import_app.command("csv")
+def import_csv(
+    nodes: Annotated[Path, typer.Option("--nodes", help="Nodes CSV: columns are Node fields (units allowed).")],
+    jobs: Annotated[Path, typer.Option("--jobs", help="Jobs CSV: columns are Job fields (units allowed).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Problem file to write.")],
+) -> None:
+    """Import generic CSV exports (Kubernetes-style units such as 500m and 16Gi are understood)."""
+    from optalloc import Problem
+    from optalloc.io import read_jobs_csv, read_nodes_csv, write_problem
+
+    problem = Problem(tuple(read_nodes_csv(nodes)), tuple(read_jobs_csv(jobs)))
+    write_problem(problem, out)
+    _wrote(out, problem)
+
+
+# plan / verify -----------------------------------------------------------------------------------
+@app.command()
+def plan(
+    problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file (JSON or YAML).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Engine (see `optalloc methods`).")] = "auto",
+    order: Annotated[str, typer.Option(help="Queue ordering of the heuristics.")] = "fcfs",
+    time_limit: Annotated[float, typer.Option(help="Seconds for the exact engines.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="CP-SAT workers (default: all cores).")] = None,
+    gap: Annotated[float, typer.Option(help="Stop at this relative gap (0.01 = 1%).")] = 0.0,
+    previous: Annotated[
+        Path | None, typer.Option(help="Allocation already decided (kept; new jobs placed around it).")
+    ] = None,
+    allow_migration: Annotated[bool, typer.Option(help="Let the engines move running preemptible jobs.")] = False,
+    add_like: Annotated[list[str] | None, typer.Option(help="What-if: NODE=COUNT more nodes shaped like NODE.")] = None,
+    remove_model: Annotated[list[str] | None, typer.Option(help="What-if: remove the nodes of this GPU model.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Allocation file to write (.json, .yaml).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the allocation file to stdout instead of tables.")
+    ] = False,
+    show_unplaced: Annotated[int, typer.Option(help="How many unplaced jobs to list.")] = 10,
+) -> None:
+    """Allocate a problem and print a summary (write the allocation with --out)."""
+    from optalloc.io import allocation_to_dict, read_allocation, read_problem, write_allocation
+    from optalloc.solve import solve
+
+    problem = read_problem(problem_path)
+    for spec in add_like or []:
+        problem = whatif.add_like(problem, *whatif.parse_add(spec))
+    for model in remove_model or []:
+        problem = whatif.remove_model(problem, model)
+    prev = read_allocation(previous) if previous is not None else None
+    answer = solve(
+        problem,
+        method,
+        previous=prev,
+        time_limit=time_limit,
+        seed=seed,
+        workers=workers,
+        relative_gap=gap,
+        order=order,
+        allow_migration=allow_migration,
+    )
+    if prev is not None:
+        from optalloc.solve import with_previous
+
+        problem = with_previous(problem, prev)
+    if out is not None:
+        write_allocation(answer, out, problem)
+    if as_json:
+        sys.stdout.write(json.dumps(allocation_to_dict(answer, problem), indent=1) + "\n")
+        return
+    out_console.print(render.summary_table(problem, answer, title=f"Allocation of {problem_path.name}"))
+    if answer.unplaced and show_unplaced > 0:
+        out_console.print(render.unplaced_table(answer, show_unplaced))
+    if out is not None:
+        out_console.print(f"wrote {out}")
+
+
+@app.command()
+def verify(
+    problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file.")],
+    allocation_path: Annotated[Path, typer.Argument(metavar="ALLOCATION", help="Allocation file to check.")],
+) -> None:
+    """Check an allocation against a problem: exit 0 when valid, 1 listing every violation."""
+    from optalloc import verify as check
+    from optalloc.io import read_allocation, read_problem
+
+    problem = read_problem(problem_path)
+    violations = check(problem, read_allocation(allocation_path))
+    if not violations:
+        out_console.print(f"valid: {allocation_path} satisfies every rule of {problem_path}")
+        return
+    for v in violations:
+        out_console.print(f"{v.kind.value}: {v.message}", markup=False)
+    out_console.print(f"{len(violations)} violation(s)")
+    raise typer.Exit(1)
+
+
+# capacity planning ----------------------------------------------------------------------------
+@app.command()
+def fit(
+    problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file.")],
+    like: Annotated[str, typer.Option(help="Add nodes shaped like this node.")],
+    method: Annotated[str, typer.Option(help="Engine used for each trial (a fast heuristic by default).")] = "best-fit",
+    order: Annotated[str, typer.Option(help="Queue ordering of the heuristics.")] = "largest-demand-first",
+    max_nodes: Annotated[int, typer.Option(help="Give up above this many added nodes.")] = 4096,
+    time_limit: Annotated[float, typer.Option(help="Seconds per trial for exact engines.")] = 5.0,
+) -> None:
+    """How many more nodes like --like it takes to place every job that any node could host."""
+    from optalloc.io import read_problem
+    from optalloc.solve import solve
+
+    problem = read_problem(problem_path)
+
+    def left(count: int) -> int:
+        trial = whatif.add_like(problem, like, count) if count else problem
+        answer = solve(trial, method, order=order, time_limit=time_limit)
+        return sum(1 for u in answer.unplaced if u.reason == "insufficient capacity")
+
+    if left(0) == 0:
+        out_console.print("everything already fits: 0 more nodes")
+        return
+    hi = 1
+    while left(hi) and hi < max_nodes:
+        hi *= 2
+    if left(hi):
+        raise ProblemError("--max-nodes", max_nodes, f"more nodes like {like} are not enough to place every job")
+    lo = hi // 2
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        if left(mid):
+            lo = mid
+        else:
+            hi = mid
+    out_console.print(f"{hi} more node(s) like {like} place every job ({method}, {order}); {hi - 1} leave some out")
+
+
+# discovery --------------------------------------------------------------------------------------
+@app.command()
+def methods() -> None:
+    """List every registered engine and whether it is available here."""
+    from rich.table import Table
+
+    from optalloc.heuristics import ORDERS
+    from optalloc.solve import methods as registered
+
+    table = Table(title="Methods", title_justify="left")
+    for column in ("name", "kind", "available", "description"):
+        table.add_column(column)
+    for m in registered():
+        table.add_row(m.name, m.kind, "yes" if m.available() else "no", m.description)
+    out_console.print(table)
+    out_console.print("queue orderings (--order): " + ", ".join(ORDERS))
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the embedded synthetic workload.")] = 0,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the exact engine.")] = 5.0,
+) -> None:
+    """Generate the embedded default workload, run the main methods, print them side by side."""
+    from optalloc.io import demo_problem
+    from optalloc.solve import solve
+
+    problem = demo_problem(seed)
+    d = problem.describe()
+    out_console.print(
+        f"Synthetic cluster modelled on the Alibaba openb mix (seed {seed}): {d['nodes']} nodes, {d['gpus']} GPUs, "
+        f"{d['jobs']} jobs asking for {d['gpu_milli_requested'] / 1000:,.1f} GPUs."
+    )
+    answers = [solve(problem, m, order="fcfs", seed=seed) for m in ("first-fit", "best-fit", "dot-product", "fgd")]
+    answers.append(solve(problem, "auto", time_limit=time_limit, seed=seed))
+    out_console.print(render.comparison_table(problem, answers))
+    out_console.print(render.comparison_table.__doc__ or "")
+    best = max(answers, key=lambda a: a.objective or 0)
+    out_console.print(
+        f"Every answer passed optalloc.verify. Best: {best.method}"
+        + (f", within {100 * best.gap:.2f}% of the proven bound." if best.gap is not None else ".")
+    )
+
+
+def _register_optional() -> None:
+    try:
+        from optalloc.cli.watch import watch
+    except ImportError as exc:  # the adaptive extras are optional
+        logging.getLogger(__name__).debug("watch unavailable: %s", exc)
+        return
+    app.command(help=watch.__doc__)(watch)
+
+
+def _counts(specs: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not value.isdigit():
+            raise ProblemError("--cluster", spec, "is not TYPE=GPUS (e.g. v100=500)")
+        counts[name] = int(value)
+    return counts
+
+
+def _wrote(out: Path, problem: object) -> None:
+    d = problem.describe()  # type: ignore[attr-defined]
+    out_console.print(f"wrote {out}: {d['nodes']} nodes ({d['gpus']} GPUs), {d['jobs']} jobs")
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one line and exit status 2 for bad input, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="optalloc", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (OptallocError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        message = str(exc) if isinstance(exc, OptallocError) else f"{exc.strerror}: {exc.filename}"
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+__all__ = ["__version__", "app", "main"]
