@@ -75,6 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     t, (capacity, demand) = _median_time(build_views, runs)
     rows.append(("(b) numpy views problem.capacity + problem.demand", t, f"{capacity.shape} + {demand.shape}"))
 
+    # (e) verify an allocation of every pod: best-fit's answer on the GPU nodes, and a hand-made
+    # "everything placed" one on the whole node list (placed or listed, every pod is checked).
+    gpu_problem = problem.replace(nodes=tuple(n for n in problem.nodes if n.gpus))
+    answer = optalloc.solve(gpu_problem, "best-fit", order="largest-demand-first", verify=False)
+    t, violations = _median_time(lambda: optalloc.verify(gpu_problem, answer), runs)
+    rows.append(
+        (
+            "(e) verify an allocation of all 8152 pods",
+            t,
+            f"{len(answer.placements)} placed, {len(answer.unplaced)} listed, {len(violations)} violations",
+        )
+    )
+    t, _ = _median_time(lambda: answer.summary(gpu_problem), runs)
+    rows.append(("(e') its summary (ratios, FGD fragmentation)", t, ""))
+
     with tempfile.TemporaryDirectory() as tmp:
         for suffix in (".json", ".yaml"):
             path = Path(tmp) / f"problem{suffix}"

@@ -31,6 +31,7 @@ class Method:
     kind: str  # "heuristic", "exact", "bound" or "portfolio"
     description: str
     requires: tuple[str, ...] = ()  # importable modules it needs
+    preload: tuple[str, ...] = ()  # heavy modules imported before the clock starts (not part of the time limit)
 
     def available(self) -> bool:
         """Whether the optional modules it needs import (tried, not assumed)."""
@@ -90,6 +91,8 @@ def solve(
     if option_values:
         opts = SolveOptions.from_dict({**opts.to_dict(), **option_values})
     engine = get_method(method)
+    for module in engine.preload:
+        __import__(module)
     if previous is not None:
         problem = with_previous(problem, previous)
     start = time.perf_counter()
@@ -125,29 +128,21 @@ def _registry() -> dict[str, Method]:
 def _register_builtins() -> None:
     from optalloc import heuristics
 
+    cpsat = ("optalloc.models.exact", "optalloc.models.cpsat", "optalloc.heuristics")
+    pulp = ("optalloc.models.exact", "optalloc.models.milp")
+    about = {
+        "auto": "best heuristic as a warm start, then CP-SAT; the better answer, never worse than the heuristic",
+        "cpsat": "compressed integer program solved by OR-Tools CP-SAT, with a proven bound",
+        "milp": "the same program through PuLP and CBC (cross-check)",
+        "milp-highs": "the same program through PuLP and HiGHS",
+        "lp-bound": "best-fit answer with the LP-relaxation ceiling as its bound (gap of the heuristic)",
+    }
     exact = [
-        Method(
-            "auto",
-            _auto,
-            "portfolio",
-            "best heuristic as a warm start, then CP-SAT; the better answer, never worse than the heuristic",
-        ),
-        Method(
-            "cpsat",
-            _exact("cpsat"),
-            "exact",
-            "compressed integer program solved by OR-Tools CP-SAT, with a proven bound",
-        ),
-        Method("milp", _exact("cbc"), "exact", "the same program through PuLP and CBC (cross-check)"),
-        Method(
-            "milp-highs", _exact("highs"), "exact", "the same program through PuLP and HiGHS", requires=("highspy",)
-        ),
-        Method(
-            "lp-bound",
-            _lp_bound,
-            "bound",
-            "best-fit answer with the LP-relaxation ceiling as its bound (gap of the heuristic)",
-        ),
+        Method("auto", _auto, "portfolio", about["auto"], preload=cpsat),
+        Method("cpsat", _exact("cpsat"), "exact", about["cpsat"], preload=cpsat),
+        Method("milp", _exact("cbc"), "exact", about["milp"], preload=pulp),
+        Method("milp-highs", _exact("highs"), "exact", about["milp-highs"], requires=("highspy",), preload=pulp),
+        Method("lp-bound", _lp_bound, "bound", about["lp-bound"], preload=cpsat),
     ]
     for method in exact:
         _REGISTRY[method.name] = method
@@ -231,7 +226,9 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     remaining = None if options.time_limit is None else options.time_limit - spent
     if remaining is not None and remaining < 0.05:
         return warm.replace(stats={**warm.stats, "portfolio": "no time left for CP-SAT"})
-    exact = solve_exact(problem, options.replace(time_limit=remaining), backend="cpsat", hint=warm)
+    # Keep a little of the budget for the fill pass and the verification that follow.
+    budget = None if remaining is None else 0.9 * remaining
+    exact = solve_exact(problem, options.replace(time_limit=budget), backend="cpsat", hint=warm)
     if exact.status.has_solution:
         exact = _fill(problem, exact, options)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}

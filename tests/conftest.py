@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # Profiles: "default" keeps the whole suite within ~15 minutes on 2 cores; "thorough" for long runs
-# (pytest --hypothesis-profile=thorough).
+# (pytest --hypothesis-profile=thorough); "ci" is "default" printing a reproduction blob on failure.
+# Select one with --hypothesis-profile=NAME or $HYPOTHESIS_PROFILE. Properties that set max_examples
+# themselves scale it from the loaded profile (tests/test_conformance.py: twice it, per method).
 settings.register_profile("default", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), print_blob=True)

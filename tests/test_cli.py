@@ -35,13 +35,19 @@ def test_plan_writes_an_allocation_that_verify_accepts(small: Path, tmp_path: Pa
     assert "GPU allocated" in proc.stdout and "fits no node" in proc.stdout
     data = json.loads(out.read_text())
     assert set(data) == {"summary", "placements", "unplaced"}
-    assert data["unplaced"] == [{"job": "huge", "reason": "fits no node", "detail": "no node can hold one replica even when empty"}]
+    assert data["unplaced"] == [
+        {"job": "huge", "reason": "fits no node", "detail": "no node can hold one replica even when empty"}
+    ]
     assert run("verify", str(small), str(out)).returncode == 0
 
 
 def test_verify_exits_one_and_lists_violations(small: Path, tmp_path: Path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"placements": [{"job": "j0", "replica": 0, "node": "n0", "gpus": [9], "gpu_milli": 1000}], "unplaced": []}))
+    bad.write_text(
+        json.dumps(
+            {"placements": [{"job": "j0", "replica": 0, "node": "n0", "gpus": [9], "gpu_milli": 1000}], "unplaced": []}
+        )
+    )
     proc = run("verify", str(small), str(bad))
     assert proc.returncode == 1
     assert "gpu index out of range" in proc.stdout
@@ -50,7 +56,9 @@ def test_verify_exits_one_and_lists_violations(small: Path, tmp_path: Path):
 
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path: Path):
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"version": 1, "nodes": [{"name": "n", "cpu": 1000}], "jobs": [{"name": "a", "gpus": -1}]}))
+    path.write_text(
+        json.dumps({"version": 1, "nodes": [{"name": "n", "cpu": 1000}], "jobs": [{"name": "a", "gpus": -1}]})
+    )
     proc = run("plan", str(path))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: p.json: jobs[0].gpus: -1 is negative"]
@@ -74,7 +82,9 @@ def test_plan_json_goes_to_stdout_for_other_tools(small: Path):
 
 def test_what_if_adding_nodes_places_more(small: Path):
     base = json.loads(run("plan", str(small), "--method", "best-fit", "--json", check=True).stdout)
-    more = json.loads(run("plan", str(small), "--method", "best-fit", "--json", "--add-like", "n0=2", check=True).stdout)
+    more = json.loads(
+        run("plan", str(small), "--method", "best-fit", "--json", "--add-like", "n0=2", check=True).stdout
+    )
     assert more["summary"]["gpu_milli_capacity"] == base["summary"]["gpu_milli_capacity"] + 8000
 
 
@@ -96,7 +106,17 @@ def test_fit_finds_how_many_more_nodes_it_takes(tmp_path: Path):
 
 def test_import_csv_and_plan_the_examples(tmp_path: Path):
     out = tmp_path / "from_csv.yaml"
-    run("import", "csv", "--nodes", str(EXAMPLES / "nodes.csv"), "--jobs", str(EXAMPLES / "jobs.csv"), "--out", str(out), check=True)
+    run(
+        "import",
+        "csv",
+        "--nodes",
+        str(EXAMPLES / "nodes.csv"),
+        "--jobs",
+        str(EXAMPLES / "jobs.csv"),
+        "--out",
+        str(out),
+        check=True,
+    )
     problem = read_problem(out)
     assert problem.jobs and problem.nodes
     alloc = tmp_path / "a.yaml"
@@ -107,11 +127,33 @@ def test_import_csv_and_plan_the_examples(tmp_path: Path):
 def test_import_openb_and_gavel(traces: Path, tmp_path: Path):
     t = traces / "alibaba-gpu-v2023"
     out = tmp_path / "openb.json"
-    proc = run("import", "openb", "--nodes", str(t / "openb_node_list_all_node.csv"), "--pods", str(t / "openb_pod_list_default.csv"), "--gpu-nodes-only", "--out", str(out), check=True)
+    proc = run(
+        "import",
+        "openb",
+        "--nodes",
+        str(t / "openb_node_list_all_node.csv"),
+        "--pods",
+        str(t / "openb_pod_list_default.csv"),
+        "--gpu-nodes-only",
+        "--out",
+        str(out),
+        check=True,
+    )
     assert "1213 nodes (6212 GPUs), 8152 jobs" in proc.stdout
     g = traces / "gavel"
     out2 = tmp_path / "gavel.json"
-    proc = run("import", "gavel", str(g / "msr" / "seed=0" / "0e4a51.trace"), "--throughputs", str(g / "simulation_throughputs.json"), "--cluster", "v100=128", "--out", str(out2), check=True)
+    proc = run(
+        "import",
+        "gavel",
+        str(g / "msr" / "seed=0" / "0e4a51.trace"),
+        "--throughputs",
+        str(g / "simulation_throughputs.json"),
+        "--cluster",
+        "v100=128",
+        "--out",
+        str(out2),
+        check=True,
+    )
     assert "1181 jobs" in proc.stdout
 
 

@@ -6,7 +6,7 @@ replica, and ``w_j = priority_base ** rank(priority_j)`` (rank among the problem
 levels, lowest = 0).
 
 Secondary terms, in this order of importance, subtracted with their weights:
-moved replicas of running jobs (``migration``), GPUs left partly used (``fragmentation``, a linear
+replicas of running jobs that move or stop (``migration``: each is a restart), GPUs left partly used (``fragmentation``, a linear
 proxy for the FGD measure), and nodes beyond the first used by a multi-replica job (``spread``).
 
 In the lexicographic mode the engines optimise the primary term first and the secondary ones only
@@ -93,7 +93,12 @@ def evaluate(problem: Problem, allocation: Allocation) -> ObjectiveValue:
             used[(p.node, g)] += p.gpu_milli
     partial = sum(1 for milli in used.values() if 0 < milli < MILLI)
     extra = sum(len(ns) - 1 for job, ns in nodes_of.items() if problem.jobs[index[job]].replicas > 1)
-    moved = allocation.diff(problem.current).moved_replicas if problem.current is not None else 0
+    moved = 0
+    if problem.current is not None:
+        # Running replicas that move (other node or GPUs) or stop: each is a restart.
+        changes = allocation.diff(problem.current)
+        before = problem.current.by_job()
+        moved = changes.moved_replicas + sum(len(before[job]) for job in changes.stops if job in index)
     total = primary
     if not weights.lexicographic:
         total -= weights.migration * moved + weights.fragmentation * partial + weights.spread * extra

@@ -231,21 +231,32 @@ class Problem:
         spec = self.jobs[j]
         ok = self.fits_empty(j)
         need = spec.min_replicas or 1
+        per = self._replicas_per_node(spec, ok)
         if spec.placement.value == "single-node":
-            cap = self.capacity[ok]
-            per = np.full(len(cap), need, dtype=np.int64)
-            if spec.cpu:
-                per = np.minimum(per, cap[:, CPU] // spec.cpu)
-            if spec.memory:
-                per = np.minimum(per, cap[:, MEMORY] // spec.memory)
-            if spec.gpus:
-                per = np.minimum(per, self.node_gpus[ok] // spec.gpus)
-            elif spec.gpu_milli:
-                per = np.minimum(per, self.node_gpus[ok] * (1000 // spec.gpu_milli))
             return bool((per >= need).any())
         if spec.placement.value == "spread":
-            return int(ok.sum()) >= need
-        return bool(ok.any())
+            return int((per >= 1).sum()) >= need
+        return int(per.sum()) >= need
+
+    def _replicas_per_node(self, spec: Job, ok: np.ndarray) -> np.ndarray:
+        """How many replicas of ``spec`` each allowed empty node could hold (0 where it holds none)."""
+        cap = self.capacity[ok]
+        need = spec.min_replicas or 1
+        per = np.full(len(cap), need, dtype=np.int64)
+        if spec.cpu:
+            per = np.minimum(per, cap[:, CPU] // spec.cpu)
+        if spec.memory:
+            per = np.minimum(per, cap[:, MEMORY] // spec.memory)
+        if spec.gpus:
+            per = np.minimum(per, self.node_gpus[ok] // spec.gpus)
+        elif spec.gpu_milli:
+            sharers = np.full(len(cap), 1000 // spec.gpu_milli, dtype=np.int64)
+            if spec.gpu_memory:
+                sharers = np.minimum(sharers, self.node_gpu_memory[ok] // spec.gpu_memory)
+            per = np.minimum(per, self.node_gpus[ok] * sharers)
+        out = np.zeros(len(self.nodes), dtype=np.int64)
+        out[ok] = per
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Counts for logs and summaries."""

@@ -65,6 +65,7 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
     gpu_mem: dict[tuple[str, int], int] = defaultdict(int)
     replicas_seen: dict[str, Counter[int]] = defaultdict(Counter)
     nodes_of: dict[str, list[str]] = defaultdict(list)
+    mentioned: set[str] = set()  # jobs whose only placements name unknown nodes (reported once, as such)
 
     for p in allocation.placements:
         job, node = jobs.get(p.job), nodes.get(p.node)
@@ -76,6 +77,7 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
             )
             continue
         if node is None:
+            mentioned.add(p.job)
             out.append(
                 Violation(
                     Kind.UNKNOWN_NODE,
@@ -221,7 +223,7 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
         if name in unplaced:
             out.append(Violation(Kind.PLACED_AND_UNPLACED, f"job {name!r} is both placed and listed as unplaced", name))
     for name in jobs:
-        if name not in replicas_seen and name not in unplaced:
+        if name not in replicas_seen and name not in unplaced and name not in mentioned:
             out.append(Violation(Kind.MISSING_JOB, f"job {name!r} is neither placed nor listed as unplaced", name))
 
     # Running jobs that may not be preempted stay exactly where they run.

@@ -9,7 +9,7 @@ The integer programs count replicas per (class, type) instead of deciding per (j
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,7 +50,7 @@ class JobClass:
     min_replicas: int
     placement: PlacementRule
     value: int  # objective value of one replica
-    origin: int  # node type the class's jobs all run on now (movable running jobs), else -1
+    origin: tuple[tuple[int, int], ...]  # movable running jobs: (node type, replicas per job running there now)
     running: bool  # the class's jobs run now and may move (allow_migration)
     pool: int = -1  # classes with the same pool share their jobs (an elastic single-node job, one class per size)
 
@@ -117,7 +117,7 @@ def compress(problem: Problem, *, allow_migration: bool = False, group_nodes: bo
             continue
         # Exact mode keeps each multi-replica job apart, so that the nodes it spans can be counted.
         alone = j if (not group_nodes and job.replicas > 1) else -1
-        groups[(job.demand_key, origin_of.get(job.name, -1), job.name in movable, alone)].append(j)
+        groups[(job.demand_key, origin_of.get(job.name, ()), job.name in movable, alone)].append(j)
     classes: list[JobClass] = []
     for pool, ((_, origin, running, _), members) in enumerate(groups.items()):
         base = _job_class(problem, members, origin, running)
@@ -160,18 +160,20 @@ def _node_types(problem: Problem, state: ClusterState, group: bool) -> tuple[tup
     return tuple(types), node_type
 
 
-def _origins(problem: Problem, current: Allocation | None, movable: set[str], node_type: np.ndarray) -> dict[str, int]:
-    """Origin type of each movable running job (its first replica's node; -1 when spread over types)."""
+def _origins(
+    problem: Problem, current: Allocation | None, movable: set[str], node_type: np.ndarray
+) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Where each movable running job runs now: (node type, replicas there), sorted."""
     if current is None or not movable:
         return {}
-    seen: dict[str, set[int]] = defaultdict(set)
+    seen: dict[str, Counter[int]] = defaultdict(Counter)
     for p in current.placements:
         if p.job in movable:
-            seen[p.job].add(int(node_type[problem.node_index[p.node]]))
-    return {job: next(iter(ts)) if len(ts) == 1 else -1 for job, ts in seen.items()}
+            seen[p.job][int(node_type[problem.node_index[p.node]])] += 1
+    return {job: tuple(sorted(counts.items())) for job, counts in seen.items()}
 
 
-def _job_class(problem: Problem, members: list[int], origin: int, running: bool) -> JobClass:
+def _job_class(problem: Problem, members: list[int], origin: tuple[tuple[int, int], ...], running: bool) -> JobClass:
     job = problem.jobs[members[0]]
     return JobClass(
         jobs=tuple(members),

@@ -15,6 +15,9 @@ from optalloc.models.run import ProgramRun
 
 log = logging.getLogger(__name__)
 
+#: Below this many seconds, presolve probing is turned off so that search starts early.
+SHORT_BUDGET = 5.0
+
 _STATUS = {
     cp_model.OPTIMAL: Status.OPTIMAL,
     cp_model.FEASIBLE: Status.FEASIBLE,
@@ -139,6 +142,12 @@ def solve_program(
             run.objective = prog.value(values, {"primary": 1})
             run.stats["secondary_objective"] = solver.objective_value + offset
     assert run is not None
+    if run.values is None and run.status is Status.UNKNOWN and hint is not None and not prog.check(hint):
+        # No solution in time (presolve can eat a short budget): the warm start is feasible, return it.
+        run.values = np.asarray(hint, dtype=np.int64)
+        run.objective = float(prog.value(run.values, {"primary": 1} if lexicographic else weights))
+        run.status = Status.FEASIBLE
+        run.stats["solution"] = "hint"
     return run
 
 
@@ -156,5 +165,8 @@ def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolve
             p.max_deterministic_time = time_limit
     elif time_limit is not None:
         p.max_time_in_seconds = time_limit
+    if time_limit is not None and time_limit < SHORT_BUDGET:
+        # Short budgets: skip probing in presolve, which alone can take a second on large programs.
+        p.cp_model_probing_level = 0
     p.log_search_progress = options.log_search
     return solver

@@ -96,6 +96,19 @@ def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status
             if trial[3] == 0:
                 break
         assert best is not None
+        if best[3] and len(nodes) <= RESTART_NODES:
+            # Small types that still lose units: seeded restarts, shuffling items of equal GPU demand.
+            rng = np.random.default_rng(len(items))
+            for attempt in range(RESTARTS):
+                keys = rng.random(len(items))
+                shuffled = [items[i] for i in np.lexsort((keys, [-(u.gpus + u.block_shares) for u in items]))]
+                trial = _pack_type(
+                    problem, state.copy(), full.copy(), nodes, shuffled, PACKING_RULES[attempt % len(PACKING_RULES)]
+                )
+                if trial[3] < best[3]:
+                    best = trial
+                if best[3] == 0:
+                    break
         trial_state, trial_full, placed, _, missed = best
         state.cpu[:], state.memory[:], state.gpu[:], state.gpu_mem[:] = (
             trial_state.cpu,
@@ -159,6 +172,10 @@ def _keep_running(problem, comp, state: ClusterState, full: np.ndarray, running:
         full[n] = int((state.gpu[n] == MILLI).sum())
     return True
 
+
+#: Types of at most this many nodes that still lose units get this many seeded restarts.
+RESTART_NODES = 32
+RESTARTS = 8
 
 #: Node-choice rules tried in turn on each node type until one packs every unit.
 PACKING_RULES = ("shortfall", "cpu-best-fit", "cpu-worst-fit")
@@ -228,14 +245,25 @@ def _units_by_type(
             [[(j, r) for r in range(n)] for j, n in jobs] if single else [[(j, r)] for j, n in jobs for r in range(n)]
         )
         types = [t for (kk, t) in form.x if kk == k and values[form.x[(kk, t)]] > 0]
-        if c.origin >= 0 and c.origin in types:
-            types.remove(c.origin)
-            types.insert(0, c.origin)
+        home = _home_types(comp, c) if c.running else {}
         for t in types:
             for _ in range(int(values[form.x[(k, t)]])):
                 if not queue:
                     break
-                out[t].append((k, queue.pop(0)))
+                # Running replicas go first to the type where they run now.
+                pick = next((i for i, unit in enumerate(queue) if home.get(unit[0]) == t), 0)
+                out[t].append((k, queue.pop(pick)))
+    return out
+
+
+def _home_types(comp, c) -> dict[tuple[int, int], int]:  # type: ignore[no-untyped-def]
+    """(job, replica) -> node type it runs on now, for the jobs of a movable running class."""
+    problem = comp.problem
+    by_job = problem.current.by_job() if problem.current is not None else {}
+    out = {}
+    for j in c.jobs:
+        for p in by_job.get(problem.jobs[j].name, ()):
+            out[(j, p.replica)] = int(comp.node_type[problem.node_index[p.node]])
     return out
 
 

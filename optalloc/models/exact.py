@@ -24,8 +24,12 @@ Backend = Literal["cpsat", "cbc", "highs"]
 #: Programs with at least this many variables get the rounded LP relaxation as a warm start.
 LP_GUIDE_VARS = 2000
 
+#: The LP warm start runs only with at least this many seconds left, and gets at most this share of them.
+LP_GUIDE_MIN_TIME = 1.0
+LP_GUIDE_SHARE = 0.3
+
 #: Share of the time budget kept back for decoding the solver's answer into placements.
-DECODE_RESERVE = 0.1
+DECODE_RESERVE = 0.15
 
 #: Up to this many nodes the program keeps one type per node, which makes it exact per node.
 EXACT_NODE_LIMIT = 24
@@ -72,8 +76,9 @@ def solve_exact(
     # whose value is also a valid bound; CP-SAT starts from the better of the two.
     hints = [encode(form, hint)] if hint is not None else []
     lp_value = None
-    if backend == "cpsat" and form.program.num_vars >= LP_GUIDE_VARS:
-        lp = relax(form.program, weights, time_limit=options.time_limit)
+    left = None if options.time_limit is None else options.time_limit - (time.perf_counter() - start)
+    if backend == "cpsat" and form.program.num_vars >= LP_GUIDE_VARS and (left is None or left > LP_GUIDE_MIN_TIME):
+        lp = relax(form.program, weights, time_limit=None if left is None else LP_GUIDE_SHARE * left)
         if lp.values is not None:
             lp_value = lp.bound
             hints.append(round_solution(form, lp.values))

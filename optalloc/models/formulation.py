@@ -58,6 +58,7 @@ class Formulation:
     x: dict[tuple[int, int], int]  # (k, t) -> variable
     flows: dict[int, ArcFlow]
     weights: dict[str, int]  # weights of the objective terms
+    stays: dict[tuple[int, int], int] = field(default_factory=dict)  # (k, t) -> stay variable (movable classes)
 
     def unit(self, k: int) -> int:
         """Replicas in one unit of x[k, t]: the whole job for single-node classes, else 1."""
@@ -184,9 +185,10 @@ def build(compression: Compression) -> Formulation:
                 )
 
     # Constant and variable parts of the secondary terms.
-    _secondary_terms(compression, prog, x, flows)
+    stays: dict[tuple[int, int], int] = {}
+    _secondary_terms(compression, prog, x, flows, placed, stays)
     weights = {"primary": 1, "migration": w.migration, "partial": -w.fragmentation, "spread": w.spread}
-    return Formulation(compression, prog, placed, replicas, x, flows, weights)
+    return Formulation(compression, prog, placed, replicas, x, flows, weights, stays)
 
 
 def _reachable(starts: set[int], sizes: list[int]) -> dict[int, set[int]]:
@@ -241,7 +243,12 @@ def _arc_flow(prog: Program, t: int, nt: NodeType, sizes: list[int]) -> ArcFlow:
 
 
 def _secondary_terms(
-    compression: Compression, prog: Program, x: dict[tuple[int, int], int], flows: dict[int, ArcFlow]
+    compression: Compression,
+    prog: Program,
+    x: dict[tuple[int, int], int],
+    flows: dict[int, ArcFlow],
+    placed: list[int],
+    stays: dict[tuple[int, int], int],
 ) -> None:
     problem = compression.problem
     # Fixed placements: their value, and the GPUs they leave partly used on types without share work.
@@ -270,9 +277,16 @@ def _secondary_terms(
         if not c.running:
             continue
         movable += sum(len(running.get(problem.jobs[j].name, ())) for j in c.jobs)
-        if c.origin >= 0 and (k, c.origin) in x:
-            unit = c.replicas if c.placement is PlacementRule.SINGLE_NODE else 1
-            prog.add_term("migration", x[(k, c.origin)], unit)
+        unit = c.replicas if c.placement is PlacementRule.SINGLE_NODE else 1
+        for t, per_job in c.origin:
+            if (k, t) not in x:
+                continue
+            # stay[k, t]: units left on the type where they run, at most what runs there now.
+            stay = prog.var(f"stay[{k},{t}]", 0, per_job * c.count)
+            prog.row(f"stay_x[{k},{t}]", [stay, x[(k, t)]], [1, -1], hi=0)
+            prog.row(f"stay_p[{k},{t}]", [stay, placed[k]], [1, -(per_job // unit)], hi=0)
+            stays[(k, t)] = stay
+            prog.add_term("migration", stay, unit)
     prog.offsets["migration"] = -movable
 
 
@@ -320,6 +334,12 @@ def encode(form: Formulation, allocation: Allocation) -> np.ndarray:
             for p in places:
                 for g in p.gpus:
                     gpu_items[(problem.node_index[p.node], g)].append(c.share)
+    # Units left where they run: at most the units on the type and what runs there now.
+    for (k, t), var in form.stays.items():
+        c = comp.classes[k]
+        unit = c.replicas if c.placement is PlacementRule.SINGLE_NODE else 1
+        per_job = dict(c.origin)[t]
+        xv[var] = min(xv[form.x[(k, t)]], (per_job // unit) * xv[form.placed[k]])
     # Share paths: the new shares on each GPU, largest first, from the GPU's fill level before them.
     for (n, g), sizes in gpu_items.items():
         t = int(comp.node_type[n])

@@ -33,7 +33,7 @@ def _pulp_solver(solver: str, options: SolveOptions, time_limit: float | None) -
         raise MethodUnavailable(
             f"MILP solver {solver!r} is not available (choose from {', '.join(SOLVERS)}; HiGHS needs highspy)"
         )
-    common = {"msg": options.log_search, "timeLimit": time_limit, "gapRel": options.relative_gap or None}
+    common = {"msg": options.log_search, "timeLimit": time_limit, "gapRel": options.relative_gap}
     threads = options.num_workers
     if solver == "cbc":
         # PuLP 3 deprecates its bundled CBC in favour of a separately installed one; we keep the bundled one.
