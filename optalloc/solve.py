@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from optalloc.core import Allocation, MethodUnavailable, Problem, ProblemError, SolverError, verify
+from optalloc.core import Allocation, MethodUnavailable, Problem, ProblemError, SolverError, Status, verify
 from optalloc.core.options import SolveOptions
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,15 @@ def _exact(backend: str) -> Engine:
 
 
 def _best_heuristic(problem: Problem, options: SolveOptions) -> Allocation:
-    """The better of best-fit in the caller's order and in largest-demand-first order."""
+    """The better of the warm-start rule (best-fit by default) in the caller's order and largest-demand-first."""
     from optalloc import heuristics
 
     orders = dict.fromkeys([options.order, "largest-demand-first"])
+    rule = get_method(options.warm_start)
+    if rule.kind != "heuristic":
+        raise MethodUnavailable(f"warm_start {options.warm_start!r} is not a heuristic rule")
     answers = [
-        heuristics.allocate(problem, rule=_FILL_RULE, order=o, seed=options.seed, round=options.round) for o in orders
+        heuristics.allocate(problem, rule=rule.name, order=o, seed=options.seed, round=options.round) for o in orders
     ]
     return max(answers, key=lambda a: a.objective if a.objective is not None else float("-inf"))
 
@@ -232,14 +235,21 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     if exact.status.has_solution:
         exact = _fill(problem, exact, options)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if not exact.status.has_solution or (exact.objective or 0) < (warm.objective or 0):
+    # Ties go to the heuristic: same value, and its placement was chosen with the future in mind.
+    if not exact.status.has_solution or (exact.objective or 0) <= (warm.objective or 0):
         # CP-SAT found nothing better in time: the heuristic answer, with CP-SAT's bound when it has one.
         bound = (
             exact.bound
             if exact.bound is not None and warm.objective is not None and exact.bound >= warm.objective
             else None
         )
-        return warm.replace(bound=bound, stats={**warm.stats, **portfolio, "cpsat_status": exact.status.value})
+        # A heuristic answer worth the proven optimum is optimal too.
+        proven = bound is not None and warm.objective is not None and warm.objective >= bound
+        return warm.replace(
+            bound=bound,
+            status=Status.OPTIMAL if proven else warm.status,
+            stats={**warm.stats, **portfolio, "cpsat_status": exact.status.value},
+        )
     return exact.replace(stats={**exact.stats, **portfolio})
 
 

@@ -22,6 +22,11 @@ class SolveOptions:
     the scheduling round (round-robin rotates by it); ``allow_migration`` lets engines move or
     preempt running preemptible jobs at the migration cost (otherwise what runs stays where it runs);
     ``verify`` re-checks every answer (solve raises SolverError on a violation: an engine bug).
+    ``fragmentation_guide`` (0 = off) steers the exact engines' search towards placements that grow the
+    FGD fragmentation least (milli-GPU of value per milli-GPU of fragmentation growth, e.g. 0.05): for
+    callers deciding arrivals in batches. It does not change how answers are scored; with it on, the
+    bound reported is the LP relaxation's. ``warm_start``: the heuristic placement rule whose answer
+    ``auto`` hints CP-SAT with (and falls back to); ``fgd-plus`` suits online batches.
     """
 
     time_limit: float | None = 10.0
@@ -34,6 +39,8 @@ class SolveOptions:
     allow_migration: bool = False
     verify: bool = True
     log_search: bool = False
+    fragmentation_guide: float = 0.0
+    warm_start: str = "best-fit"
 
     def __post_init__(self) -> None:
         _check.real("time_limit", self.time_limit, minimum=0, optional=True)
@@ -46,6 +53,9 @@ class SolveOptions:
         if gap is not None and gap >= 1:
             raise ProblemError("relative_gap", self.relative_gap, "is not below 1")
         _check.integer("round", self.round)
+        _check.real("fragmentation_guide", self.fragmentation_guide, minimum=0)
+        if not isinstance(self.warm_start, str) or not self.warm_start:
+            raise ProblemError("warm_start", self.warm_start, "is not a heuristic rule name")
         if not isinstance(self.order, str):
             raise ProblemError("order", self.order, "is not a queue ordering name")
 

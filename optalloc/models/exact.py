@@ -13,6 +13,7 @@ from optalloc.core.options import SolveOptions
 from optalloc.models.classes import compress
 from optalloc.models.decode import decode
 from optalloc.models.formulation import build, encode
+from optalloc.models.guide import add_guide
 from optalloc.models.lp_bound import relax
 from optalloc.models.rounding import round_solution
 from optalloc.models.run import ProgramRun
@@ -71,7 +72,10 @@ def solve_exact(
         )
     form = build(comp)
     lexicographic = problem.weights.lexicographic
-    weights = {"primary": 1} if lexicographic else form.weights
+    weights = {"primary": 1} if lexicographic else dict(form.weights)
+    guided = options.fragmentation_guide > 0 and not lexicographic
+    if guided:
+        add_guide(form, options.fragmentation_guide)
     # Warm starts: the caller's heuristic answer, and (large programs) the rounded LP relaxation,
     # whose value is also a valid bound; CP-SAT starts from the better of the two.
     hints = [encode(form, hint)] if hint is not None else []
@@ -82,7 +86,7 @@ def solve_exact(
         if lp.values is not None:
             lp_value = lp.bound
             hints.append(round_solution(form, lp.values))
-    hint_values = max(hints, key=lambda v: form.program.value(v, weights)) if hints else None
+    hint_values = max(hints, key=lambda v: form.program.value(v, form.weights)) if hints else None
     prep = time.perf_counter() - start
     # The solver gets what is left of the budget but a reserve for decoding (about a tenth).
     remaining = None if options.time_limit is None else max(0.05, (options.time_limit - prep) * (1 - DECODE_RESERVE))
@@ -117,7 +121,8 @@ def solve_exact(
     decoded = decode(form, run.values, method=method, status=run.status)
     value = evaluate(problem, decoded.allocation)
     objective = value.primary if lexicographic else value.total
-    bound = run.bound
+    # With the guide on, CP-SAT's bound is on the guided objective: only the LP's is a valid bound.
+    bound = None if guided else run.bound
     if lp_value is not None:
         bound = lp_value if bound is None else min(bound, lp_value)
     exact = run.status is Status.OPTIMAL and run.objective is not None and np.isclose(objective, run.objective)

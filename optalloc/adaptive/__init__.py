@@ -1,0 +1,58 @@
+"""The adaptive loop: monitor observed usage, detect drift from the plan, re-solve on a rolling horizon.
+
+``step(state, now, observations, events) -> (state, plan)`` is the whole loop; drivers (the CLI's
+``optalloc watch``, the simulator) own the clock and the world. See docs/adaptive.md.
+"""
+
+from optalloc.adaptive.controller import ControllerConfig, ControllerState, events_between, step
+from optalloc.adaptive.drift import DriftConfig, DriftState, Trigger
+from optalloc.adaptive.monitor import (
+    JobUsage,
+    LabelMap,
+    LocalSource,
+    MetricsSource,
+    MonitorError,
+    NodeUsage,
+    Observation,
+    PrometheusSource,
+    Queries,
+    Query,
+    ReplaySource,
+    StaticSource,
+    safe_observe,
+)
+from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
+from optalloc.adaptive.rightsize import RightSizing
+from optalloc.models.horizon import HorizonConfig, HorizonPlan, plan_horizon
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "ControllerConfig",
+    "ControllerState",
+    "DriftConfig",
+    "DriftState",
+    "Event",
+    "EventKind",
+    "HorizonConfig",
+    "HorizonPlan",
+    "JobUsage",
+    "LabelMap",
+    "LocalSource",
+    "MetricsSource",
+    "MonitorError",
+    "NodeUsage",
+    "Observation",
+    "Plan",
+    "PrometheusSource",
+    "Queries",
+    "Query",
+    "ReplaySource",
+    "RightSizing",
+    "StaticSource",
+    "Trigger",
+    "events_between",
+    "plan_horizon",
+    "safe_observe",
+    "step",
+]

@@ -1,0 +1,199 @@
+"""``optalloc watch``: run the adaptive loop against a real Prometheus and print the plan changes.
+
+Dry run only: optalloc has no cluster actuator (it does not talk to Kubernetes, Slurm or Ray); it prints
+what should start, be preempted, migrate or be resized, and why, for a scheduler or a person to carry out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from optalloc.adaptive.controller import ControllerConfig, ControllerState, events_between, step
+from optalloc.adaptive.drift import DriftConfig
+from optalloc.adaptive.monitor import LabelMap, PrometheusSource, Queries, safe_observe
+from optalloc.adaptive.plan import Plan
+from optalloc.adaptive.rightsize import RightSizing
+from optalloc.core import OptallocError
+from optalloc.models.horizon import HorizonConfig
+
+log = logging.getLogger(__name__)
+
+
+def watch(
+    problem: Annotated[
+        Path, typer.Argument(help="Problem file (JSON or YAML): the nodes, the jobs, and what runs now.", exists=True)
+    ],
+    prometheus: Annotated[
+        str, typer.Option("--prometheus", "-p", help="Base URL of the Prometheus server.")
+    ] = "http://127.0.0.1:9090",
+    once: Annotated[bool, typer.Option("--once", help="Take one step, print it, and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between two steps.", min=0.1)] = 15.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run/--apply", help="Only print the plans. --apply is refused: optalloc has no cluster actuator."
+        ),
+    ] = True,
+    method: Annotated[str, typer.Option(help="Engine of a re-solve (see `optalloc.solve.methods()`).")] = "auto",
+    fallback: Annotated[str, typer.Option(help="Heuristic used when the method has no answer in time.")] = "best-fit",
+    budget: Annotated[float, typer.Option(help="Seconds one re-solve may take.", min=0.01)] = 5.0,
+    max_migrations: Annotated[int, typer.Option(help="Running jobs moved or preempted per step, at most.", min=0)] = 2,
+    horizon: Annotated[
+        float | None, typer.Option(help="Seconds looked ahead by the horizon model (off when not given).", min=1)
+    ] = None,
+    right_size: Annotated[
+        bool, typer.Option("--right-size", help="Shrink mostly idle whole-GPU jobs to a GPU share (opt-in).")
+    ] = False,
+    drift_high: Annotated[float, typer.Option(help="Cluster drift that triggers a re-solve.", min=0)] = 0.25,
+    drift_low: Annotated[float, typer.Option(help="Drift below which the trigger re-arms.", min=0)] = 0.10,
+    tau: Annotated[float, typer.Option(help="Drift smoothing time constant, seconds.", min=0.001)] = 60.0,
+    min_interval: Annotated[float, typer.Option(help="Seconds between two re-solves, at least.", min=0)] = 60.0,
+    gpu_only: Annotated[
+        bool, typer.Option("--gpu-only", help="Query only the DCGM GPU metrics (no node_exporter, no cAdvisor).")
+    ] = False,
+    node_label: Annotated[
+        list[str] | None, typer.Option(help="Prometheus label naming the node (repeat; first present wins).")
+    ] = None,
+    job_label: Annotated[
+        list[str] | None, typer.Option(help="Prometheus label naming the pod/job (repeat; first present wins).")
+    ] = None,
+    job_pattern: Annotated[
+        str | None, typer.Option(help="Regex with a (?P<job>...) group turning a pod name into a job name.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per Prometheus request.", min=0.01)] = 5.0,
+    steps: Annotated[int | None, typer.Option(help="Stop after this many steps.", min=1)] = None,
+    exporter_port: Annotated[
+        int | None, typer.Option(help="Serve the controller's own metrics on this port (/metrics).", min=0)
+    ] = None,
+    exporter_host: Annotated[str, typer.Option(help="Address the metrics endpoint binds.")] = "127.0.0.1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print each plan as one JSON line.")] = False,
+) -> None:
+    """Watch a cluster through Prometheus and print how the allocation should change (dry run).
+
+    Each step reads GPU usage from the DCGM exporter (and CPU/memory from node_exporter and cAdvisor),
+    compares it with what the allocation requests, and re-solves when it drifts, when jobs arrive or
+    complete (edit the problem file: it is re-read when it changes), or when nodes come or go.
+    """
+    console = Console()
+    errors = Console(stderr=True)
+    if not dry_run:
+        errors.print("[red]--apply is not available:[/] optalloc has no cluster actuator; it only prints plans.")
+        raise typer.Exit(2)
+    from optalloc.io import read_problem
+    from optalloc.solve import get_method
+
+    try:
+        current = read_problem(problem)
+        for name in dict.fromkeys((method, fallback)):
+            get_method(name)
+        labels = LabelMap(
+            node_labels=tuple(node_label) if node_label else LabelMap().node_labels,
+            job_labels=tuple(job_label) if job_label else LabelMap().job_labels,
+            job_pattern=job_pattern,
+        )
+        source = PrometheusSource(
+            prometheus, queries=Queries.dcgm_only() if gpu_only else Queries(), labels=labels, timeout=timeout
+        )
+        config = ControllerConfig(
+            method=method,
+            fallback=fallback,
+            budget=budget,
+            max_migrations=max_migrations,
+            drift=DriftConfig(high=drift_high, low=drift_low, tau=tau, min_interval=min_interval),
+            horizon=HorizonConfig(horizon=horizon, time_limit=max(0.01, budget / 2)) if horizon else None,
+            right_size=RightSizing() if right_size else None,
+        )
+    except OptallocError as err:
+        errors.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+    exporter = None
+    if exporter_port is not None:
+        from optalloc.adaptive.exporter import start_exporter
+
+        exporter = start_exporter(exporter_port, host=exporter_host)
+        errors.print(f"controller metrics at {exporter.url}")
+    state = ControllerState.initial(current, config, now=time.time())
+    mtime = _mtime(problem)
+    taken = 0
+    errors.print(f"watching {prometheus} for {len(current.nodes)} nodes and {len(current.jobs)} jobs (dry run)")
+    try:
+        while True:
+            started = time.monotonic()
+            events = []
+            if _mtime(problem) != mtime:
+                mtime = _mtime(problem)
+                try:
+                    updated = read_problem(problem)
+                    events = events_between(current, updated)
+                    current = updated
+                except OptallocError as err:
+                    errors.print(f"[yellow]ignoring the edited problem file:[/] {err}")
+            now = time.time()
+            observation = safe_observe(source, now)
+            was_stale = state.stale
+            state, plan = step(state, now, observation, events)
+            if exporter is not None:
+                exporter.metrics.record(state, plan)
+            taken += 1
+            if as_json:
+                console.print_json(json.dumps(plan.to_dict()))
+            else:
+                _show(console, errors, state, plan, was_stale=was_stale, always=once)
+            if once or (steps is not None and taken >= steps):
+                break
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        errors.print("stopped")
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _show(
+    console: Console, errors: Console, state: ControllerState, plan: Plan, *, was_stale: bool, always: bool
+) -> None:
+    stamp = time.strftime("%H:%M:%S", time.localtime(plan.time))
+    if plan.stale and (always or not was_stale):
+        errors.print(f"{stamp} [yellow]monitoring data stale, keeping the last plan:[/] {state.error}")
+    elif was_stale and not plan.stale:
+        errors.print(f"{stamp} monitoring data fresh again")
+    drift = state.drift.cluster
+    shown_drift = "n/a" if drift != drift else f"{drift:.3f}"  # NaN: nothing observed yet
+    if not plan.actions:
+        if always:
+            why = f"re-solved ({plan.trigger})" if plan.trigger is not None else "no trigger"
+            console.print(
+                f"{stamp} no change: {why}; drift {shown_drift}, {len(state.running)} running, {len(state.queue)} waiting"
+            )
+        return
+    title = f"{stamp} {plan.trigger or 'events'}"
+    if plan.method:
+        title += f" — {plan.method}{' (fallback)' if plan.fallback else ''} in {plan.solve_time:.2f}s"
+    table = Table(title=title, title_justify="left")
+    for column in ("action", "job", "nodes", "reason"):
+        table.add_column(column)
+    for action in plan.actions:
+        nodes = ", ".join(action.nodes) or "-"
+        if action.previous and action.kind.value in ("migrate", "preempt"):
+            nodes = f"{', '.join(action.previous_nodes)} -> {nodes}"
+        table.add_row(action.kind.value, action.job, nodes, action.reason)
+    console.print(table)
+    console.print(
+        f"drift {shown_drift}, {len(state.running)} running, {len(state.queue)} waiting (dry run: nothing applied)"
+    )

@@ -1,0 +1,278 @@
+"""The controller step: triggers, admission, events, stale data, migration cap, fallback, right-sizing,
+the horizon mode. Heuristic methods only (fast); fake engines stand in for exact ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+
+import pytest
+
+from optalloc import Allocation, Job, Node, Placement, Problem, Status, Unplaced, verify
+from optalloc.adaptive import (
+    ActionKind,
+    ControllerConfig,
+    ControllerState,
+    DriftConfig,
+    Event,
+    HorizonConfig,
+    JobUsage,
+    NodeUsage,
+    Observation,
+    RightSizing,
+    events_between,
+    step,
+)
+from optalloc.core.options import SolveOptions
+from optalloc.solve import Method
+
+solve_mod = importlib.import_module("optalloc.solve")  # the module (optalloc.solve is also the function)
+
+
+def gpu_nodes(*names: str, gpus: int = 1) -> tuple[Node, ...]:
+    return tuple(Node(n, cpu=16000, memory=64000, gpus=gpus, gpu_model="A", gpu_memory=16000) for n in names)
+
+
+def config(**changes: object) -> ControllerConfig:
+    base: dict[str, object] = {
+        "method": "best-fit",
+        "drift": DriftConfig(tau=1.0, min_interval=0.0, node_high=None),
+    }
+    base.update(changes)
+    return ControllerConfig(**base)  # type: ignore[arg-type]
+
+
+def valid(state: ControllerState) -> None:
+    """The running allocation passes verify on the state's window (the waiting jobs listed as unplaced)."""
+    waiting = tuple(Unplaced(name, "insufficient capacity") for name in state.queue)
+    assert verify(state.problem(), state.allocation.replace(unplaced=waiting)) == []
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Callable[[Problem, SolveOptions], Allocation]], None]:
+    """Register a fake engine for one test (the registry is restored afterwards)."""
+    solve_mod.methods()  # load the built-ins first
+
+    def add(name: str, run: Callable[[Problem, SolveOptions], Allocation]) -> None:
+        monkeypatch.setitem(solve_mod._REGISTRY, name, Method(name, run, "exact", "test engine"))
+
+    return add
+
+
+def test_first_step_places_the_waiting_jobs_and_says_why() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1, arrival=5), Job("c", gpus=1)))
+    st, plan = step(ControllerState.initial(problem, config()), 10.0)
+    assert plan.trigger is not None and plan.trigger.kind == "initial"
+    assert {a.job for a in plan.starts} == {"a", "c"}  # FCFS: c arrived at 0, b at 5
+    assert all("initial re-solve by best-fit" in a.reason for a in plan.starts)
+    assert st.queue == ("b",)
+    assert [u.job for u in plan.allocation.unplaced] == ["b"]
+    assert plan.allocation.unplaced[0].reason == "insufficient capacity"
+    valid(st)
+
+
+def test_a_step_without_trigger_solves_nothing_and_keeps_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    calls: list[str] = []
+    real = solve_mod.solve
+    monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: calls.append("solve") or real(*a, **k))
+    obs = Observation(1.0, {"n0": NodeUsage(gpu_milli=1000.0, cpu=0.0, memory=0.0)})
+    for t in range(1, 50):
+        st2, plan = step(st, float(t), obs.at(float(t)))
+        assert plan.actions == () and plan.trigger is None
+        assert plan.allocation is st.allocation
+        st = st2
+    assert calls == []
+    assert st.steps == 50
+
+
+def test_an_arrival_is_admitted_around_running_jobs_without_moving_them() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1),))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    before = st.allocation.placements
+    st, plan = step(st, 1.0, events=[Event.arrival(Job("new", gpus=1, arrival=1.0))])
+    assert plan.trigger is not None and plan.trigger.kind == "admit"
+    assert [a.job for a in plan.starts] == ["new"]
+    assert plan.migrations == () and plan.preemptions == ()
+    assert set(before) <= set(st.allocation.placements)
+
+
+def test_a_completion_frees_room_for_a_waiting_job() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1), Job("b", gpus=1, arrival=1)))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    assert st.queue == ("b",)
+    st, plan = step(st, 5.0, events=[Event.completion("a")])
+    assert [a.job for a in plan.starts] == ["b"]
+    assert "a" not in st.jobs and st.queue == ()
+    assert st.started["b"] == 5.0
+
+
+def test_a_lost_node_preempts_its_jobs_which_restart_elsewhere() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1),))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    where = st.allocation.placements[0].node
+    st, plan = step(st, 1.0, events=[Event.node_lost(where)])
+    assert plan.trigger is not None and plan.trigger.kind == "node-lost"
+    kinds = [(a.kind, a.job) for a in plan.actions]
+    assert (ActionKind.PREEMPT, "a") in kinds and (ActionKind.START, "a") in kinds
+    assert "was lost" in plan.preemptions[0].reason
+    assert [n.name for n in st.nodes] == [n for n in ("n0", "n1") if n != where]
+    assert st.allocation.placements[0].node != where
+    valid(st)
+
+
+def test_an_added_node_takes_waiting_jobs() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    st, plan = step(st, 1.0, events=[Event.node_added(gpu_nodes("n9")[0])])
+    assert plan.trigger is not None and plan.trigger.kind == "node-added"
+    assert [a.nodes for a in plan.starts] == [("n9",)]
+
+
+def test_unknown_events_are_ignored_and_the_clock_never_goes_back() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1),))
+    st, _ = step(ControllerState.initial(problem, config()), 10.0)
+    events = [Event.completion("ghost"), Event.node_lost("nowhere"), Event.arrival(Job("a", gpus=1))]
+    st, plan = step(st, 5.0, events=events)
+    assert plan.actions == () and st.time == 10.0 and "a" in st.running
+
+
+def test_stale_data_keeps_the_last_plan_and_blocks_drift_triggers() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st, first = step(ControllerState.initial(problem, config()), 0.0)
+    st, _ = step(st, 1.0, Observation(1.0, {"n0": NodeUsage(gpu_milli=1000.0), "n1": NodeUsage(gpu_milli=1000.0)}))
+    st, plan = step(st, 2.0, Observation.missing(2.0, "prometheus unreachable"))
+    assert st.stale and plan.stale and st.error == "prometheus unreachable"
+    assert plan.actions == () and plan.allocation == first.allocation
+    assert st.plan is first
+    # Smoothed drift is high now, but the data is stale: nothing happens.
+    st = dataclasses.replace(st, drift=st.drift.replace(cluster=0.9, armed=True))
+    st, plan = step(st, 3.0, Observation.missing(3.0, "still down"))
+    assert plan.trigger is None and st.stale
+    st, plan = step(st, 4.0, Observation(4.0, {"n0": NodeUsage(gpu_milli=1000.0), "n1": NodeUsage(gpu_milli=1000.0)}))
+    assert not st.stale and not plan.stale
+
+
+def test_an_observation_without_a_usable_time_counts_as_stale() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1),))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    st, plan = step(st, 1.0, Observation(float("nan"), {"n0": NodeUsage(gpu_milli=0.0)}))
+    assert st.stale and plan.stale and "not a finite number" in st.error
+    assert st.drift.time is None
+
+
+def test_drift_triggers_a_resolve_once_then_waits_for_it_to_fall() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st, _ = step(ControllerState.initial(problem, config()), 0.0)
+    busy = {"n0": NodeUsage(gpu_milli=1000.0), "n1": NodeUsage(gpu_milli=1000.0)}
+    idle = {"n0": NodeUsage(gpu_milli=100.0), "n1": NodeUsage(gpu_milli=100.0)}
+    st, plan = step(st, 1.0, Observation(1.0, busy))
+    assert plan.trigger is None
+    triggers = []
+    for t in range(2, 12):
+        st, plan = step(st, float(t), Observation(float(t), idle))
+        if plan.trigger is not None:
+            triggers.append(plan.trigger.kind)
+    assert triggers == ["drift"]
+    assert st.resolves == 2  # the initial one and the drift one
+
+
+def test_the_migration_cap_keeps_the_other_jobs_where_they_run(engines) -> None:  # type: ignore[no-untyped-def]
+    nodes = gpu_nodes("n0", "n1", "n2", "m0", "m1", "m2")
+    running = tuple(Job(f"r{i}", gpus=1) for i in range(3))
+    current = Allocation(tuple(Placement(f"r{i}", 0, f"n{i}", (0,), 1000) for i in range(3)))
+
+    def shuffle(problem: Problem, options: SolveOptions) -> Allocation:
+        moved = [Placement(f"r{i}", 0, f"m{i}", (0,), 1000) for i in range(3)]
+        return Allocation((*moved, Placement("q", 0, "n0", (0,), 1000)), method="shuffle", status=Status.OPTIMAL)
+
+    engines("shuffle", shuffle)
+    problem = Problem(nodes, (*running, Job("q", gpus=1)), current=current)
+    st, plan = step(ControllerState.initial(problem, config(method="shuffle", max_migrations=1)), 0.0)
+    assert [(a.job, a.previous_nodes, a.nodes) for a in plan.migrations] == [("r0", ("n0",), ("m0",))]
+    assert [(a.job, a.nodes) for a in plan.starts] == [("q", ("n0",))]
+    assert {p.job: p.node for p in st.allocation.placements} == {"r0": "m0", "r1": "n1", "r2": "n2", "q": "n0"}
+    assert "moved from ['n0'] to ['m0']" in plan.migrations[0].reason
+    valid(st)
+
+
+def test_the_heuristic_stands_in_when_the_exact_method_has_no_answer(engines) -> None:  # type: ignore[no-untyped-def]
+    engines("never", lambda p, o: Allocation(method="never", status=Status.UNKNOWN))
+
+    def boom(problem: Problem, options: SolveOptions) -> Allocation:
+        raise RuntimeError("solver crashed")
+
+    engines("boom", boom)
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1),))
+    for method in ("never", "boom"):
+        _, plan = step(ControllerState.initial(problem, config(method=method)), 0.0)
+        assert plan.fallback and plan.method == "best-fit"
+        assert [a.job for a in plan.starts] == ["a"]
+        assert method in plan.error
+
+
+def test_right_sizing_shares_an_idle_gpu_with_a_waiting_job_when_opted_in() -> None:
+    nodes = gpu_nodes("n0")
+    current = Allocation((Placement("big", 0, "n0", (0,), 1000),))
+    problem = Problem(nodes, (Job("big", gpus=1), Job("small", gpu_milli=500, arrival=1)), current=current)
+    idle = {"big": JobUsage(gpu_milli=200.0, gpu_memory=3000.0, gpus=1)}
+    for right_size, expect in (
+        (None, False),
+        (RightSizing(jobs=frozenset({"other"})), False),
+        (RightSizing(tau=0.5, min_observations=2), True),
+    ):
+        st, _ = step(ControllerState.initial(problem, config(right_size=right_size)), 0.0)
+        resized = False
+        for t in range(1, 8):
+            obs = Observation(float(t), {"n0": NodeUsage(gpu_milli=200.0)}, idle)
+            st, plan = step(st, float(t), obs)
+            if plan.resizes:
+                resized = True
+                (action,) = plan.resizes
+                assert action.placements[0].gpu_milli == 250  # 200 x 1.25 headroom, a multiple of 50
+                assert "observed 200 milli-GPU" in action.reason
+                assert [a.job for a in plan.starts] == ["small"]
+                assert plan.resized["big"].gpu_milli == 250 and plan.resized["big"].gpu_memory == 3750
+                assert st.requested["big"].gpus == 1
+                valid(st)
+        assert resized is expect
+
+
+def test_horizon_mode_commits_only_the_jobs_that_start_now() -> None:
+    jobs = (
+        Job("long", gpus=1, duration=1000, arrival=0),
+        Job("short", gpus=1, duration=100, arrival=1),
+        Job("mid", gpus=1, duration=300, arrival=2),
+    )
+    cfg = config(horizon=HorizonConfig(horizon=2400, slots=24))
+    st, plan = step(ControllerState.initial(Problem(gpu_nodes("n0"), jobs), cfg), 10.0)
+    assert [a.job for a in plan.starts] == ["short"]
+    assert "the horizon model starts it now" in plan.starts[0].reason
+    assert plan.horizon is not None and plan.horizon.status == "optimal"
+    assert {u.job: u.detail for u in plan.allocation.unplaced} == {
+        "long": "the horizon model starts it later",
+        "mid": "the horizon model starts it later",
+    }
+    st, plan = step(st, 110.0, events=[Event.completion("short")])
+    assert [a.job for a in plan.starts] == ["mid"]
+
+
+def test_events_between_two_problem_files() -> None:
+    before = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1)))
+    after = Problem(gpu_nodes("n1", "n2"), (Job("b", gpus=1), Job("c", gpus=1)))
+    kinds = sorted((e.kind.value, e.name) for e in events_between(before, after))
+    assert kinds == [("arrival", "c"), ("completion", "a"), ("node-added", "n2"), ("node-lost", "n0")]
+
+
+def test_steps_are_deterministic() -> None:
+    problem = Problem(
+        gpu_nodes("n0", "n1", "n2"), tuple(Job(f"j{i}", gpu_milli=300 + 100 * (i % 5)) for i in range(12))
+    )
+    runs = []
+    for _ in range(2):
+        st, plan = step(ControllerState.initial(problem, config()), 0.0)
+        st, plan2 = step(st, 1.0, events=[Event.completion("j0")])
+        runs.append((plan.allocation.placements, plan2.allocation.placements))
+    assert runs[0] == runs[1]
