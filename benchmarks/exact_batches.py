@@ -99,7 +99,14 @@ def main() -> None:
         for seed in seeds:
             nodes, jobs, capacity = protocol_jobs(args.traces, name, seed)
             ratio, spent, _ = batches(
-                nodes, jobs, capacity, limit=args.batch_limit, method=args.method, seed=seed, guide=args.guide
+                nodes,
+                jobs,
+                capacity,
+                limit=args.batch_limit,
+                method=args.method,
+                seed=seed,
+                guide=args.guide,
+                warm=args.warm_start,
             )
             ratios.append(ratio)
             times.append(spent)

@@ -234,6 +234,8 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     exact = solve_exact(problem, options.replace(time_limit=budget), backend="cpsat", hint=warm)
     if exact.status.has_solution:
         exact = _fill(problem, exact, options)
+        if options.fragmentation_guide > 0:
+            exact = _replace_with_heuristic(problem, exact, options)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
     # Ties go to the heuristic: same value, and its placement was chosen with the future in mind.
     if not exact.status.has_solution or (exact.objective or 0) <= (warm.objective or 0):
@@ -251,6 +253,33 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
             stats={**warm.stats, **portfolio, "cpsat_status": exact.status.value},
         )
     return exact.replace(stats={**exact.stats, **portfolio})
+
+
+def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveOptions) -> Allocation:
+    """CP-SAT chose which jobs run; let the warm-start rule place exactly those, if it can fit them all.
+
+    For online batches (the fragmentation guide on): the program decides how much of the batch to
+    take, and the fragmentation-aware heuristic decides where, largest demand first. Kept only when
+    it places every job CP-SAT placed and the allocated value is the same.
+    """
+    from optalloc import heuristics
+    from optalloc.core import evaluate
+
+    chosen = exact.placed_jobs
+    subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen))
+    placed = heuristics.allocate(subset, rule=options.warm_start, order="largest-demand-first", seed=options.seed)
+    if placed.unplaced:
+        return exact
+    left_out = tuple(u for u in exact.unplaced if u.job not in chosen)
+    candidate = placed.replace(unplaced=left_out)
+    before, after = evaluate(problem, exact), evaluate(problem, candidate)
+    if after.primary < before.primary:
+        return exact
+    total = after.primary if problem.weights.lexicographic else after.total
+    stats = {**exact.stats, "placed_by": options.warm_start}
+    return candidate.replace(
+        method=exact.method, status=Status.FEASIBLE, objective=float(total), bound=exact.bound, stats=stats
+    )
 
 
 def _lp_bound(problem: Problem, options: SolveOptions) -> Allocation:

@@ -50,7 +50,9 @@ def summary_table(problem: Problem, allocation: Allocation, *, title: str = "All
 
 def comparison_table(problem: Problem, answers: Sequence[Allocation], *, title: str = "Methods side by side") -> Table:
     """GPU = allocated share of the cluster's GPUs; out = jobs left out; frag = FGD fragmentation in GPUs."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True
+    )
     for column in ("method", "status", "objective", "gap", "GPU", "placed", "out", "frag", "time"):
         table.add_column(column, justify="left" if column in ("method", "status") else "right", no_wrap=True)
     for a in answers:

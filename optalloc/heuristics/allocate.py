@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from optalloc.core import Allocation, Placement, Problem, Reason, Status, Unplaced, Workload, evaluate
+from optalloc.core import Allocation, Job, Placement, Problem, Reason, Status, Unplaced, Workload, evaluate
 from optalloc.heuristics.orders import order as queue_order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import get_rule
@@ -22,6 +23,7 @@ def allocate(
     seed: int = 0,
     round: int = 0,
     workload: Workload | None = None,
+    reference: Sequence[Job] | None = None,
 ) -> Allocation:
     """Allocate ``problem`` greedily: jobs in ``order``, each placed by ``rule`` or skipped.
 
@@ -30,11 +32,12 @@ def allocate(
     ``replicas`` of an elastic job) or left out with reason ``fits no node`` (it would not fit even
     the empty cluster) or ``insufficient capacity`` (it fits the empty cluster, not what is left);
     the next job is then tried. ``seed`` drives the random rule; ``round`` rotates round-robin.
+    ``workload`` / ``reference``: see :class:`Placer` (the job mix the fgd rules expect).
     """
     start = time.perf_counter()
     get_rule(rule)  # unknown names fail before any work
     queue = queue_order(problem, order, round=round)
-    placer = Placer(problem, rule, seed=seed, workload=workload)
+    placer = Placer(problem, rule, seed=seed, workload=workload, reference=reference)
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
     unplaced: list[Unplaced] = []

@@ -17,7 +17,6 @@ frequent task classes covering a popularity threshold (95% in the paper's runs) 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,14 +47,15 @@ def typical_workload(
         raise ProblemError("popularity", popularity, "is not in (0, 1]")
     if gpu_weight < 0:
         raise ProblemError("gpu_weight", gpu_weight, "is negative")
-    counts: Counter[tuple[int, int, int, tuple[str, ...]]] = Counter()
+    counts: dict[tuple[int, int, int, tuple[str, ...]], float] = {}
     for job in jobs:
         if not include_cpu_only and not job.gpu_demand:
             continue
         weight = 1.0
         if gpu_weight and job.gpus:
             weight += job.gpus * gpu_weight
-        counts[(job.cpu, job.gpus_used, job.per_gpu_milli, tuple(sorted(job.gpu_models)))] += weight * job.replicas
+        key = (job.cpu, job.gpus_used, job.per_gpu_milli, tuple(sorted(job.gpu_models)))
+        counts[key] = counts.get(key, 0.0) + weight * job.replicas
     if not counts:
         return _workload([], [], model_names)
     total = sum(counts.values())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from optalloc.core import MethodUnavailable
+from optalloc.heuristics import fgd_plus
 from optalloc.heuristics.rules import RULE_LIST, Rule
 
-_RULES: dict[str, Rule] = {rule.name: rule for rule in RULE_LIST}
+_RULES: dict[str, Rule] = {rule.name: rule for rule in (*RULE_LIST, fgd_plus.RULE)}
 
 RULES: tuple[str, ...] = tuple(_RULES)
 

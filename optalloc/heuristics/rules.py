@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,12 +84,13 @@ class Candidates:
 
 @dataclass(frozen=True)
 class Context:
-    """What a rule may use besides the node and the job: scales, the FGD model, the random stream."""
+    """What a rule may use besides the node and the job: scales, the workload models, the random stream."""
 
     max_cpu: int  # largest node CPU (milli-cores); upstream's MaxSpecCpu = 128000
     max_gpu: int  # largest node GPU capacity (milli); upstream's MaxSpecGpu = 8000
     fragmentation: FragmentationModel | None
     rng: np.random.Generator
+    profile: Any = None  # fgd-plus's DemandProfile (optalloc.heuristics.fgd_plus)
 
 
 ScoreFn = Callable[[Candidates, JobView, Context], tuple[np.ndarray, np.ndarray]]
@@ -103,6 +105,7 @@ class Rule:
     score: ScoreFn
     randomized: bool = False  # picks uniformly among feasible nodes instead of the best score
     needs_workload: bool = False  # uses the FGD target workload
+    needs_profile: bool = False  # uses the demand profile of the reference jobs (fgd-plus)
 
 
 # GPU choice for a share --------------------------------------------------------------------
@@ -248,14 +251,17 @@ def best_option(n: int, row: np.ndarray, slot: np.ndarray, value: np.ndarray) ->
     return best, choice
 
 
-def fragmentation_delta(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(row, slot, before - after)``: how much each option lowers the node's fragmentation (milli)."""
+def fragmentation_options(
+    c: Candidates, job: JobView, ctx: Context
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`after_states` plus, per option, how much it lowers the node's fragmentation (milli)."""
     assert ctx.fragmentation is not None
-    frag = ctx.fragmentation
     row, slot, gpu, cpu = after_states(c, job)
-    before = frag(c.gpu, c.cpu, c.model)
-    after = frag(gpu, cpu, c.model[row])
-    return row, slot, before[row] - after
+    b = len(c.nodes)
+    frag = ctx.fragmentation(
+        np.concatenate([c.gpu, gpu]), np.concatenate([c.cpu, cpu]), np.concatenate([c.model, c.model[row]])
+    )
+    return row, slot, gpu, cpu, frag[:b][row] - frag[b:]
 
 
 def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +270,7 @@ def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarr
     Upstream's score is ``int(100 * sigmoid((F_before - F_after) / 1000))`` per node (a share
     tries every fitting GPU and keeps the best, the first on ties).
     """
-    row, slot, delta = fragmentation_delta(c, job, ctx)
+    row, slot, _, _, delta = fragmentation_options(c, job, ctx)
     score = _trunc((1.0 / (1.0 + np.exp(-delta / 1000.0))) * 100.0)
     return best_option(len(c.nodes), row, slot, score)
 

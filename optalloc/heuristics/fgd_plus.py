@@ -1,0 +1,123 @@
+"""``fgd-plus``: FGD that also keeps CPU and memory in step with the GPUs, and looks past the next pod.
+
+Same online setting as FGD (one pod at a time, irrevocable, no knowledge of the sequence; only the
+class mix of the reference jobs, as FGD's target workload). Each placement option is valued in
+milli-GPU, ``value = drop - BALANCE x loss - HOLE_WEIGHT x hole``, and scored on FGD's scale,
+``int(100 x sigmoid(value / 1000))`` (ties: lowest node index):
+
+1. ``drop``: **FGD's fragmentation drop** ``F(before) - F(after)`` (upstream's measure, unchanged).
+2. ``loss``: **balance loss** (CPU and memory). A node's *effective* free GPU is
+   ``E = min(free milli-GPU, free CPU / c, free memory / m)`` where ``c`` and ``m`` are the reference
+   GPU jobs' CPU and memory per milli-GPU. A replica that lowers ``E`` by more than the GPU it takes
+   strands GPUs behind exhausted CPU or memory: ``loss = max(0, E_before - E_after - gpu)``. FGD
+   alone sees CPU only when one more pod no longer fits, so it lets CPU-hungry pods drain the CPU of
+   GPU-dense nodes (8 GPUs, 96 cores) while CPU-rich nodes (2 GPUs, 104 cores) keep idle cores.
+3. ``hole``: **hole lookahead** (shares only). ``V(h)`` is the expected milli-GPU a GPU with ``h``
+   free ends up wasting as later shares arrive: each class ``k`` fills it with probability
+   ``pi_k = min(1, LOOKAHEAD x p_k)`` (renormalised when they sum above 1), else it stays empty:
+   ``V(h) = (1 - sum pi_k) h + sum pi_k V(h - milli_k)`` over the classes that fit. A share putting
+   ``s`` on a GPU with ``f`` free costs ``hole = V(f - s) - V(f)``. FGD rates a hole only against
+   the next pod, so it pairs a 320 with a lone 470 (a 210 hole only rare tiny shares can fill)
+   rather than open a GPU a later 650 completes.
+
+With both weights at 8 the balance and the holes decide whenever they differ; FGD's drop still
+decides where they are equal (e.g. a whole-GPU pod between nodes with CPU to spare). The weights,
+``LOOKAHEAD`` and the scale were tuned on seeds 42-46 of the default list (benchmarks/
+fgd_protocol.py) and then checked on the other lists and on held-out seeds 52-61.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optalloc.core import MILLI, Job
+from optalloc.heuristics.fragmentation import typical_workload
+from optalloc.heuristics.rules import Candidates, Context, JobView, Rule, best_option, fragmentation_options
+
+BALANCE = 8.0  # weight of the CPU/memory balance loss (FGD's drop has weight 1)
+LOOKAHEAD = 30.0  # chances a hole gets at each class before the cluster fills (kappa)
+HOLE_WEIGHT = 8.0  # weight of the hole lookahead term
+SCALE = 1000.0  # milli-GPU per sigmoid unit, as upstream FGD
+
+
+@dataclass(frozen=True)
+class DemandProfile:
+    """What fgd-plus knows of the job mix: resource ratios and the hole values.
+
+    ``cpu_per_milli`` (milli-cores) and ``memory_per_milli`` (MiB) per milli-GPU of the reference GPU
+    jobs; ``hole_value`` (1001,) expected final waste (milli-GPU) of a GPU with ``h`` milli free.
+    """
+
+    cpu_per_milli: float
+    memory_per_milli: float
+    hole_value: np.ndarray
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job], model_names: tuple[str, ...], *, lookahead: float | None = None) -> DemandProfile:
+        jobs = list(jobs)
+        gpu_jobs = [j for j in jobs if j.gpu_demand]
+        milli = sum(j.gpu_demand * j.replicas for j in gpu_jobs)
+        cpu = sum(j.cpu * j.replicas for j in gpu_jobs)
+        memory = sum(j.memory * j.replicas for j in gpu_jobs)
+        workload = typical_workload(gpu_jobs, model_names, popularity=1.0)
+        return cls(
+            cpu_per_milli=cpu / milli if milli else 0.0,
+            memory_per_milli=memory / milli if milli else 0.0,
+            hole_value=hole_values(workload.milli, workload.popularity, LOOKAHEAD if lookahead is None else lookahead),
+        )
+
+
+def hole_values(milli: np.ndarray, popularity: np.ndarray, lookahead: float) -> np.ndarray:
+    """``V[h]`` for h = 0..1000: expected final waste of a GPU with ``h`` milli free (see module doc)."""
+    gpu = milli > 0
+    size, p = milli[gpu].astype(np.int64), popularity[gpu].astype(np.float64)
+    if p.sum() > 0:
+        p = p / p.sum()
+    chance = np.minimum(1.0, lookahead * p)
+    value = np.zeros(MILLI + 1)
+    for h in range(1, MILLI + 1):
+        fit = size <= h
+        pi = chance[fit]
+        total = pi.sum()
+        if total > 1:
+            pi, total = pi / total, 1.0
+        value[h] = (1.0 - total) * h + float(pi @ value[h - size[fit]])
+    return value
+
+
+def effective_gpu(gpu: np.ndarray, cpu: np.ndarray, memory: np.ndarray, profile: DemandProfile) -> np.ndarray:
+    """(S,) free milli-GPU the node can still feed with CPU and memory at the reference ratios."""
+    free = np.maximum(gpu, 0).sum(axis=-1).astype(np.float64)
+    if profile.cpu_per_milli > 0:
+        free = np.minimum(free, cpu / profile.cpu_per_milli)
+    if profile.memory_per_milli > 0:
+        free = np.minimum(free, memory / profile.memory_per_milli)
+    out: np.ndarray = np.maximum(free, 0.0)
+    return out
+
+
+def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """FGD's drop + balance + hole lookahead, on FGD's sigmoid scale (module doc)."""
+    assert ctx.fragmentation is not None and ctx.profile is not None
+    profile: DemandProfile = ctx.profile
+    row, slot, gpu, cpu, value = fragmentation_options(c, job, ctx)
+    before = effective_gpu(c.gpu, c.cpu, c.memory, profile)[row]
+    after = effective_gpu(gpu, cpu, c.memory[row] - job.memory, profile)
+    value = value - BALANCE * np.maximum(before - after - job.total_gpu, 0.0)
+    if job.share:
+        free = c.gpu[row, slot]
+        value -= HOLE_WEIGHT * (profile.hole_value[free - job.share] - profile.hole_value[free])
+    score = np.trunc((1.0 / (1.0 + np.exp(-value / SCALE))) * 100.0)
+    return best_option(len(c.nodes), row, slot, score)
+
+
+RULE = Rule(
+    "fgd-plus",
+    "FGD + CPU/memory balance + hole lookahead for shares (ours; beats FGD on the openb traces)",
+    fgd_plus,
+    needs_workload=True,
+    needs_profile=True,
+)
