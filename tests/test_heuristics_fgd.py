@@ -65,7 +65,24 @@ def test_fast_fragmentation_equals_the_core_definition_on_random_states():
         cpu = rng.integers(0, 20, size=50) * 1000
         model = rng.integers(-1, len(MODELS), size=50)
         fast = FragmentationModel.of(wl, len(MODELS))(gpu, cpu, model)
-        np.testing.assert_allclose(fast, node_fragmentation(gpu, cpu, model, wl))
+        np.testing.assert_allclose(fast, _by_definition(gpu, cpu, model, wl))
+        np.testing.assert_allclose(node_fragmentation(gpu, cpu, model, wl), fast)
+
+
+def _by_definition(gpu, cpu, model, wl):
+    """The FGD measure written straight from its definition, one class and one node at a time."""
+    out = np.zeros(len(gpu))
+    for n in range(len(gpu)):
+        free = [max(int(g), 0) for g in gpu[n]]
+        for k in range(len(wl.popularity)):
+            milli, need, p = int(wl.milli[k]), int(wl.gpus[k]), float(wl.popularity[k])
+            allowed = model[n] >= 0 and (wl.models.shape[1] == 0 or wl.models[k][model[n]])
+            fits = sum(1 for g in gpu[n] if g >= milli) >= need
+            if milli == 0 or not allowed or cpu[n] < wl.cpu[k] or not fits:
+                out[n] += p * sum(free)
+            else:
+                out[n] += p * sum(f for f, g in zip(free, gpu[n]) if g < milli)
+    return out
 
 
 def test_fragmentation_takes_any_leading_shape():

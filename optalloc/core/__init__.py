@@ -5,7 +5,7 @@ Imports nothing else of optalloc and no solver.
 
 from optalloc.core.allocation import Allocation, Changes, Placement, Reason, Status, Unplaced
 from optalloc.core.errors import InvalidAllocation, MethodUnavailable, OptallocError, ProblemError, SolverError
-from optalloc.core.fragmentation import Workload, cluster_fragmentation, node_fragmentation
+from optalloc.core.fragmentation import FragmentationModel, Workload, cluster_fragmentation, node_fragmentation
 from optalloc.core.job import MILLI, Job, PlacementRule
 from optalloc.core.node import Node
 from optalloc.core.objective import ObjectiveValue, ObjectiveWeights, evaluate
@@ -19,6 +19,7 @@ __all__ = [
     "Allocation",
     "Changes",
     "ClusterState",
+    "FragmentationModel",
     "InvalidAllocation",
     "Job",
     "Kind",

@@ -5,8 +5,9 @@ a verified-valid :class:`~optalloc.core.Allocation`. ``Placer`` is the same engi
 job now, release it later (the simulator, rolling batches and the FGD protocol use it).
 """
 
+from optalloc.core.fragmentation import FragmentationModel
 from optalloc.heuristics.allocate import allocate
-from optalloc.heuristics.fragmentation import FragmentationModel, typical_workload
+from optalloc.heuristics.fragmentation import typical_workload
 from optalloc.heuristics.orders import ORDERS, dominant_share, order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import RULES, describe, get_rule

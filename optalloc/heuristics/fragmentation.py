@@ -18,7 +18,6 @@ frequent task classes covering a popularity threshold (95% in the paper's runs) 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -83,57 +82,3 @@ def _workload(keys: list, weights: list[float], model_names: tuple[str, ...]) ->
         models,
         np.array(weights, dtype=np.float64),
     )
-
-
-@dataclass(frozen=True)
-class FragmentationModel:
-    """Evaluates the FGD fragmentation of arrays of node states under one workload.
-
-    Build it once per workload (:meth:`of`); call it on ``gpu`` (S, G) free milli per slot (negative
-    for absent slots), ``cpu`` (S,) free milli-cores and ``model`` (S,) model index (-1: none).
-    """
-
-    thresholds: np.ndarray  # (T,) distinct milli thresholds of the GPU classes, ascending
-    column: np.ndarray  # (K,) threshold index of each GPU class
-    cpu: np.ndarray  # (K,) milli-cores of each GPU class
-    gpus: np.ndarray  # (K,) GPUs each GPU class needs
-    weight: np.ndarray  # (K,) popularity of each GPU class
-    access: np.ndarray  # (M + 1, K) bool: may a class use a node of model m (last row: no model)
-    cpu_only_weight: float  # summed popularity of the CPU-only classes (they strand every free GPU)
-
-    @classmethod
-    def of(cls, workload: Workload, n_models: int) -> FragmentationModel:
-        gpu_class = workload.milli > 0
-        milli = workload.milli[gpu_class]
-        thresholds = np.unique(milli)
-        access = np.zeros((n_models + 1, int(gpu_class.sum())), dtype=bool)
-        models = workload.models[gpu_class]
-        if n_models:
-            access[:n_models] = models.T if models.shape[1] else True
-        return cls(
-            thresholds=thresholds.astype(np.int64),
-            column=np.searchsorted(thresholds, milli).astype(np.int64),
-            cpu=workload.cpu[gpu_class].astype(np.int64),
-            gpus=workload.gpus[gpu_class].astype(np.int64),
-            weight=workload.popularity[gpu_class].astype(np.float64),
-            access=access,
-            cpu_only_weight=float(workload.popularity[~gpu_class].sum()),
-        )
-
-    def __call__(self, gpu: np.ndarray, cpu: np.ndarray, model: np.ndarray) -> np.ndarray:
-        """Expected fragmentation (milli-GPU, float64) of each state: shape ``gpu.shape[:-1]``."""
-        lead = gpu.shape[:-1]
-        g = gpu.reshape(-1, gpu.shape[-1])
-        c = cpu.reshape(-1)
-        m = model.reshape(-1)
-        free = np.maximum(g, 0)
-        total = free.sum(axis=1).astype(np.float64)
-        out = self.cpu_only_weight * total
-        if self.weight.size:
-            ge = g[:, :, None] >= self.thresholds[None, None, :]  # (S, G, T)
-            count = ge.sum(axis=1)  # (S, T) GPUs with at least t free
-            usable = (free[:, :, None] * ge).sum(axis=1)  # (S, T) free milli on those GPUs
-            stranded = total[:, None] - usable[:, self.column]  # (S, K)
-            ok = self.access[m] & (c[:, None] >= self.cpu[None, :]) & (count[:, self.column] >= self.gpus[None, :])
-            out = out + np.where(ok, stranded, total[:, None]) @ self.weight
-        return np.asarray(out).reshape(lead)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from optalloc.core import MILLI, ClusterState, Job, Placement, PlacementRule, Problem, Workload
-from optalloc.heuristics.fragmentation import FragmentationModel, typical_workload
+from optalloc.core.fragmentation import FragmentationModel
+from optalloc.heuristics.fragmentation import typical_workload
 from optalloc.heuristics.rules import NONE, Context, JobView, Rule
 
 log = logging.getLogger(__name__)

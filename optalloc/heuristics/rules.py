@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from optalloc.core import MILLI
-from optalloc.heuristics.fragmentation import FragmentationModel
+from optalloc.core.fragmentation import FragmentationModel
 
 NONE = -1  # no GPU index (whole-GPU or CPU-only replica)
 
