@@ -66,7 +66,7 @@ def batches(
 def offline(nodes, jobs, *, limit: float, seed: int):  # type: ignore[no-untyped-def]
     gpu_only = ObjectiveWeights(cpu_only_value=0, fragmentation=0, spread=0, migration=0)
     problem = Problem(nodes, jobs, weights=gpu_only)
-    answer = solve(problem, "auto", time_limit=limit, seed=seed)
+    answer = solve(problem, "auto", time_limit=limit, seed=seed, warm_start="fgd-plus")
     return answer, problem
 
 

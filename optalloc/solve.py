@@ -229,12 +229,14 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     remaining = None if options.time_limit is None else options.time_limit - spent
     if remaining is not None and remaining < 0.05:
         return warm.replace(stats={**warm.stats, "portfolio": "no time left for CP-SAT"})
-    # Keep a little of the budget for the fill pass and the verification that follow.
-    budget = None if remaining is None else 0.9 * remaining
+    # Keep a quarter of the budget for what follows: the fill pass, re-placing the program's selection
+    # with the heuristic, and the verification.
+    budget = None if remaining is None else 0.75 * remaining
     exact = solve_exact(problem, options.replace(time_limit=budget), backend="cpsat", hint=warm)
     if exact.status.has_solution:
         exact = _fill(problem, exact, options)
-        if options.fragmentation_guide > 0:
+        left = None if options.time_limit is None else options.time_limit - (time.perf_counter() - start)
+        if exact.status is not Status.OPTIMAL and (left is None or left > 2 * spent):
             exact = _replace_with_heuristic(problem, exact, options)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
     # Ties go to the heuristic: same value, and its placement was chosen with the future in mind.
@@ -256,29 +258,35 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
 
 
 def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveOptions) -> Allocation:
-    """CP-SAT chose which jobs run; let the warm-start rule place exactly those, if it can fit them all.
+    """The program chose which jobs run; let the warm-start rule place those jobs, largest first.
 
-    For online batches (the fragmentation guide on): the program decides how much of the batch to
-    take, and the fragmentation-aware heuristic decides where, largest demand first. Kept only when
-    it places every job CP-SAT placed and the allocated value is the same.
+    Decoding type counts into nodes can lose what the aggregated program packed; a heuristic given
+    the program's selection, largest demand first, often fits all of it, and what it cannot fit is
+    offered to the fill pass with everything else left out. The better of the two answers wins; on a
+    tie the heuristic's placement is kept when the fragmentation guide is on (it chose with the future
+    mix in mind).
     """
     from optalloc import heuristics
-    from optalloc.core import evaluate
+    from optalloc.core import Reason, Unplaced, evaluate
 
     chosen = exact.placed_jobs
     subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen))
     placed = heuristics.allocate(subset, rule=options.warm_start, order="largest-demand-first", seed=options.seed)
-    if placed.unplaced:
+    missing = tuple(
+        Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, "lost placing the optimiser's selection") for u in placed.unplaced
+    )
+    candidate = placed.replace(unplaced=tuple(u for u in exact.unplaced if u.job not in chosen) + missing)
+    score = evaluate(problem, candidate)
+    candidate = candidate.replace(objective=float(score.primary if problem.weights.lexicographic else score.total))
+    if missing:
+        candidate = _fill(problem, candidate, options)
+    mine, theirs = candidate.objective or 0.0, exact.objective or 0.0
+    if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
         return exact
-    left_out = tuple(u for u in exact.unplaced if u.job not in chosen)
-    candidate = placed.replace(unplaced=left_out)
-    before, after = evaluate(problem, exact), evaluate(problem, candidate)
-    if after.primary < before.primary:
-        return exact
-    total = after.primary if problem.weights.lexicographic else after.total
     stats = {**exact.stats, "placed_by": options.warm_start}
+    proven = exact.bound is not None and mine >= exact.bound
     return candidate.replace(
-        method=exact.method, status=Status.FEASIBLE, objective=float(total), bound=exact.bound, stats=stats
+        method=exact.method, status=Status.OPTIMAL if proven else Status.FEASIBLE, bound=exact.bound, stats=stats
     )
 
 

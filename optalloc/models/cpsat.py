@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -73,6 +74,7 @@ def solve_program(
     hint: np.ndarray | None = None,
     lexicographic: bool = False,
     time_limit: float | None = None,
+    stop: threading.Event | None = None,
 ) -> ProgramRun:
     """Maximise the weighted objective of ``prog`` with CP-SAT.
 
@@ -97,7 +99,10 @@ def solve_program(
             remaining *= 0.7
         solver = _solver(options, remaining)
         progress = _Progress(offset, start)
+        watcher = _watch(solver, stop) if stop is not None else None
         code = solver.solve(model, progress)
+        if watcher is not None:
+            watcher.set()
         status = _STATUS.get(code)
         if status is None:
             raise SolverError(f"CP-SAT answered {solver.status_name(code)}: {solver.solution_info()}")
@@ -149,6 +154,20 @@ def solve_program(
         run.status = Status.FEASIBLE
         run.stats["solution"] = "hint"
     return run
+
+
+def _watch(solver: cp_model.CpSolver, stop: threading.Event) -> threading.Event:
+    """Stop ``solver`` as soon as ``stop`` is set (another engine proved the optimum); returns a done flag."""
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.is_set():
+            if stop.wait(0.05):
+                solver.stop_search()
+                return
+
+    threading.Thread(target=run, daemon=True).start()
+    return done
 
 
 def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolver:

@@ -178,7 +178,7 @@ RESTART_NODES = 32
 RESTARTS = 8
 
 #: Node-choice rules tried in turn on each node type until one packs every unit.
-PACKING_RULES = ("shortfall", "cpu-best-fit", "cpu-worst-fit")
+PACKING_RULES = ("shortfall", "balanced-worst-fit", "slack", "cpu-worst-fit", "cpu-best-fit")
 
 
 def _pack_type(problem, state: ClusterState, full: np.ndarray, nodes: np.ndarray, items: list[_Unit], rule: str):  # type: ignore[no-untyped-def]
@@ -191,8 +191,74 @@ def _pack_type(problem, state: ClusterState, full: np.ndarray, nodes: np.ndarray
         need.remove(unit)
         if not _pack(problem, state, full, nodes, unit, placed, need, rule):
             missed.append(unit)
-            lost_value += sum(int(problem.replica_value[j]) for j, _, _ in unit.members)
+    if missed:
+        missed = _evict_for(problem, state, full, nodes, missed, placed, need, rule)
+    lost_value = sum(int(problem.replica_value[j]) for unit in missed for j, _, _ in unit.members)
     return state, full, placed, lost_value, missed
+
+
+def _evict_for(problem, state, full, nodes, missed, placed, need, rule):  # type: ignore[no-untyped-def]
+    """Repair: a GPU unit that found no node takes one whose only shortage is CPU or memory held by
+    CPU-only pods worth less than it; those pods then look for room elsewhere (or are left out).
+
+    Packing a type whose GPUs are all spoken for, CPU-only pods are the flexible part: moving them is
+    what lets the CPU-hungry GPU units fit.
+    """
+    index = problem.node_index
+    value = problem.replica_value
+    movable: dict[int, list[tuple[int, Placement]]] = defaultdict(list)  # node -> CPU-only single pods on it
+    for j, ps in placed.items():
+        if len(ps) == 1 and not ps[0].gpus and problem.jobs[j].replicas == 1:
+            movable[index[ps[0].node]].append((j, ps[0]))
+    still: list[_Unit] = []
+    evicted: list[_Unit] = []
+    order = sorted(missed, key=lambda u: -sum(int(value[j]) for j, _, _ in u.members))
+    for unit in order:
+        worth = sum(int(value[j]) for j, _, _ in unit.members)
+        slots = unit.gpus + (1 if unit.fresh else 0)
+        if not (slots or unit.level > 0) or unit.block_shares or len({m[0] for m in unit.members}) != 1:
+            still.append(unit)
+            continue
+        best = None
+        room = full[nodes] >= slots if slots else (state.gpu[nodes] == MILLI - unit.level).any(axis=1)
+        for n in nodes[room].tolist():
+            short_cpu = unit.cpu - int(state.cpu[n])
+            short_mem = unit.memory - int(state.memory[n])
+            pods = sorted(movable.get(n, ()), key=lambda jp: -problem.jobs[jp[0]].cpu)
+            out, cost = [], 0
+            for j, p in pods:
+                if short_cpu <= 0 and short_mem <= 0:
+                    break
+                out.append((j, p))
+                cost += int(value[j])
+                short_cpu -= problem.jobs[j].cpu
+                short_mem -= problem.jobs[j].memory
+            if short_cpu <= 0 and short_mem <= 0 and out and cost < worth and (best is None or cost < best[0]):
+                best = (cost, n, out)
+        if best is None:
+            still.append(unit)
+            continue
+        _, n, out = best
+        for j, p in out:
+            state.apply(p, sign=+1)
+            placed[j].remove(p)
+            if not placed[j]:
+                del placed[j]
+            movable[n].remove((j, p))
+            evicted.append(_Unit(problem.jobs[j].cpu, problem.jobs[j].memory, members=[(j, p.replica, 0)]))
+        gpus = _gpus_for(state, n, unit)
+        if gpus is None:  # cannot happen: the GPU room was checked; put the pods back
+            for j, p in out:
+                state.apply(p, sign=-1)
+                placed[j].append(p)
+            evicted = evicted[: len(evicted) - len(out)]
+            still.append(unit)
+            continue
+        _commit(problem, state, full, n, unit, gpus, placed)
+    for unit in evicted:
+        if not _pack(problem, state, full, nodes, unit, placed, need, rule):
+            still.append(unit)
+    return still
 
 
 def _why_unhostable(problem, j: int) -> str:  # type: ignore[no-untyped-def]
@@ -411,8 +477,18 @@ def _pack(
         after = np.zeros_like(after)
     if rule == "shortfall":
         order = np.lexsort((cpu_after, after, np.round(shortfall, 3), ~hosting[candidates]))
+    elif rule == "slack":
+        # Spread the CPU-hungry items: the node left with the most CPU beyond what its free GPUs will need.
+        slack = (cpu_after - per_cpu * after) / np.maximum(cap[:, 0], 1) + (mem_after - per_mem * after) / np.maximum(
+            cap[:, 1], 1
+        )
+        order = np.lexsort((after, -slack, ~hosting[candidates]))
     elif rule == "cpu-best-fit":
         order = np.lexsort((after, cpu_after, ~hosting[candidates]))
+    elif rule == "balanced-worst-fit":
+        # Worst fit on the scarcer of CPU and memory: keep both spread evenly over the type's nodes.
+        room = np.minimum(cpu_after / np.maximum(cap[:, 0], 1), mem_after / np.maximum(cap[:, 1], 1))
+        order = np.lexsort((after, -room, ~hosting[candidates]))
     else:
         order = np.lexsort((after, -cpu_after, ~hosting[candidates]))
     for pick in candidates[order]:

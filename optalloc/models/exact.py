@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Literal
 
@@ -28,6 +29,9 @@ LP_GUIDE_VARS = 2000
 #: The LP warm start runs only with at least this many seconds left, and gets at most this share of them.
 LP_GUIDE_MIN_TIME = 1.0
 LP_GUIDE_SHARE = 0.3
+
+#: Programs with at least this many variables are solved by CP-SAT and HiGHS side by side.
+PORTFOLIO_VARS = 5000
 
 #: Share of the time budget kept back for decoding the solver's answer into placements.
 DECODE_RESERVE = 0.15
@@ -151,6 +155,52 @@ def _overloaded(comp) -> list[str]:  # type: ignore[no-untyped-def]
     return [comp.problem.nodes[n].name for n in np.flatnonzero(bad)]
 
 
+def _portfolio(form, options: SolveOptions, hint: np.ndarray | None, time_limit: float | None) -> ProgramRun:  # type: ignore[no-untyped-def]
+    """CP-SAT and HiGHS side by side on one large program (one thread each); the better solution wins.
+
+    HiGHS gets one core, CP-SAT the others (at least one); when HiGHS proves the optimum first, CP-SAT stops.
+    """
+    from optalloc.models import cpsat, highs
+
+    done = threading.Event()
+    box: dict[str, ProgramRun] = {}
+
+    def run_highs() -> None:
+        try:
+            box["highs"] = highs.solve_program(
+                form.program, form.weights, time_limit=time_limit, relative_gap=options.relative_gap
+            )
+        finally:
+            if "highs" in box and box["highs"].status is Status.OPTIMAL:
+                done.set()
+
+    thread = threading.Thread(target=run_highs, daemon=True)
+    thread.start()
+    workers = max(1, options.num_workers - 1)
+    run = cpsat.solve_program(
+        form.program, form.weights, options.replace(workers=workers), hint=hint, time_limit=time_limit, stop=done
+    )
+    # HiGHS honours its limit loosely on a loaded machine; past a short grace its answer is not awaited.
+    thread.join(None if time_limit is None else 0.1 * time_limit + 0.2)
+    other = box.get("highs")
+    run.stats["portfolio"] = {"cpsat": run.objective, "highs": None if other is None else other.objective}
+    if (
+        other is not None
+        and other.values is not None
+        and (run.objective is None or (other.objective or 0) > run.objective)
+    ):
+        other.stats = {**run.stats, **other.stats, "winner": "highs"}
+        other.progress = run.progress
+        other.first_solution_time = run.first_solution_time
+        if run.bound is not None and (other.bound is None or run.bound < other.bound):
+            other.bound = run.bound
+        return other
+    if other is not None and other.bound is not None and (run.bound is None or other.bound < run.bound):
+        run.bound = max(other.bound, run.objective or other.bound)
+    run.stats["winner"] = "cpsat"
+    return run
+
+
 def _run_backend(
     backend: Backend,
     form,  # type: ignore[no-untyped-def]
@@ -159,6 +209,13 @@ def _run_backend(
     lexicographic: bool,
     time_limit: float | None,
 ) -> ProgramRun:
+    if (
+        backend == "cpsat"
+        and not lexicographic
+        and form.program.num_vars >= PORTFOLIO_VARS
+        and options.num_workers >= 2
+    ):
+        return _portfolio(form, options, hint, time_limit)
     if backend == "cpsat":
         from optalloc.models import cpsat
 

@@ -161,6 +161,15 @@ def build(compression: Compression) -> Formulation:
                 if big and sum(prog.ub[v] for v in big) > m * nt.count:
                     prog.row(f"{attr}_card{m}[{t}]", big, [1] * len(big), hi=m * nt.count)
         whole = [k for k in ks if classes[k].gpus]
+        # Whole-node cut: a unit taking all of a node's free GPUs leaves that node's CPU and memory to
+        # CPU-only work, so the other GPU units must find theirs on the remaining nodes.
+        filling = [k for k in whole if classes[k].gpus * units[k] == nt.full_gpus]
+        others = [k for k in ks if (classes[k].gpus and k not in filling) or (classes[k].share and not nt.partial)]
+        if filling and others:
+            for attr, cap in (("cpu", nt.cpu), ("memory", nt.memory)):
+                cols = [x[(k, t)] for k in others] + [x[(k, t)] for k in filling]
+                coefs = [getattr(classes[k], attr) * units[k] for k in others] + [cap] * len(filling)
+                prog.row(f"{attr}_fill[{t}]", cols, coefs, hi=nt.count * cap)
         shares = [k for k in ks if classes[k].share]
         flow = _arc_flow(prog, t, nt, sorted({classes[k].share for k in shares}, reverse=True)) if shares else None
         if whole or flow:
