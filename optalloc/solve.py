@@ -97,9 +97,7 @@ def solve(
         problem = with_previous(problem, previous)
     start = time.perf_counter()
     answer = engine.run(problem, opts)
-    wall = time.perf_counter() - start
-    if not answer.wall_time:
-        answer = answer.replace(wall_time=wall)
+    answer = answer.replace(wall_time=time.perf_counter() - start)
     if opts.verify:
         violations = verify(problem, answer)
         if violations:
@@ -229,9 +227,9 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     remaining = None if options.time_limit is None else options.time_limit - spent
     if remaining is not None and remaining < 0.05:
         return warm.replace(stats={**warm.stats, "portfolio": "no time left for CP-SAT"})
-    # Keep a quarter of the budget for what follows: the fill pass, re-placing the program's selection
-    # with the heuristic, and the verification.
-    budget = None if remaining is None else 0.75 * remaining
+    # Keep back what follows needs: decoding, the fill pass, re-placing the program's selection with
+    # the heuristic and the verification each cost about one heuristic run on this problem.
+    budget = None if remaining is None else max(0.05, min(0.75 * remaining, remaining - 3 * spent))
     exact = solve_exact(problem, options.replace(time_limit=budget), backend="cpsat", hint=warm)
     if exact.status.has_solution:
         exact = _fill(problem, exact, options)
