@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -289,20 +288,12 @@ _register_optional()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one line and exit status 2 for bad input, never a traceback."""
-    command = typer.main.get_command(app)
+    """Console entry point: one line and exit status 2 for bad input, never a traceback.
+
+    Usage errors are typer's own (exit status 2 as well); ``verify`` exits 1 on violations.
+    """
     try:
-        code = command.main(args=argv, prog_name="optalloc", standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        app(args=argv, prog_name="optalloc")
     except (OptallocError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         message = str(exc) if isinstance(exc, OptallocError) else f"{exc.strerror}: {exc.filename}"
         err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
