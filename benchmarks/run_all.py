@@ -26,7 +26,9 @@ BENCHMARKS = [
     ("exact_scaling.py", "exact_scaling.md", "Exact: scaling against naive models (issue 4)"),
     ("exact_batches.py", "exact_batches.md", "Exact: the FGD protocol in batches, and the offline optimum (issue 4)"),
     ("bench_adaptive.py", "adaptive.md", "Adaptive loop: step cost and the horizon model (issue 6)"),
-    ("sim_evaluation.py", "sim.md", "Simulator: policies side by side on real traces (issue 7)"),
+    ("sim_gavel.py", "sim_gavel.md", "Simulator: Gavel msr on a heterogeneous cluster (issue 7)"),
+    ("sim_openb.py", "sim_openb.md", "Simulator: openb replayed under load (issue 7)"),
+    ("sim_speed.py", "sim_speed.md", "Simulator: speed with heuristic policies (issue 7)"),
 ]
 
 INTRO = """# Benchmarks
@@ -41,10 +43,10 @@ read from `../shared/data/traces` (see its README); they are not part of the rep
 
 def fold() -> None:
     parts = [INTRO]
-    for _, result, title in BENCHMARKS:
+    for script, result, title in BENCHMARKS:
         path = HERE / "results" / result
         if not path.exists():
-            parts.append(f"## {title}\n\nNot measured yet: run `python benchmarks/run_all.py --only {result[:-3]}`.\n")
+            parts.append(f"## {title}\n\nNot measured yet: run `python benchmarks/run_all.py --only {script[:-3]}`.\n")
             continue
         body = path.read_text().strip().splitlines()
         if body and body[0].startswith("# "):

@@ -268,7 +268,10 @@ def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveO
     from optalloc.core import Reason, Unplaced, evaluate
 
     chosen = exact.placed_jobs
-    subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen))
+    current = problem.current
+    if current is not None:  # running jobs the program stopped are out of the subset, and out of current
+        current = current.replace(placements=tuple(p for p in current.placements if p.job in chosen), unplaced=())
+    subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen), current=current)
     placed = heuristics.allocate(subset, rule=options.warm_start, order="largest-demand-first", seed=options.seed)
     missing = tuple(
         Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, "lost placing the optimiser's selection") for u in placed.unplaced

@@ -81,7 +81,7 @@ def _by_definition(gpu, cpu, model, wl):
             if milli == 0 or not allowed or cpu[n] < wl.cpu[k] or not fits:
                 out[n] += p * sum(free)
             else:
-                out[n] += p * sum(f for f, g in zip(free, gpu[n]) if g < milli)
+                out[n] += p * sum(f for f, g in zip(free, gpu[n], strict=True) if g < milli)
     return out
 
 

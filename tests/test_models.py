@@ -127,6 +127,22 @@ def test_migration_is_used_only_when_allowed():
     assert evaluate(problem, moved).moved_replicas == 1
 
 
+def test_re_placing_the_programs_selection_survives_a_preempted_running_job():
+    # A running low-priority job the program stops is not in the selection: re-placing the selection
+    # must not keep it in ``current`` (it once raised "is not a job of this problem").
+    from optalloc.solve import _replace_with_heuristic
+
+    nodes = [Node("n", cpu=8000, memory=100, gpus=1, gpu_model="T4")]
+    jobs = [Job("low", gpus=1, priority=0), Job("high", gpus=1, priority=5)]
+    current = Allocation([Placement("low", 0, "n", (0,), 1000)])
+    problem = Problem(nodes, jobs, current=current)
+    exact = solve(problem, "cpsat", time_limit=10, allow_migration=True)
+    assert exact.placed_jobs == {"high"}
+    options = SolveOptions(allow_migration=True, warm_start="best-fit")
+    answer = _replace_with_heuristic(problem, exact.replace(status=Status.FEASIBLE), options)
+    assert answer.placed_jobs == {"high"} and not verify(problem, answer)
+
+
 def test_non_preemptible_jobs_that_no_longer_fit_make_the_problem_infeasible():
     nodes = [Node("n0", cpu=1000, memory=100, gpus=1, gpu_model="T4")]
     jobs = [Job("a", cpu=2000, gpus=1, preemptible=False)]

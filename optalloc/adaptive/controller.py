@@ -39,6 +39,7 @@ import numpy as np
 
 from optalloc.adaptive import drift as drift_mod
 from optalloc.adaptive import rightsize
+from optalloc.adaptive import tiers as tiers_mod
 from optalloc.adaptive.drift import DriftConfig, DriftState, Trigger
 from optalloc.adaptive.monitor import Observation
 from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
@@ -80,6 +81,9 @@ class ControllerConfig:
     (None: off). ``admit``: between re-solves, place waiting jobs that fit without moving anyone.
     ``order``: the queue ordering given to the heuristics. ``max_window``: queued jobs considered by one
     solve at most (by priority, then arrival). ``seed``/``workers``: for the engines.
+    ``duration_tiers``: thresholds (seconds of estimated remaining time, increasing) of Tiresias-style
+    tiers (:mod:`optalloc.adaptive.tiers`): every solve prefers shorter tiers within a priority, and the
+    heuristics order the queue by tier, then arrival (the ``priority`` order). () = off.
     """
 
     method: str = "auto"
@@ -97,8 +101,10 @@ class ControllerConfig:
     max_window: int = 2000
     seed: int = 0
     workers: int | None = None
+    duration_tiers: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "duration_tiers", tiers_mod.check_thresholds(self.duration_tiers))
         if not (isinstance(self.budget, int | float) and self.budget > 0):
             raise ProblemError("budget", self.budget, "is not a positive number of seconds")
         if not (isinstance(self.max_migrations, int) and self.max_migrations >= 0):
@@ -110,6 +116,12 @@ class ControllerConfig:
         for name in ("method", "fallback", "order"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ProblemError(name, getattr(self, name), "is not a name")
+
+    @property
+    def queue_order(self) -> str:
+        """The ordering the heuristics use: ``order``, except that the default ``fcfs`` becomes
+        ``priority`` (tier, then arrival) when ``duration_tiers`` are set."""
+        return "priority" if self.duration_tiers and self.order == "fcfs" else self.order
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,6 +214,15 @@ class ControllerState:
             weights=self.config.weights,
             gpu_models=catalogue,
         )
+
+    def solve_view(self, queued: Sequence[str], now: float) -> Problem:
+        """:meth:`problem` as the solves see it: with ``duration_tiers``, priorities tiered by the
+        estimated remaining time at ``now`` (:mod:`optalloc.adaptive.tiers`)."""
+        problem = self.problem(queued)
+        thresholds = self.config.duration_tiers
+        if not thresholds:
+            return problem
+        return problem.replace(jobs=tiers_mod.tiered(problem.jobs, self.remaining(now), thresholds))
 
     def remaining(self, now: float) -> dict[str, float | None]:
         """Estimated seconds left per running job (None: no duration estimate)."""
@@ -401,10 +422,19 @@ def _observe(st: ControllerState, obs: Observation) -> ControllerState:
 
 
 def _window(st: ControllerState) -> list[str]:
-    """The queued jobs one solve considers: by priority (highest first), then arrival."""
+    """The queued jobs one solve considers: by priority (highest first; tiered with ``duration_tiers``),
+    then arrival."""
     if len(st.queue) <= st.config.max_window:
         return list(st.queue)
-    ranked = sorted(st.queue, key=lambda n: (-st.jobs[n].priority, st.jobs[n].arrival))
+    thresholds = st.config.duration_tiers
+    levels = len(thresholds) + 1
+
+    def rank(n: str) -> tuple[int, float]:
+        job = st.jobs[n]
+        tier = tiers_mod.tier_of(job.duration, thresholds) if thresholds else 0
+        return (-(job.priority * levels + levels - 1 - tier), job.arrival)
+
+    ranked = sorted(st.queue, key=rank)
     chosen = set(ranked[: st.config.max_window])
     return [n for n in st.queue if n in chosen]
 
@@ -445,7 +475,7 @@ def _place(
     hplan: HorizonPlan | None = None
     error = ""
     try:
-        problem = st.problem(window)
+        problem = st.solve_view(window, now)
     except ProblemError as err:  # a job the cluster cannot describe: keep everything as it is
         log.error("cannot build the window problem: %s", err)
         plan = Plan(now, st.allocation, tuple(actions), trigger, stale=st.stale, error=str(err))
@@ -462,7 +492,7 @@ def _place(
             # Commit only what starts now; jobs no single node group could hold are tried as they come.
             chosen = set(hplan.start_now) | set(hplan.ungrouped)
             candidates = [n for n in window if n in chosen]
-            problem = st.problem(candidates)
+            problem = st.solve_view(candidates, now)
         except Exception as err:  # a solver failure must not stop the loop: plain packing instead
             log.exception("horizon model failed; packing the whole window instead")
             error = f"horizon model failed: {err}"
@@ -513,7 +543,7 @@ def _solve(
                 allow_migration=allow_migration,
                 workers=cfg.workers,
                 seed=cfg.seed,
-                order=cfg.order,
+                order=cfg.queue_order,
             )
             if answer.status.has_solution:
                 return answer, answer.method or cfg.method, False, ""
@@ -532,7 +562,7 @@ def _solve(
     else:
         first_error = ""
     try:
-        answer = solve(problem, cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.order)
+        answer = solve(problem, cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.queue_order)
     except Exception as err:
         log.exception("fallback %s failed; keeping the current allocation", cfg.fallback)
         return None, cfg.fallback, True, f"{first_error}; {cfg.fallback} failed: {err}".strip("; ")
@@ -579,7 +609,7 @@ def _cap_disruptions(problem: Problem, answer: Allocation, cap: int, cfg: Contro
     held = Allocation(tuple(kept), method="capped", status=Status.FEASIBLE)
     try:
         refill = solve(
-            problem.replace(current=held), cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.order
+            problem.replace(current=held), cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.queue_order
         )
     except Exception:
         log.exception("refill after capping failed; keeping the capped placements only")

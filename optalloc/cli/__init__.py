@@ -262,6 +262,12 @@ def demo(
 
 def _register_optional() -> None:
     try:
+        from optalloc.cli.simulate import simulate
+    except ImportError as exc:  # matplotlib (plots) is optional
+        logging.getLogger(__name__).debug("simulate unavailable: %s", exc)
+    else:
+        app.command(help=simulate.__doc__)(simulate)
+    try:
         from optalloc.cli.watch import watch
     except ImportError as exc:  # the adaptive extras are optional
         logging.getLogger(__name__).debug("watch unavailable: %s", exc)

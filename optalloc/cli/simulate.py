@@ -1,0 +1,242 @@
+"""``optalloc simulate``: replay a trace through several policies and write a comparison.
+
+The command function :func:`simulate` is registered on the main app by ``optalloc.cli``; everything it
+computes comes from :mod:`optalloc.adaptive.simulator`. Typer and rich are imported here only.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optalloc.adaptive import sim_report
+from optalloc.adaptive.sim_policies import GROUPS, policies
+from optalloc.adaptive.sim_usage import PROFILES
+from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
+from optalloc.adaptive.simulator import FailureModel, SimConfig, compare
+from optalloc.adaptive.simulator import Progress as SimProgress
+from optalloc.core import ProblemError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICIES = ("fcfs+best-fit", "sjf+best-fit", "fcfs+fgd", "rolling-horizon")
+
+
+def simulate(
+    trace: Annotated[
+        Path,
+        typer.Option(
+            "--trace",
+            "-t",
+            help="Gavel trace (.trace), openb pod list (.csv) or problem file (.json/.yaml, jobs with durations).",
+        ),
+    ],
+    cluster: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cluster",
+            "-c",
+            help="Gavel: GPUs per type, e.g. v100=32,p100=32,k80=32 (repeatable). "
+            "openb: a node count in the openb shape mix (24), or 'all' for the trace's GPU nodes.",
+        ),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--policy",
+            "-p",
+            help="Policy to compare (repeat): <order>+<rule> (fcfs+best-fit, sjf+fgd, ...), cpsat-packing, "
+            f"rolling-horizon, horizon-model, or a group ({', '.join(GROUPS)}).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
+        "sim-out"
+    ),
+    throughputs: Annotated[
+        Path | None, typer.Option(help="Gavel simulation_throughputs.json (default: found next to the trace).")
+    ] = None,
+    estimate: Annotated[
+        str, typer.Option(help="Gavel: GPU type whose runtime the controller is told (or min, max, none).")
+    ] = "v100",
+    compress: Annotated[
+        float, typer.Option(help="openb: divide inter-arrival times by this factor (adds load).", min=0.001)
+    ] = 1.0,
+    qos_priority: Annotated[bool, typer.Option(help="openb: qos as priority (LS 2, Guaranteed/Burstable 1).")] = False,
+    jobs: Annotated[int | None, typer.Option(help="Replay only N jobs (the first, after --skip).", min=1)] = None,
+    skip: Annotated[int, typer.Option(help="Leave out the first K jobs by arrival (a slice of the trace).", min=0)] = 0,
+    tick: Annotated[float, typer.Option(help="Seconds between controller ticks (observations).", min=0)] = 60.0,
+    react: Annotated[
+        bool, typer.Option("--react/--ticks-only", help="Step at every arrival and completion, or only at ticks.")
+    ] = True,
+    restart_penalty: Annotated[
+        float, typer.Option(help="Seconds without progress after a preempted or migrated job restarts.", min=0)
+    ] = 30.0,
+    keep_progress: Annotated[
+        bool, typer.Option("--keep-progress/--lose-progress", help="A restarted job keeps its work (checkpoint).")
+    ] = True,
+    usage: Annotated[str, typer.Option(help=f"Usage profile: {', '.join(PROFILES)}.")] = "typical",
+    seed: Annotated[int, typer.Option(help="Seed of the usage draws, failures and engines.")] = 0,
+    budget: Annotated[float, typer.Option(help="Seconds per re-solve of the exact policies.", min=0.01)] = 1.0,
+    mtbf: Annotated[
+        float | None, typer.Option(help="Node failures: mean seconds between failures of one node.", min=1)
+    ] = None,
+    repair: Annotated[float, typer.Option(help="Seconds a failed node stays down.", min=0)] = 3600.0,
+    until: Annotated[float | None, typer.Option(help="Stop at this simulated time (seconds).")] = None,
+    until_last_arrival: Annotated[
+        bool, typer.Option("--until-last-arrival", help="Stop at the last arrival (measure the loaded period).")
+    ] = False,
+    verify: Annotated[bool, typer.Option(help="Verify every committed allocation (slow).")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="controller (every decision by the production step) or direct (heuristic policies, fast)."),
+    ] = "controller",
+    plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+) -> None:
+    """Replay a trace through the controller under several policies; write JSON, CSV, plots and a report."""
+    console = Console(stderr=True)
+    scenario = load_scenario(
+        trace,
+        cluster,
+        throughputs=throughputs,
+        estimate=estimate,
+        compress=compress,
+        qos_priority=qos_priority,
+    )
+    if jobs is not None or skip:
+        scenario = scenario.select(skip, jobs)
+    stop = until
+    if until_last_arrival and scenario.jobs:
+        stop = float(scenario.problem.job_arrival.max())
+    config = SimConfig(
+        tick=tick,
+        react=react,
+        restart_penalty=restart_penalty,
+        keep_progress=keep_progress,
+        usage=usage,
+        seed=seed,
+        failures=FailureModel(mtbf, repair, seed) if mtbf is not None else None,
+        until=stop,
+        verify=verify,
+        engine=engine,
+    )
+    chosen = policies(
+        policy or list(DEFAULT_POLICIES),
+        budget=budget,
+        seed=seed,
+        durations=[j.duration for j in scenario.jobs if j.duration is not None],
+    )
+    if not quiet:
+        d = scenario.describe()
+        console.print(f"{d['description']}: {d['nodes']} nodes, {d['gpus']} GPUs, {d['jobs']} jobs")
+    if quiet:
+        results = compare(scenario, chosen, config)
+    else:
+        with Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("jobs, {task.fields[events]} events"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            tasks = {p.name: bar.add_task(p.name, total=len(scenario.jobs), events=0) for p in chosen}
+
+            def report(p: SimProgress) -> None:
+                bar.update(tasks[p.policy], completed=p.done, events=p.events)
+
+            results = compare(scenario, chosen, config, progress=report)
+    command = "optalloc simulate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    files = sim_report.write(out, scenario, results, config, command=command, plots=plots)
+    if not quiet:
+        console.print(_summary(results))
+        console.print(f"wrote {len(files)} files to {out}: " + ", ".join(f.name for f in files))
+
+
+def load_scenario(
+    trace: Path,
+    cluster: list[str] | None,
+    *,
+    throughputs: Path | None = None,
+    estimate: str = "v100",
+    compress: float = 1.0,
+    qos_priority: bool = False,
+) -> Scenario:
+    """The scenario of ``--trace`` and ``--cluster`` (see the option help)."""
+    if not trace.exists():
+        raise FileNotFoundError(2, "No such file", str(trace))
+    suffix = trace.suffix.lower()
+    if suffix == ".trace":
+        tp = throughputs or _find_throughputs(trace)
+        counts = parse_counts(cluster) if cluster else {"v100": 32, "p100": 32, "k80": 32}
+        return gavel_scenario(trace, tp, counts, estimate=estimate)
+    if suffix == ".csv":
+        nodes = _openb_nodes(trace, cluster)
+        return openb_scenario(trace, nodes=nodes, compress=compress, qos_priority=qos_priority)
+    if suffix in (".json", ".yaml", ".yml"):
+        from optalloc.io import read_problem
+
+        if cluster:
+            raise ProblemError("--cluster", cluster[0], "is not used with a problem file (its nodes are the cluster)")
+        problem = read_problem(trace)
+        return Scenario.from_problem(problem, trace.stem, description=f"{trace.name}: jobs run their duration")
+    raise ProblemError("--trace", str(trace), "is not a .trace (Gavel), .csv (openb) or problem file (.json, .yaml)")
+
+
+def _find_throughputs(trace: Path) -> Path:
+    for folder in [trace.parent, *trace.parents][:4]:
+        candidate = folder / "simulation_throughputs.json"
+        if candidate.exists():
+            return candidate
+    raise ProblemError("--throughputs", None, f"is needed: no simulation_throughputs.json above {trace}")
+
+
+def _openb_nodes(trace: Path, cluster: list[str] | None) -> int | list:
+    spec = (cluster or ["24"])[0].strip()
+    if spec.startswith("openb="):
+        spec = spec.partition("=")[2]
+    if spec.isdigit():
+        return int(spec)
+    if spec == "all":
+        from optalloc.io import openb
+
+        node_list = trace.parent / "openb_node_list_all_node.csv"
+        if not node_list.exists():
+            raise ProblemError("--cluster", spec, f"needs {node_list.name} next to the pod list")
+        return openb.read_nodes(node_list, gpu_only=True)
+    raise ProblemError("--cluster", spec, "is not a node count (24) or 'all' for an openb pod list")
+
+
+def _summary(results: list) -> Table:
+    table = Table(title="Policies compared")
+    for col in ("policy", "avg JCT (h)", "p99 JCT (h)", "queueing (h)", "GPU alloc %", "util %", "done %", "events/s"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in results:
+        m = r.metrics
+        table.add_row(
+            r.policy,
+            _h(m.avg_jct),
+            _h(m.p99_jct),
+            _h(m.avg_queueing_delay),
+            f"{100 * m.gpu_allocation:.1f}",
+            f"{100 * m.gpu_utilisation:.1f}",
+            f"{100 * m.completion_rate:.1f}",
+            f"{m.events_per_second:,.0f}",
+        )
+    return table
+
+
+def _h(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds / 3600:.2f}"
+
+
+__all__ = ["load_scenario", "simulate"]
