@@ -276,3 +276,16 @@ def test_steps_are_deterministic() -> None:
         st, plan2 = step(st, 1.0, events=[Event.completion("j0")])
         runs.append((plan.allocation.placements, plan2.allocation.placements))
     assert runs[0] == runs[1]
+
+
+def test_round_robin_rotates_the_queue_by_the_controllers_step():
+    def first_started(order: str) -> str:
+        cfg = ControllerConfig(method="best-fit", order=order, drift=DriftConfig(min_interval=0.0, node_high=None))
+        state = ControllerState.initial(Problem(gpu_nodes("n"), ()), cfg)
+        state, _ = step(state, 0.0, None, [])  # one round goes by with nothing to do
+        jobs = [Job(n, gpus=1, arrival=float(i)) for i, n in enumerate("ab")]
+        state, plan = step(state, 2.0, None, [Event.arrival(j) for j in jobs])
+        return next(a.job for a in plan.actions if a.kind is ActionKind.START)
+
+    assert first_started("fcfs") == "a"
+    assert first_started("round-robin") == "b"  # round 1: the queue starts at its second job

@@ -500,7 +500,9 @@ def _place(
         plan = Plan(now, st.allocation, tuple(actions), trigger, stale=st.stale, error=error, horizon=hplan)
         return replace(st, dirty=False), plan
     budget_left = max(0.01, cfg.budget - (time.perf_counter() - started_at))
-    answer, method, fallback, solve_error = _solve(problem, cfg, budget_left, allow_migration, exact=exact)
+    answer, method, fallback, solve_error = _solve(
+        problem, cfg, budget_left, allow_migration, exact=exact, round_=st.steps
+    )
     error = error or solve_error
     if answer is None:
         plan = Plan(now, st.allocation, tuple(actions), trigger, stale=st.stale, error=error, horizon=hplan)
@@ -529,9 +531,10 @@ def _place(
 
 
 def _solve(
-    problem: Problem, cfg: ControllerConfig, budget: float, allow_migration: bool, *, exact: bool
+    problem: Problem, cfg: ControllerConfig, budget: float, allow_migration: bool, *, exact: bool, round_: int = 0
 ) -> tuple[Allocation | None, str, bool, str]:
-    """The method's answer, or the fallback heuristic's when it has none; (None, ...) if both fail."""
+    """The method's answer, or the fallback heuristic's when it has none; (None, ...) if both fail.
+    ``round_`` (the controller's step count) rotates the ``round-robin`` ordering."""
     from optalloc.solve import solve
 
     if exact and cfg.method != cfg.fallback:
@@ -544,6 +547,7 @@ def _solve(
                 workers=cfg.workers,
                 seed=cfg.seed,
                 order=cfg.queue_order,
+                round=round_,
             )
             if answer.status.has_solution:
                 return answer, answer.method or cfg.method, False, ""
@@ -562,7 +566,7 @@ def _solve(
     else:
         first_error = ""
     try:
-        answer = solve(problem, cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.queue_order)
+        answer = solve(problem, cfg.fallback, allow_migration=False, seed=cfg.seed, order=cfg.queue_order, round=round_)
     except Exception as err:
         log.exception("fallback %s failed; keeping the current allocation", cfg.fallback)
         return None, cfg.fallback, True, f"{first_error}; {cfg.fallback} failed: {err}".strip("; ")

@@ -48,6 +48,10 @@ class DirectEngine:
             raise ProblemError(
                 "engine", "direct", f"is for heuristic policies (a placement rule, no migration), not {policy.name!r}"
             )
+        if cfg.order == "round-robin":
+            raise ProblemError(
+                "engine", "direct", "keeps one queue order for the whole run: round-robin needs the controller engine"
+            )
         if cfg.horizon is not None or cfg.right_size is not None:
             raise ProblemError("engine", "direct", f"does not run the horizon model or right-sizing ({policy.name!r})")
         self.scenario = scenario
