@@ -34,9 +34,19 @@ def protocol_jobs(traces: Path, name: str, seed: int):  # type: ignore[no-untype
 
 
 def batches(
-    nodes, jobs, capacity: int, *, limit: float, method: str, seed: int, guide: float = 0.0, warm: str = "best-fit"
-) -> tuple[float, float, list[float]]:  # type: ignore[no-untyped-def]
-    """Place arrivals batch by batch; returns (ratio at 130%, solver seconds, ratio after each batch)."""
+    nodes,
+    jobs,
+    capacity: int,
+    *,
+    limit: float,
+    method: str,
+    seed: int,
+    guide: float = 0.0,
+    warm: str = "best-fit",
+    forecast: float = 0.0,
+) -> tuple[float, float, list[float], int]:  # type: ignore[no-untyped-def]
+    """Place arrivals batch by batch; returns (ratio at 130%, solver seconds, ratio after each batch,
+    jobs held back by admission control)."""
     placed = Allocation(status="feasible")
     kept: list = []
     batch: list = []
@@ -44,6 +54,7 @@ def batches(
     curve: list[float] = []
     solver_time = 0.0
     allocated = 0
+    held = 0
     for i, job in enumerate(jobs):
         batch.append(job)
         arrived += job.gpu_demand * job.replicas
@@ -51,7 +62,16 @@ def batches(
             continue
         problem = Problem(nodes, kept + batch, current=placed)
         start = time.perf_counter()
-        answer = solve(problem, method, time_limit=limit, seed=seed, fragmentation_guide=guide, warm_start=warm)
+        answer = solve(
+            problem,
+            method,
+            time_limit=limit,
+            seed=seed,
+            fragmentation_guide=guide,
+            warm_start=warm,
+            admission_forecast=forecast,
+        )
+        held += sum(1 for u in answer.unplaced if u.reason == "held back")
         solver_time += time.perf_counter() - start
         placed_now = answer.placed_jobs
         kept += [b for b in batch if b.name in placed_now]
@@ -60,7 +80,7 @@ def batches(
         curve.append(100 * allocated / capacity)
         batch = []
         mark += step
-    return 100 * allocated / capacity, solver_time, curve
+    return 100 * allocated / capacity, solver_time, curve, held
 
 
 def offline(nodes, jobs, *, limit: float, seed: int):  # type: ignore[no-untyped-def]

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from optalloc.core import Allocation, MethodUnavailable, Problem, ProblemError, SolverError, Status, verify
+from optalloc.core import (
+    Allocation,
+    FutureValue,
+    MethodUnavailable,
+    Problem,
+    ProblemError,
+    SolverError,
+    Status,
+    verify,
+)
 from optalloc.core.options import SolveOptions
 
 log = logging.getLogger(__name__)
@@ -152,7 +161,14 @@ def _heuristic(rule: str) -> Engine:
     def run(problem: Problem, options: SolveOptions) -> Allocation:
         from optalloc import heuristics
 
-        return heuristics.allocate(problem, rule=rule, order=options.order, seed=options.seed, round=options.round)
+        return heuristics.allocate(
+            problem,
+            rule=rule,
+            order=options.order,
+            seed=options.seed,
+            round=options.round,
+            future=_forecast(problem, options),
+        )
 
     run.__name__ = f"run_{rule.replace('-', '_')}"
     return run
@@ -204,25 +220,49 @@ def _exact(backend: str) -> Engine:
     return run
 
 
-def _best_heuristic(problem: Problem, options: SolveOptions) -> Allocation:
-    """The better of the warm-start rule (best-fit by default) in the caller's order and largest-demand-first."""
+#: Share of the time limit the warm-start portfolio may spend before it stops trying more candidates.
+WARM_START_SHARE = 0.15
+
+
+def _best_heuristic(problem: Problem, options: SolveOptions, future: FutureValue | None = None) -> Allocation:
+    """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
+
+    Always the warm-start rule (best-fit by default) in the caller's order and largest-demand-first;
+    then, while the portfolio has used less than ``WARM_START_SHARE`` of the time limit, the same rule
+    and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first),
+    which packs over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory.
+    """
     from optalloc import heuristics
 
-    orders = dict.fromkeys([options.order, "largest-demand-first"])
     rule = get_method(options.warm_start)
     if rule.kind != "heuristic":
         raise MethodUnavailable(f"warm_start {options.warm_start!r} is not a heuristic rule")
-    answers = [
-        heuristics.allocate(problem, rule=rule.name, order=o, seed=options.seed, round=options.round) for o in orders
-    ]
-    return max(answers, key=lambda a: a.objective if a.objective is not None else float("-inf"))
+    candidates = dict.fromkeys(
+        [
+            (rule.name, options.order),
+            (rule.name, "largest-demand-first"),
+            (rule.name, "gpu-first"),
+            ("first-fit", "gpu-first"),
+        ]
+    )
+    start = time.perf_counter()
+    answers = []
+    for i, (name, order) in enumerate(candidates):
+        spent = time.perf_counter() - start
+        if i >= 2 and options.time_limit is not None and spent > WARM_START_SHARE * options.time_limit:
+            break
+        answers.append(
+            heuristics.allocate(problem, rule=name, order=order, seed=options.seed, round=options.round, future=future)
+        )
+    return max(answers, key=_scorer(problem, future))
 
 
 def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     from optalloc.models import solve_exact
 
     start = time.perf_counter()
-    warm = _best_heuristic(problem, options)
+    future = _forecast(problem, options)
+    warm = _best_heuristic(problem, options, future)
     spent = time.perf_counter() - start
     remaining = None if options.time_limit is None else options.time_limit - spent
     if remaining is not None and remaining < 0.05:
@@ -237,8 +277,10 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
         if exact.status is not Status.OPTIMAL and (left is None or left > 2 * spent):
             exact = _replace_with_heuristic(problem, exact, options)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
+    # With a forecast, answers are compared by their objective plus the future value of what they leave.
+    score = _scorer(problem, future)
     # Ties go to the heuristic: same value, and its placement was chosen with the future in mind.
-    if not exact.status.has_solution or (exact.objective or 0) <= (warm.objective or 0):
+    if not exact.status.has_solution or score(exact) <= score(warm):
         # CP-SAT found nothing better in time: the heuristic answer, with CP-SAT's bound when it has one.
         bound = (
             exact.bound
@@ -277,11 +319,12 @@ def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveO
         Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, "lost placing the optimiser's selection") for u in placed.unplaced
     )
     candidate = placed.replace(unplaced=tuple(u for u in exact.unplaced if u.job not in chosen) + missing)
-    score = evaluate(problem, candidate)
-    candidate = candidate.replace(objective=float(score.primary if problem.weights.lexicographic else score.total))
+    value = evaluate(problem, candidate)
+    candidate = candidate.replace(objective=float(value.primary if problem.weights.lexicographic else value.total))
     if missing:
         candidate = _fill(problem, candidate, options)
-    mine, theirs = candidate.objective or 0.0, exact.objective or 0.0
+    score = _scorer(problem, _forecast(problem, options))
+    mine, theirs = score(candidate), score(exact)
     if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
         return exact
     stats = {**exact.stats, "placed_by": options.warm_start}
@@ -289,6 +332,31 @@ def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveO
     return candidate.replace(
         method=exact.method, status=Status.OPTIMAL if proven else Status.FEASIBLE, bound=exact.bound, stats=stats
     )
+
+
+def _forecast(problem: Problem, options: SolveOptions) -> FutureValue | None:
+    """The future value of the free GPU capacity under ``options.admission_forecast`` (None when off)."""
+    if options.admission_forecast <= 0 or problem.weights.lexicographic:
+        return None
+    from optalloc.core import ClusterState
+    from optalloc.models.future import future_value
+
+    return future_value(problem, ClusterState.of(problem), options.admission_forecast)
+
+
+def _scorer(problem: Problem, future: FutureValue | None) -> Callable[[Allocation], float]:
+    """How ``auto`` ranks answers: the objective, plus with a forecast the future value of the GPU
+    capacity each answer leaves (``optalloc.models.future``)."""
+
+    def score(answer: Allocation) -> float:
+        base = answer.objective if answer.objective is not None else float("-inf")
+        if future is None or not answer.status.has_solution:
+            return base
+        from optalloc.core import ClusterState
+
+        return base + future.of_state(ClusterState.of(problem, answer))
+
+    return score
 
 
 def _lp_bound(problem: Problem, options: SolveOptions) -> Allocation:

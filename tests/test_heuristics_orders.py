@@ -12,7 +12,21 @@ def _problem(jobs):
 
 
 def test_every_documented_ordering_is_offered():
-    assert ORDERS == ("fcfs", "sjf", "ljf", "priority", "round-robin", "largest-demand-first")
+    assert ORDERS == ("fcfs", "sjf", "ljf", "priority", "round-robin", "largest-demand-first", "gpu-first")
+
+
+def test_gpu_first_puts_the_biggest_gpu_jobs_first_and_the_leanest_first_among_equals():
+    p = _problem(
+        [
+            Job("cpu-only", cpu=100),
+            Job("share", cpu=100, gpu_milli=500),
+            Job("heavy", cpu=4000, memory=500, gpus=1),
+            Job("lean", cpu=1000, memory=100, gpus=1),
+            Job("gang", cpu=100, gpus=1, replicas=2),
+            Job("four", cpu=8000, gpus=4),
+        ]
+    )
+    assert [p.jobs[j].name for j in order(p, "gpu-first")] == ["four", "gang", "lean", "heavy", "share", "cpu-only"]
 
 
 def test_fcfs_sorts_by_arrival_and_breaks_ties_by_input_position():

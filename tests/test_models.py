@@ -174,3 +174,19 @@ def test_deterministic_mode_repeats_itself():
     a = solve(problem, "cpsat", time_limit=5, deterministic=True, seed=3)
     b = solve(problem, "cpsat", time_limit=5, deterministic=True, seed=3)
     assert a.placements == b.placements
+
+
+def test_cpsat_stopped_before_it_searched_claims_no_bound():
+    """Found by the openb benchmarks: CP-SAT stopped by its limit before search reports a bound of 0,
+    which the portfolio then raised to the answer's value and printed as a gap of 0."""
+    from optalloc.io import synthetic
+    from optalloc.models import cpsat
+
+    problem = synthetic.openb_like(nodes=200, jobs=3000, seed=0)
+    form = build(compress(problem))
+    warm = solve(problem, "best-fit")
+    run = cpsat.solve_program(
+        form.program, form.weights, SolveOptions(workers=1), hint=encode(form, warm), time_limit=1e-4
+    )
+    assert run.status is Status.FEASIBLE and run.stats["solution"] == "hint"
+    assert run.bound is None

@@ -203,7 +203,8 @@ class ControllerState:
     def problem(self, queued: Sequence[str] | None = None) -> Problem:
         """The window as a :class:`Problem`: running jobs, then ``queued`` (default: the whole queue),
         with the running allocation as ``current``."""
-        names = [n for n in self.jobs if n in self.running]
+        running = self.running
+        names = [n for n in self.jobs if n in running]
         names += list(self.queue if queued is None else queued)
         jobs = tuple(self.jobs[n] for n in names)
         catalogue = frozenset().union(*(j.gpu_models for j in jobs)) if jobs else frozenset()

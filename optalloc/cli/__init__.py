@@ -112,6 +112,17 @@ def plan(
         Path | None, typer.Option(help="Allocation already decided (kept; new jobs placed around it).")
     ] = None,
     allow_migration: Annotated[bool, typer.Option(help="Let the engines move running preemptible jobs.")] = False,
+    warm_start: Annotated[str, typer.Option(help="Heuristic rule that auto hints CP-SAT with.")] = "best-fit",
+    fragmentation_guide: Annotated[
+        float, typer.Option(help="Steer the exact search towards low FGD fragmentation (e.g. 0.05; 0 = off).")
+    ] = 0.0,
+    admission_forecast: Annotated[
+        float,
+        typer.Option(
+            help="Demand still expected, x the free GPU capacity (e.g. 1.3): hold back jobs that would strand "
+            "GPUs the forecast fills better (0 = off)."
+        ),
+    ] = 0.0,
     add_like: Annotated[list[str] | None, typer.Option(help="What-if: NODE=COUNT more nodes shaped like NODE.")] = None,
     remove_model: Annotated[list[str] | None, typer.Option(help="What-if: remove the nodes of this GPU model.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Allocation file to write (.json, .yaml).")] = None,
@@ -140,6 +151,9 @@ def plan(
         relative_gap=gap,
         order=order,
         allow_migration=allow_migration,
+        warm_start=warm_start,
+        fragmentation_guide=fragmentation_guide,
+        admission_forecast=admission_forecast,
     )
     if prev is not None:
         from optalloc.solve import with_previous

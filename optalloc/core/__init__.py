@@ -6,6 +6,7 @@ Imports nothing else of optalloc and no solver.
 from optalloc.core.allocation import Allocation, Changes, Placement, Reason, Status, Unplaced
 from optalloc.core.errors import InvalidAllocation, MethodUnavailable, OptallocError, ProblemError, SolverError
 from optalloc.core.fragmentation import FragmentationModel, Workload, cluster_fragmentation, node_fragmentation
+from optalloc.core.future_value import FutureValue
 from optalloc.core.job import MILLI, Job, PlacementRule
 from optalloc.core.node import Node
 from optalloc.core.objective import ObjectiveValue, ObjectiveWeights, evaluate
@@ -20,6 +21,7 @@ __all__ = [
     "Changes",
     "ClusterState",
     "FragmentationModel",
+    "FutureValue",
     "InvalidAllocation",
     "Job",
     "Kind",

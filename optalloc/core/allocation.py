@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ class Reason(StrEnum):
     INSUFFICIENT_CAPACITY = "insufficient capacity"  # it would fit an empty node, but none has room now
     NOT_SELECTED = "not selected"  # an optimiser preferred other jobs (e.g. lower priority or value)
     TIME_LIMIT = "time limit"  # the engine stopped before deciding this job
+    HELD_BACK = "held back"  # it fits now, but the forecast demand would use its capacity better (admission)
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,12 @@ class Allocation:
             out[p.job].append(p)
         return dict(out)
 
-    @property
+    @cached_property
     def placed_jobs(self) -> frozenset[str]:
+        """Names of the jobs with at least one placement (computed once: the allocation is frozen)."""
         return frozenset(p.job for p in self.placements)
 
-    @property
+    @cached_property
     def unplaced_jobs(self) -> frozenset[str]:
         return frozenset(u.job for u in self.unplaced)
 

@@ -27,6 +27,11 @@ class SolveOptions:
     callers deciding arrivals in batches. It does not change how answers are scored; with it on, the
     bound reported is the LP relaxation's. ``warm_start``: the heuristic placement rule whose answer
     ``auto`` hints CP-SAT with (and falls back to); ``fgd-plus`` suits online batches.
+    ``admission_forecast`` (0 = off: every job that fits is worth placing) is the demand still expected
+    after this call, as a multiple of the free GPU capacity (e.g. 1.3 on a cluster whose queue keeps
+    30% more work than it can hold): the exact engines then value the capacity an allocation leaves by
+    what that demand could still place there (``optalloc.models.future``), and may hold back a job that
+    fits (reason ``held back``) rather than let it strand a GPU that whole-GPU jobs would fill.
     """
 
     time_limit: float | None = 10.0
@@ -41,6 +46,7 @@ class SolveOptions:
     log_search: bool = False
     fragmentation_guide: float = 0.0
     warm_start: str = "best-fit"
+    admission_forecast: float = 0.0
 
     def __post_init__(self) -> None:
         _check.real("time_limit", self.time_limit, minimum=0, optional=True)
@@ -54,6 +60,7 @@ class SolveOptions:
             raise ProblemError("relative_gap", self.relative_gap, "is not below 1")
         _check.integer("round", self.round)
         _check.real("fragmentation_guide", self.fragmentation_guide, minimum=0)
+        _check.real("admission_forecast", self.admission_forecast, minimum=0)
         if not isinstance(self.warm_start, str) or not self.warm_start:
             raise ProblemError("warm_start", self.warm_start, "is not a heuristic rule name")
         if not isinstance(self.order, str):

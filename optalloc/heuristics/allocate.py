@@ -7,7 +7,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from optalloc.core import Allocation, Job, Placement, Problem, Reason, Status, Unplaced, Workload, evaluate
+from optalloc.core import (
+    Allocation,
+    FutureValue,
+    Job,
+    Placement,
+    Problem,
+    Reason,
+    Status,
+    Unplaced,
+    Workload,
+    evaluate,
+)
+from optalloc.core.future_value import HELD_BACK_DETAIL
 from optalloc.heuristics.orders import order as queue_order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import get_rule
@@ -24,6 +36,7 @@ def allocate(
     round: int = 0,
     workload: Workload | None = None,
     reference: Sequence[Job] | None = None,
+    future: FutureValue | None = None,
 ) -> Allocation:
     """Allocate ``problem`` greedily: jobs in ``order``, each placed by ``rule`` or skipped.
 
@@ -33,11 +46,13 @@ def allocate(
     the empty cluster) or ``insufficient capacity`` (it fits the empty cluster, not what is left);
     the next job is then tried. ``seed`` drives the random rule; ``round`` rotates round-robin.
     ``workload`` / ``reference``: see :class:`Placer` (the job mix the fgd rules expect).
+    ``future``: admission control (:class:`Placer`); a share it holds back is left out with reason
+    ``held back``.
     """
     start = time.perf_counter()
     get_rule(rule)  # unknown names fail before any work
     queue = queue_order(problem, order, round=round)
-    placer = Placer(problem, rule, seed=seed, workload=workload, reference=reference)
+    placer = Placer(problem, rule, seed=seed, workload=workload, reference=reference, future=future)
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
     unplaced: list[Unplaced] = []
@@ -54,6 +69,9 @@ def allocate(
             unplaced.append(Unplaced(spec.name, Reason.FITS_NO_NODE.value))
             continue
         got = placer.place(j)
+        if got is None and placer.held:
+            unplaced.append(Unplaced(spec.name, Reason.HELD_BACK.value, HELD_BACK_DETAIL))
+            continue
         if got is None:
             unplaced.append(Unplaced(spec.name, Reason.INSUFFICIENT_CAPACITY.value))
             continue
@@ -71,6 +89,7 @@ def allocate(
         "placed_replicas": placed_replicas,
         "unplaced_jobs": len(unplaced),
         "fits_no_node": sum(1 for u in unplaced if u.reason == Reason.FITS_NO_NODE.value),
+        "held_back": sum(1 for u in unplaced if u.reason == Reason.HELD_BACK.value),
     }
     answer = Allocation(tuple(placements), tuple(unplaced), method=rule, status=Status.FEASIBLE, stats=stats)
     answer = answer.replace(objective=float(evaluate(problem, answer).total), wall_time=time.perf_counter() - start)

@@ -13,6 +13,10 @@ deterministic), and all but ``fcfs`` and ``round-robin`` break earlier ties firs
 - ``largest-demand-first``: dominant resource share of the whole job (all replicas) against the
   cluster totals, largest first (the DRF measure): ``max(cpu / total cpu, memory / total memory,
   milli-GPU / total milli-GPU)``.
+- ``gpu-first``: GPU demand of the whole job (milli-GPU, all replicas) largest first, then the
+  leanest first: the least CPU and memory per GPU (each as a share of the largest node's). For batch
+  packing of an over-subscribed queue: big GPU jobs first, and among equals those that leave their
+  nodes the most CPU and memory for the GPUs still free (CPU-only jobs last).
 """
 
 from __future__ import annotations
@@ -72,6 +76,17 @@ def largest_demand_first(problem: Problem, round: int = 0) -> np.ndarray:
     return np.lexsort((_positions(problem), problem.job_arrival, -dominant_share(problem)))
 
 
+def gpu_first(problem: Problem, round: int = 0) -> np.ndarray:
+    if not problem.jobs:
+        return np.zeros(0, dtype=np.int64)
+    demand = problem.demand
+    gpu = demand[:, GPU] * problem.job_replicas
+    largest = np.maximum(problem.capacity.max(axis=0), 1).astype(np.float64) if len(problem.nodes) else np.ones(3)
+    weight = demand[:, CPU] / largest[CPU] + demand[:, MEMORY] / largest[MEMORY]
+    lean = weight / np.maximum(demand[:, GPU], 1) * 1000.0  # per GPU of one replica
+    return np.lexsort((_positions(problem), problem.job_arrival, lean, -gpu))
+
+
 ORDERINGS: dict[str, Callable[[Problem, int], np.ndarray]] = {
     "fcfs": fcfs,
     "sjf": sjf,
@@ -79,6 +94,7 @@ ORDERINGS: dict[str, Callable[[Problem, int], np.ndarray]] = {
     "priority": priority,
     "round-robin": round_robin,
     "largest-demand-first": largest_demand_first,
+    "gpu-first": gpu_first,
 }
 
 ORDERS: tuple[str, ...] = tuple(ORDERINGS)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from optalloc.core import MILLI, ClusterState, Job, Placement, PlacementRule, Problem, Workload
+from optalloc.core import MILLI, ClusterState, FutureValue, Job, Placement, PlacementRule, Problem, Workload
 from optalloc.core.fragmentation import FragmentationModel
 from optalloc.heuristics.fragmentation import typical_workload
 from optalloc.heuristics.rules import NONE, Context, JobView, Rule
@@ -102,7 +102,9 @@ class Placer:
     the jobs whose mix the workload-aware rules expect (default: the problem's jobs; the FGD protocol
     passes the original trace before inflation). ``workload`` is FGD's target workload (default:
     :func:`typical_workload` of ``reference``, 95% popularity). ``seed`` drives the random rule and
-    random GPU picks.
+    random GPU picks. ``future`` (admission control, see ``SolveOptions.admission_forecast``): a
+    one-replica GPU share is placed only where it is worth the future value it takes from its GPU;
+    otherwise :meth:`place` returns None with ``held`` set.
     """
 
     def __init__(
@@ -114,11 +116,14 @@ class Placer:
         state: ClusterState | None = None,
         workload: Workload | None = None,
         reference: Sequence[Job] | None = None,
+        future: FutureValue | None = None,
     ) -> None:
         from optalloc.heuristics.fgd_plus import DemandProfile
         from optalloc.heuristics.registry import get_rule
 
         self.problem = problem
+        self.future = future
+        self.held = False  # whether the last place() call held its job back (admission control)
         self.rule = rule if isinstance(rule, Rule) else get_rule(rule)
         self.state = ClusterState.of(problem) if state is None else state
         n = self.state.gpu.shape[0]
@@ -161,11 +166,14 @@ class Placer:
         then the state is unchanged.
         """
         spec = self.problem.jobs[job]
+        self.held = False
         if spec.placement is PlacementRule.SINGLE_NODE and spec.replicas > 1:
             return self._place_single_node(job)
         if spec.replicas == 1:
             cache = self._refresh(job)
             node = self._best(cache)
+            if node >= 0 and self.future is not None and spec.gpu_milli:
+                return self._admit_share(cache, job, node)
             return None if node < 0 else (self._take(cache, job, node, 0),)
         placed: list[Placement] = []
         spread = spec.placement is PlacementRule.SPREAD
@@ -257,6 +265,31 @@ class Placer:
             self._tags[node, spec.tag] += 1
         self._changed(node)
         return placement
+
+    def _admit_share(self, cache: _ClassCache, job: int, node: int) -> tuple[Placement, ...] | None:
+        """Admission control for a one-replica GPU share (``future`` set): place it where the rule
+        chose if the share is worth the future value it takes from that GPU, else on the GPU where it
+        takes least if that one is worth it, else hold it back (``held``)."""
+        assert self.future is not None
+        share = cache.job.share
+        value = float(self.problem.replica_value[job])
+        gpu = int(cache.share_gpu[node])
+        used = MILLI - int(self.state.gpu[node, gpu])
+        if value + float(self.future.gain(np.array([used]), share)[0]) >= 0:
+            return (self._take(cache, job, node, 0),)
+        nodes = np.flatnonzero(cache.feasible)
+        slots = self._slots_ok(cache.job, nodes)
+        gains = np.where(slots, self.future.gain(MILLI - self.state.gpu[nodes], share), -np.inf)
+        best = int(np.argmax(gains))
+        row, column = divmod(best, gains.shape[1])
+        if value + gains[row, column] < 0:
+            self.held = True
+            return None
+        placement = self.state.take(job, int(nodes[row]), (int(column),), 0)
+        if cache.job.tag >= 0:
+            self._tags[nodes[row], cache.job.tag] += 1
+        self._changed(int(nodes[row]))
+        return (placement,)
 
     def _changed(self, node: int) -> None:
         free = [v for v in self.state.gpu[node].tolist() if v > 0]  # a handful of slots: plain Python

@@ -108,7 +108,8 @@ def solve_program(
             raise SolverError(f"CP-SAT answered {solver.status_name(code)}: {solver.solution_info()}")
         values = np.array(solver.response_proto.solution, dtype=np.int64) if status.has_solution else None
         objective = solver.objective_value + offset if status.has_solution else None
-        bound = solver.best_objective_bound + offset if status is not Status.INFEASIBLE else None
+        # Without a solution CP-SAT's bound may be a placeholder (0 when stopped before search): none then.
+        bound = solver.best_objective_bound + offset if status.has_solution else None
         run = ProgramRun(
             status=status,
             values=values,

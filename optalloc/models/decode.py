@@ -68,6 +68,11 @@ class Decoded:
     lost_replicas: int  # replicas the program placed that packing could not
 
 
+#: Details of the jobs decoding leaves out: the program placed them but packing could not, or it did not.
+LOST_IN_PACKING = "placed by the program but lost in packing"
+NOT_CHOSEN = "the optimum gives the capacity to other jobs"
+
+
 def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status) -> Decoded:
     comp = form.compression
     problem = comp.problem
@@ -139,11 +144,7 @@ def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status
     for j, job in enumerate(problem.jobs):
         if job.name in placed or j in comp.unhostable:
             continue
-        detail = (
-            "placed by the program but lost in packing"
-            if j in failed
-            else "the optimum gives the capacity to other jobs"
-        )
+        detail = LOST_IN_PACKING if j in failed else NOT_CHOSEN
         unplaced.append(Unplaced(job.name, Reason.INSUFFICIENT_CAPACITY, detail))
     alloc = Allocation(tuple(placements), tuple(unplaced), method=method, status=status)
     return Decoded(alloc, lost)

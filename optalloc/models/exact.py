@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 
-from optalloc.core import Allocation, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.options import SolveOptions
 from optalloc.models.classes import compress
 from optalloc.models.decode import decode
 from optalloc.models.formulation import build, encode
+from optalloc.models.future import add_future, future_value, held_back
 from optalloc.models.guide import add_guide
 from optalloc.models.lp_bound import relax
 from optalloc.models.rounding import round_solution
@@ -80,6 +82,13 @@ def solve_exact(
     guided = options.fragmentation_guide > 0 and not lexicographic
     if guided:
         add_guide(form, options.fragmentation_guide)
+    # Admission control: the capacity left is worth what the forecast demand could still place there.
+    fv = None
+    if options.admission_forecast > 0 and not lexicographic:
+        fv = future_value(problem, ClusterState.of(problem, comp.fixed), options.admission_forecast)
+        if fv is not None:
+            add_future(form, fv)
+            guided = True
     # Warm starts: the caller's heuristic answer, and (large programs) the rounded LP relaxation,
     # whose value is also a valid bound; CP-SAT starts from the better of the two.
     hints = [encode(form, hint)] if hint is not None else []
@@ -123,6 +132,8 @@ def solve_exact(
             stats=stats,
         )
     decoded = decode(form, run.values, method=method, status=run.status)
+    if fv is not None:
+        decoded = replace(decoded, allocation=held_back(problem, decoded.allocation))
     value = evaluate(problem, decoded.allocation)
     objective = value.primary if lexicographic else value.total
     # With the guide on, CP-SAT's bound is on the guided objective: only the LP's is a valid bound.
@@ -132,6 +143,12 @@ def solve_exact(
     exact = run.status is Status.OPTIMAL and run.objective is not None and np.isclose(objective, run.objective)
     status = Status.OPTIMAL if exact or (bound is not None and np.isclose(objective, bound)) else Status.FEASIBLE
     stats["decode_lost_replicas"] = decoded.lost_replicas
+    if fv is not None:
+        stats["future_value"] = {
+            "fresh_gpu": round(float(fv.values[0]), 1),
+            "forecast_gpus": round(fv.forecast_milli / 1000, 1),
+        }
+        stats["held_back"] = sum(1 for u in decoded.allocation.unplaced if u.reason == Reason.HELD_BACK)
     return decoded.allocation.replace(
         status=status,
         objective=float(objective),
