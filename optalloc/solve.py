@@ -275,7 +275,7 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
         exact = _fill(problem, exact, options)
         left = None if options.time_limit is None else options.time_limit - (time.perf_counter() - start)
         if exact.status is not Status.OPTIMAL and (left is None or left > 2 * spent):
-            exact = _replace_with_heuristic(problem, exact, options)
+            exact = _replace_with_heuristic(problem, exact, options, future)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
     # With a forecast, answers are compared by their objective plus the future value of what they leave.
     score = _scorer(problem, future)
@@ -297,7 +297,12 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
     return exact.replace(stats={**exact.stats, **portfolio})
 
 
-def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveOptions) -> Allocation:
+LOST_SELECTION = "lost placing the optimiser's selection"
+
+
+def _replace_with_heuristic(
+    problem: Problem, exact: Allocation, options: SolveOptions, future: FutureValue | None = None
+) -> Allocation:
     """The program chose which jobs run; let the warm-start rule place those jobs, largest first.
 
     Decoding type counts into nodes can lose what the aggregated program packed; a heuristic given
@@ -314,16 +319,23 @@ def _replace_with_heuristic(problem: Problem, exact: Allocation, options: SolveO
     if current is not None:  # running jobs the program stopped are out of the subset, and out of current
         current = current.replace(placements=tuple(p for p in current.placements if p.job in chosen), unplaced=())
     subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen), current=current)
-    placed = heuristics.allocate(subset, rule=options.warm_start, order="largest-demand-first", seed=options.seed)
+    placed = heuristics.allocate(
+        subset,
+        rule=options.warm_start,
+        order="largest-demand-first",
+        seed=options.seed,
+        future=future,
+    )
     missing = tuple(
-        Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, "lost placing the optimiser's selection") for u in placed.unplaced
+        u if u.reason == Reason.HELD_BACK else Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, LOST_SELECTION)
+        for u in placed.unplaced
     )
     candidate = placed.replace(unplaced=tuple(u for u in exact.unplaced if u.job not in chosen) + missing)
     value = evaluate(problem, candidate)
     candidate = candidate.replace(objective=float(value.primary if problem.weights.lexicographic else value.total))
     if missing:
         candidate = _fill(problem, candidate, options)
-    score = _scorer(problem, _forecast(problem, options))
+    score = _scorer(problem, future)
     mine, theirs = score(candidate), score(exact)
     if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
         return exact

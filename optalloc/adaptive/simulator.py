@@ -262,6 +262,8 @@ class _Run:
         self.used_total = np.zeros(3)
         self._cap: tuple[float, float, float] | None = None  # capacity of the nodes up (None: recompute)
         self._frag: float | None = None  # FGD fragmentation of the current free state (None: recompute)
+        self._node_frag: np.ndarray | None = None  # per node (None: recompute every node)
+        self._frag_dirty: set[int] = set()  # nodes whose free state changed since the last sample
         # The controller (or the direct engine).
         self.state = ControllerState.initial(Problem(sc.nodes, ()), policy.config)
         self.direct = DirectEngine(sc, policy) if cfg.engine == "direct" else None
@@ -428,7 +430,7 @@ class _Run:
                 self._push(t + float(self.failure_rng[k].exponential(fm.mtbf)), FAILURE, k)
             return
         self.up[k] = False
-        self._frag = self._cap = None
+        self._frag = self._cap = self._node_frag = None
         self.down += 1
         self.counts["failures"] += 1
         events.append(Event.node_lost(self.scenario.nodes[k].name))
@@ -440,7 +442,7 @@ class _Run:
         n = len(self.scenario.nodes)
         k = payload % n if n else 0
         self.up[k] = True
-        self._frag = self._cap = None
+        self._frag = self._cap = self._node_frag = None
         self.down -= 1
         self.counts["repairs"] += 1
         events.append(Event.node_added(self.scenario.nodes[k]))
@@ -498,6 +500,7 @@ class _Run:
             for g in p.gpus:
                 self.gpu_free[n, g] -= p.gpu_milli
             gpu += len(p.gpus) * p.gpu_milli
+            self._frag_dirty.add(n)
         k = len(placements)
         req = self.req[j]
         req[0], req[1], req[2] = gpu, self.job_cpu[j] * k, self.job_memory[j] * k
@@ -535,6 +538,7 @@ class _Run:
             self.mem_free[n] += self.job_memory[j]
             for g in p.gpus:
                 self.gpu_free[n, g] += p.gpu_milli
+            self._frag_dirty.add(n)
         self.alloc_total -= self.req[j]
         self.used_total -= self.req[j] * self.frac[j]
         self.req[j] = 0.0
@@ -597,8 +601,16 @@ class _Run:
             self._frag = 0.0
             up = self.up
             if self.fragmentation is not None and up.any():
-                free = self.fragmentation(self.gpu_free[up], self.cpu_free[up], self.node_model[up])
-                self._frag = float(free.sum())
+                # Per node, recomputed only where the free state changed since the last sample.
+                if self._node_frag is None:
+                    self._node_frag = self.fragmentation(self.gpu_free, self.cpu_free, self.node_model)
+                elif self._frag_dirty:
+                    dirty = np.fromiter(self._frag_dirty, dtype=np.int64, count=len(self._frag_dirty))
+                    self._node_frag[dirty] = self.fragmentation(
+                        self.gpu_free[dirty], self.cpu_free[dirty], self.node_model[dirty]
+                    )
+                self._frag = float(self._node_frag[up].sum())
+            self._frag_dirty.clear()
         alloc, use = self.alloc_total, self.used_total
         sample = (
             t,
