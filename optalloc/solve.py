@@ -114,6 +114,12 @@ def solve(
             raise SolverError(
                 f"method {answer.method or method!r} returned an invalid allocation ({len(violations)} violations): {shown}"
             )
+    if opts.admission_forecast > 0 and "admission" not in answer.stats:
+        from optalloc.core import ClusterState
+        from optalloc.models.future import admission_status
+
+        status = admission_status(problem, ClusterState.of(problem), opts.admission_forecast)
+        answer = answer.replace(stats={**answer.stats, "admission": status})
     log.debug("solve %s: %s in %.3fs", answer.method, answer.status.value, answer.wall_time)
     return answer
 

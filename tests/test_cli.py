@@ -73,6 +73,21 @@ def test_missing_file_and_unknown_method_are_one_line_errors(small: Path):
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("watch", "missing.json", "--once"), ("plan",), ("simulate", "--trace", "x", "--jobs", "0"), ("no-such-command",)],
+)
+def test_usage_errors_are_one_line_and_exit_status_2(args: tuple[str, ...]):
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_fit_names_the_like_option_when_its_node_is_unknown(small: Path):
+    proc = run("fit", str(small), "--like", "no-such-node")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --like: 'no-such-node' is not a node")
+
+
 def test_plan_json_goes_to_stdout_for_other_tools(small: Path):
     proc = run("plan", str(small), "--method", "best-fit", "--json", check=True)
     data = json.loads(proc.stdout)

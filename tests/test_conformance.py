@@ -26,7 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optalloc import Allocation, Problem, Status
+from optalloc import Allocation, Problem, Reason, Status
+from optalloc.core import ClusterState
 from optalloc.io import read_problem
 from optalloc.solve import Method, methods, solve
 from optalloc.testing import (
@@ -220,3 +221,25 @@ def test_milp_and_cpsat_agree_on_small_problems():
             assert objective(problem, cpsat) == objective(problem, milp)
 
     agree()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_generated_problems_with_an_admission_forecast(method: Method):
+    # Admission control may leave out jobs that fit, but only as "held back", and only ones that fit
+    # what the answer leaves free; everything else holds as without a forecast.
+    @settings(max_examples=EXAMPLES // 2, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(SMALL, st.sampled_from([1.3, 3.0, 10.0]))
+    def conforms(problem: Problem, forecast: float) -> None:
+        answer = _run(method, problem, admission_forecast=forecast)
+        assert_valid(problem, answer)
+        assert_no_job_lost(problem, answer, known_reasons=True)
+        _running_stay(problem, answer)
+        free = ClusterState.of(problem, answer)
+        for u in answer.unplaced:
+            if u.reason == Reason.HELD_BACK:
+                j = problem.job_index[u.job]
+                assert free.fits(j).any(), f"{method.name}: {u.job!r} is 'held back' but does not fit"
+        optimum = brute_force(problem).objective
+        assert optimum is not None and objective(problem, answer) <= optimum
+
+    conforms()

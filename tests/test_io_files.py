@@ -265,7 +265,7 @@ def test_bad_allocation_files_are_named(tmp_path):
         "allocation.json: summary.status: 'great' is not one of optimal, feasible, infeasible, unknown"
     )
     assert err({"unplaced": [{"job": "a", "reason": ""}]}) == "allocation.json: unplaced[0].reason: '' is not a reason"
-    assert err({"placement": []}).startswith("allocation.json: placement: [] is not a allocation field")
+    assert err({"placement": []}).startswith("allocation.json: placement: [] is not an allocation field")
 
 
 def test_from_dict_errors_carry_no_file_name():

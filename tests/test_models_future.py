@@ -95,3 +95,12 @@ def test_the_placer_moves_a_share_to_the_gpu_where_it_takes_least_rather_than_re
     (half,) = placer.place(1)
     assert (half.node, half.gpus) == ("n0", (0,))  # 500 + 0 - 0 there, 500 + 0 - 950 on a fresh GPU
     assert placer.place(2) is None and placer.held  # 600 fits only fresh GPUs: held back
+
+
+def test_the_answer_says_whether_admission_control_acted():
+    problem = mixed_problem()
+    assert solve(problem, "best-fit").stats.get("admission") is None
+    inactive = solve(problem, "best-fit", admission_forecast=2.0)
+    assert inactive.stats["admission"].startswith("inactive: the forecast asks for 7.8 whole GPUs")
+    assert not any(u.reason == Reason.HELD_BACK for u in inactive.unplaced)
+    assert solve(problem, "cpsat", admission_forecast=3.0).stats["admission"].startswith("active")

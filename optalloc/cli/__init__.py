@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -119,8 +119,9 @@ def plan(
     admission_forecast: Annotated[
         float,
         typer.Option(
-            help="Demand still expected, x the free GPU capacity (e.g. 1.3): hold back jobs that would strand "
-            "GPUs the forecast fills better (0 = off)."
+            help="Demand still expected, x the free GPU capacity (e.g. 2): hold back GPU shares that would strand "
+            "GPUs the forecast fills better; acts only while the forecast's whole-GPU demand exceeds the free "
+            "whole GPUs (0 = off)."
         ),
     ] = 0.0,
     add_like: Annotated[list[str] | None, typer.Option(help="What-if: NODE=COUNT more nodes shaped like NODE.")] = None,
@@ -165,6 +166,8 @@ def plan(
         sys.stdout.write(json.dumps(allocation_to_dict(answer, problem), indent=1) + "\n")
         return
     out_console.print(render.summary_table(problem, answer, title=f"Allocation of {problem_path.name}"))
+    if "admission" in answer.stats:
+        out_console.print(f"admission control: {answer.stats['admission']}", markup=False, highlight=False)
     if answer.unplaced and show_unplaced > 0:
         out_console.print(render.unplaced_table(answer, show_unplaced))
     if out is not None:
@@ -206,6 +209,7 @@ def fit(
     from optalloc.solve import solve
 
     problem = read_problem(problem_path)
+    whatif.add_like(problem, like, 0, option="--like")  # a bad --like fails before any trial
 
     def left(count: int) -> int:
         trial = whatif.add_like(problem, like, count) if count else problem
@@ -270,7 +274,7 @@ def demo(
     best = max(answers, key=lambda a: a.objective or 0)
     out_console.print(
         f"Every answer passed optalloc.verify. Best: {best.method}"
-        + (f", within {100 * best.gap:.2f}% of the proven bound." if best.gap is not None else ".")
+        + (f", within {render.percent(best.gap)} of the proven bound." if best.gap is not None else ".")
     )
 
 
@@ -313,11 +317,24 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors are typer's own (exit status 2 as well); ``verify`` exits 1 on violations.
     """
     try:
-        app(args=argv, prog_name="optalloc")
+        code = app(args=argv, prog_name="optalloc", standalone_mode=False)
     except (OptallocError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         message = str(exc) if isinstance(exc, OptallocError) else f"{exc.strerror}: {exc.filename}"
-        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(message)
+    except typer.Abort:
+        _fail("aborted")
+    except Exception as exc:
+        # Usage errors (a missing argument, a bad option value) come from the click that typer vendors:
+        # they carry an exit code and a formatted message. Anything else is a bug: let it raise.
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        _fail(exc.format_message().replace("\n", " "), exc.exit_code or 2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(status)
 
 
 __all__ = ["__version__", "app", "main"]

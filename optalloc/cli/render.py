@@ -16,8 +16,13 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+def percent(value: float | None) -> str:
+    """A ratio as a percentage with two decimals; a positive value never prints as 0.00%."""
+    if value is None:
+        return "-"
+    if 0 < value < 0.00005:
+        return "<0.01%"  # not proven optimal: never print a positive gap as 0.00%
+    return f"{100 * value:.2f}%"
 
 
 def summary_table(problem: Problem, allocation: Allocation, *, title: str = "Allocation") -> Table:
@@ -30,18 +35,18 @@ def summary_table(problem: Problem, allocation: Allocation, *, title: str = "All
         ("status", s.status),
         ("objective", _num(s.objective)),
         ("bound", _num(s.bound)),
-        ("gap", _pct(s.gap)),
+        ("gap", percent(s.gap)),
         ("wall time", f"{s.wall_time:.3f} s"),
         ("jobs placed", f"{s.jobs_placed} of {s.jobs}"),
         ("jobs unplaced", ", ".join(f"{n} {r}" for r, n in sorted(s.unplaced_by_reason.items())) or "0"),
         (
             "GPU allocated",
-            f"{s.gpu_milli_allocated / 1000:,.2f} of {s.gpu_milli_capacity / 1000:,.0f} GPUs ({_pct(s.gpu_allocation_ratio)})",
+            f"{s.gpu_milli_allocated / 1000:,.2f} of {s.gpu_milli_capacity / 1000:,.0f} GPUs ({percent(s.gpu_allocation_ratio)})",
         ),
         ("GPU requested", f"{s.gpu_milli_requested / 1000:,.2f} GPUs"),
-        ("CPU / memory allocated", f"{_pct(s.cpu_allocation_ratio)} / {_pct(s.memory_allocation_ratio)}"),
+        ("CPU / memory allocated", f"{percent(s.cpu_allocation_ratio)} / {percent(s.memory_allocation_ratio)}"),
         ("nodes used", f"{s.nodes_used} of {s.nodes}"),
-        ("fragmentation (FGD)", f"{s.fragmentation / 1000:,.2f} GPUs ({_pct(s.fragmentation_ratio)} of free)"),
+        ("fragmentation (FGD)", f"{s.fragmentation / 1000:,.2f} GPUs ({percent(s.fragmentation_ratio)} of free)"),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -61,7 +66,7 @@ def comparison_table(problem: Problem, answers: Sequence[Allocation], *, title: 
             s.method,
             s.status,
             _num(s.objective),
-            _pct(s.gap),
+            percent(s.gap),
             f"{100 * s.gpu_allocation_ratio:.1f}%",
             str(s.jobs_placed),
             str(s.jobs_unplaced),

@@ -155,7 +155,7 @@ def simulate(
                 bar.update(tasks[p.policy], completed=p.done, events=p.events)
 
             results = compare(scenario, chosen, config, progress=report)
-    command = "optalloc simulate " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    command = "optalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     files = sim_report.write(out, scenario, results, config, command=command, plots=plots)
     if not quiet:
         console.print(_summary(results))

@@ -75,6 +75,9 @@ def watch(
     ] = None,
     exporter_host: Annotated[str, typer.Option(help="Address the metrics endpoint binds.")] = "127.0.0.1",
     as_json: Annotated[bool, typer.Option("--json", help="Print each plan as one JSON line.")] = False,
+    show: Annotated[
+        int, typer.Option(help="Actions listed per plan (the rest are counted; --json has all).", min=1)
+    ] = 30,
 ) -> None:
     """Watch a cluster through Prometheus and print how the allocation should change (dry run).
 
@@ -121,6 +124,11 @@ def watch(
 
         exporter = start_exporter(exporter_port, host=exporter_host)
         errors.print(f"controller metrics at {exporter.url}")
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # This command reports stale monitoring data itself, once per episode: without -v, the library's
+        # own warnings about it would only repeat that line.
+        for name in ("optalloc.adaptive.monitor", "optalloc.adaptive.controller"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     state = ControllerState.initial(current, config, now=time.time())
     mtime = _mtime(problem)
     taken = 0
@@ -147,7 +155,7 @@ def watch(
             if as_json:
                 console.print_json(json.dumps(plan.to_dict()))
             else:
-                _show(console, errors, state, plan, was_stale=was_stale, always=once)
+                _show(console, errors, state, plan, was_stale=was_stale, always=once, limit=show)
             if once or (steps is not None and taken >= steps):
                 break
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -166,7 +174,14 @@ def _mtime(path: Path) -> float:
 
 
 def _show(
-    console: Console, errors: Console, state: ControllerState, plan: Plan, *, was_stale: bool, always: bool
+    console: Console,
+    errors: Console,
+    state: ControllerState,
+    plan: Plan,
+    *,
+    was_stale: bool,
+    always: bool,
+    limit: int = 30,
 ) -> None:
     stamp = time.strftime("%H:%M:%S", time.localtime(plan.time))
     if plan.stale and (always or not was_stale):
@@ -188,12 +203,18 @@ def _show(
     table = Table(title=title, title_justify="left")
     for column in ("action", "job", "nodes", "reason"):
         table.add_column(column)
-    for action in plan.actions:
+    for action in plan.actions[:limit]:
         nodes = ", ".join(action.nodes) or "-"
         if action.previous and action.kind.value in ("migrate", "preempt"):
             nodes = f"{', '.join(action.previous_nodes)} -> {nodes}"
         table.add_row(action.kind.value, action.job, nodes, action.reason)
     console.print(table)
+    if len(plan.actions) > limit:
+        counts: dict[str, int] = {}
+        for action in plan.actions[limit:]:
+            counts[action.kind.value] = counts.get(action.kind.value, 0) + 1
+        more = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        console.print(f"... and {len(plan.actions) - limit} more actions ({more}); --show N or --json lists them")
     console.print(
         f"drift {shown_drift}, {len(state.running)} running, {len(state.queue)} waiting (dry run: nothing applied)"
     )

@@ -15,10 +15,12 @@ def parse_add(spec: str) -> tuple[str, int]:
     return name, int(count)
 
 
-def add_like(problem: Problem, node: str, count: int) -> Problem:
-    """``problem`` with ``count`` more nodes shaped like ``node`` (named ``<node>+1``, ``<node>+2``...)."""
+def add_like(problem: Problem, node: str, count: int, *, option: str = "--add-like") -> Problem:
+    """``problem`` with ``count`` more nodes shaped like ``node`` (named ``<node>+1``, ``<node>+2``...).
+
+    ``option`` names the command-line option in the error when ``node`` is not a node of the problem."""
     if node not in problem.node_index:
-        raise ProblemError("--add-like", node, "is not a node of the problem")
+        raise ProblemError(option, node, "is not a node of the problem")
     shape = problem.nodes[problem.node_index[node]]
     extra = [replace(shape, name=f"{node}+{i}") for i in range(1, count + 1)]
     return problem.replace(nodes=problem.nodes + tuple(extra))

@@ -143,10 +143,16 @@ def known_keys(path: str, value: Mapping[str, Any], known: Iterable[str], what: 
     known = tuple(known)
     for key in value:
         if key not in known:
-            raise ProblemError(join(path, str(key)), value[key], f"is not a {what} field (known: {', '.join(known)})")
+            raise ProblemError(
+                join(path, str(key)), value[key], f"is not {_article(what)} {what} field (known: {', '.join(known)})"
+            )
 
 
 def required(path: str, value: Mapping[str, Any], keys: Iterable[str]) -> None:
     for key in keys:
         if key not in value:
             raise ProblemError(path, dict(value), f"has no '{key}' field")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

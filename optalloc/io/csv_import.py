@@ -70,7 +70,9 @@ def read_jobs_csv(path: StrPath) -> list[Job]:
 def _known_columns(table: Table, known: tuple[str, ...], what: str) -> None:
     for column in table.header:
         if column not in known:
-            raise ProblemError(f"{table.label} line 1", column, f"is not a {what} field (known: {', '.join(known)})")
+            raise ProblemError(
+                f"{table.label} line 1", column, f"is not {_article(what)} {what} field (known: {', '.join(known)})"
+            )
 
 
 def _objects(table: Table, parsers: dict[str, Callable[[Table, int, str, str], Any]], kind: type) -> list[Any]:
@@ -132,3 +134,7 @@ def _boolean(table: Table, line: int, column: str, text: str) -> bool:
     if word in _FALSE:
         return False
     raise table.error(line, column, text, "is not true or false")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

@@ -70,7 +70,7 @@ class Decoded:
 
 #: Details of the jobs decoding leaves out: the program placed them but packing could not, or it did not.
 LOST_IN_PACKING = "placed by the program but lost in packing"
-NOT_CHOSEN = "the optimum gives the capacity to other jobs"
+NOT_CHOSEN = "the solver gave the capacity to other jobs"
 
 
 def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status) -> Decoded:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from functools import reduce
 
 import numpy as np
@@ -60,11 +61,52 @@ def future_value(problem: Problem, state: ClusterState, forecast: float) -> Futu
 
     The job mix is ``problem``'s jobs (running and waiting). Returns None when the forecast is 0, when
     the mix has no GPU demand, or when the forecast whole-GPU demand would not use up the fully free
-    GPUs (module docstring).
+    GPUs (module docstring; :func:`admission_status` says which).
     """
+    mix = _mix(problem, state, forecast)
+    if mix is None or mix.whole < mix.fresh:
+        return None
+    step = max(MIN_STEP, reduce(math.gcd, mix.sizes, MILLI))
+    levels = MILLI // step
+    grid: Counter[int] = Counter()
+    for s, c in mix.sizes.items():
+        grid[-(-s // step)] += c
+    supply = {s: mix.demand * c / mix.total for s, c in grid.items()}  # items of each size in the forecast
+    slots = state.gpu >= 0
+    used = MILLI - state.gpu[slots]
+    now = np.bincount(np.clip(-(-used // step), 0, levels), minlength=levels + 1).astype(np.float64)
+    values = DISCOUNT * _dual_values(now, supply, levels, step)
+    return FutureValue(step, values, mix.demand, mix.whole, mix.fresh)
+
+
+def admission_status(problem: Problem, state: ClusterState, forecast: float) -> str:
+    """Whether admission control acts on ``problem`` in ``state`` with ``forecast``, and why not."""
+    mix = _mix(problem, state, forecast)
+    if forecast <= 0:
+        return "off"
+    if mix is None:
+        return "inactive: no GPU demand in the job mix, or no free GPU"
+    if mix.whole < mix.fresh:
+        return (
+            f"inactive: the forecast asks for {mix.whole:,.1f} whole GPUs, fewer than the {mix.fresh:,} fully "
+            "free ones, so no job is held back (a larger forecast, or a fuller cluster, turns it on)"
+        )
+    return f"active: {mix.whole:,.1f} whole GPUs forecast for {mix.fresh:,} fully free"
+
+
+@dataclass(frozen=True)
+class _Mix:
+    sizes: Counter[int]  # milli-GPU per item -> items in the job mix (whole GPUs are items of 1000)
+    total: int  # milli-GPU of the mix
+    demand: float  # milli-GPU the forecast expects
+    whole: float  # of which as whole GPUs, in GPUs
+    fresh: int  # fully free GPUs now
+
+
+def _mix(problem: Problem, state: ClusterState, forecast: float) -> _Mix | None:
     if forecast <= 0:
         return None
-    sizes: Counter[int] = Counter()  # milli-GPU per item -> items in the mix (whole GPUs are items of 1000)
+    sizes: Counter[int] = Counter()
     for job, replicas in zip(problem.jobs, problem.job_replicas.tolist(), strict=True):
         if job.gpu_milli:
             sizes[job.gpu_milli] += replicas
@@ -72,24 +114,11 @@ def future_value(problem: Problem, state: ClusterState, forecast: float) -> Futu
             sizes[MILLI] += job.gpus * replicas
     total = sum(s * c for s, c in sizes.items())
     slots = state.gpu >= 0
-    free = np.where(slots, state.gpu, 0)
-    fresh = int((state.gpu == MILLI).sum())
     if not total or not slots.any():
         return None
-    demand = forecast * float(free.sum())
+    demand = forecast * float(np.where(slots, state.gpu, 0).sum())
     whole = demand * sizes[MILLI] / total  # GPUs the forecast asks for whole (its whole-GPU milli / 1000)
-    if whole < fresh:
-        return None
-    step = max(MIN_STEP, reduce(math.gcd, sizes, MILLI))
-    levels = MILLI // step
-    grid: Counter[int] = Counter()
-    for s, c in sizes.items():
-        grid[-(-s // step)] += c
-    supply = {s: demand * c / total for s, c in grid.items()}  # items of each size in the forecast
-    used = MILLI - state.gpu[slots]
-    now = np.bincount(np.clip(-(-used // step), 0, levels), minlength=levels + 1).astype(np.float64)
-    values = DISCOUNT * _dual_values(now, supply, levels, step)
-    return FutureValue(step, values, demand, whole, fresh)
+    return _Mix(sizes, total, demand, whole, int((state.gpu == MILLI).sum()))
 
 
 def _dual_values(now: np.ndarray, supply: dict[int, float], levels: int, step: int) -> np.ndarray:
