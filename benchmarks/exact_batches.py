@@ -13,7 +13,7 @@ let it strand a GPU (docs/concepts.md, *Admission control*). ``--methods`` compa
 hinted by the warm-start heuristic) with the heuristic alone under the same protocol.
 
     python benchmarks/exact_batches.py [--lists default,gpushare100,multigpu50] [--seeds 42,43]
-        [--methods auto,fgd-plus] [--forecasts 0,1.3,2] [--batch-limit 2] [--offline-limit 60]
+        [--methods auto,fgd-plus] [--forecasts 0,2] [--batch-limit 2] [--offline-limit 60]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--batch-limit", type=float, default=2.0)
     ap.add_argument("--offline-limit", type=float, default=60.0)
     ap.add_argument("--methods", default="auto,fgd-plus", help="auto = warm start, then CP-SAT; or a heuristic")
-    ap.add_argument("--forecasts", default="0,1.3,2", help="admission_forecast values (0 = place all that fits)")
+    ap.add_argument("--forecasts", default="0,2", help="admission_forecast values (0 = place all that fits)")
     ap.add_argument("--guide", type=float, default=0.05, help="fragmentation guide of the batch solves (0 = off)")
     ap.add_argument("--warm-start", default="fgd-plus", help="heuristic that auto hints CP-SAT with")
     ap.add_argument("--no-offline", action="store_true")

@@ -18,13 +18,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 
-#: (script, results file, section title); in the order of the tracker issues.
-BENCHMARKS = [
+#: (script, results file, section title[, arguments]); in the order of the tracker issues.
+BENCHMARKS: list[tuple[str, ...]] = [
     ("bench_io.py", "io.md", "Foundation: reading traces, verifying, memory (issue 2)"),
     ("fgd_protocol.py", "fgd.md", "Heuristics: reproducing the FGD paper, and beating it (issue 3)"),
     ("exact_openb.py", "exact_openb.md", "Exact: the whole openb lists within 10 s (issue 4)"),
     ("exact_scaling.py", "exact_scaling.md", "Exact: scaling against naive models (issue 4)"),
     ("exact_batches.py", "exact_batches.md", "Exact: the FGD protocol in batches, and the offline optimum (issue 4)"),
+    (
+        "exact_batches.py",
+        "exact_batches_forecast.md",
+        "Exact: how the batch protocol depends on the admission forecast (issue 4)",
+        "--lists default --seeds 42 --methods fgd-plus,auto --forecasts 1,1.3,1.6,2,3 --no-offline "
+        "--out benchmarks/results/exact_batches_forecast.md",
+    ),
     ("bench_adaptive.py", "adaptive.md", "Adaptive loop: step cost and the horizon model (issue 6)"),
     ("sim_gavel.py", "sim_gavel.md", "Simulator: Gavel msr on a heterogeneous cluster (issue 7)"),
     ("sim_openb.py", "sim_openb.md", "Simulator: openb replayed under load (issue 7)"),
@@ -43,10 +50,10 @@ read from `../shared/data/traces` (see its README); they are not part of the rep
 
 def fold() -> None:
     parts = [INTRO]
-    for script, result, title in BENCHMARKS:
+    for _script, result, title, *_ in BENCHMARKS:
         path = HERE / "results" / result
         if not path.exists():
-            parts.append(f"## {title}\n\nNot measured yet: run `python benchmarks/run_all.py --only {script[:-3]}`.\n")
+            parts.append(f"## {title}\n\nNot measured yet: run `python benchmarks/run_all.py --only {result[:-3]}`.\n")
             continue
         body = path.read_text().strip().splitlines()
         if body and body[0].startswith("# "):
@@ -60,16 +67,17 @@ def fold() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="", help="comma-separated script names (without .py)")
+    ap.add_argument("--only", default="", help="comma-separated script or results names (without .py / .md)")
     ap.add_argument("--fold", action="store_true", help="only rebuild docs/benchmarks.md")
     args = ap.parse_args()
     if not args.fold:
         wanted = {w for w in args.only.split(",") if w}
-        for script, _, _ in BENCHMARKS:
-            if wanted and script[:-3] not in wanted:
+        for script, result, _, *extra in BENCHMARKS:
+            if wanted and script[:-3] not in wanted and result[:-3] not in wanted:
                 continue
-            print(f"== {script}", flush=True)
-            subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE.parent)
+            args = extra[0].split() if extra else []
+            print(f"== {script} {' '.join(args)}", flush=True)
+            subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent)
     fold()
 
 

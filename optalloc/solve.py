@@ -20,8 +20,10 @@ from optalloc.core import (
     MethodUnavailable,
     Problem,
     ProblemError,
+    Reason,
     SolverError,
     Status,
+    Unplaced,
     verify,
 )
 from optalloc.core.options import SolveOptions
@@ -114,6 +116,8 @@ def solve(
             raise SolverError(
                 f"method {answer.method or method!r} returned an invalid allocation ({len(violations)} violations): {shown}"
             )
+    if any(u.reason == Reason.HELD_BACK for u in answer.unplaced):
+        answer = _recheck_held_back(problem, answer)
     if opts.admission_forecast > 0 and "admission" not in answer.stats:
         from optalloc.core import ClusterState
         from optalloc.models.future import admission_status
@@ -122,6 +126,20 @@ def solve(
         answer = answer.replace(stats={**answer.stats, "admission": status})
     log.debug("solve %s: %s in %.3fs", answer.method, answer.status.value, answer.wall_time)
     return answer
+
+
+def _recheck_held_back(problem: Problem, answer: Allocation) -> Allocation:
+    """A job held back when it fitted may no longer fit once later jobs took the room: then it is left
+    out for insufficient capacity, so that ``held back`` always means "fits what this answer leaves"."""
+    from optalloc.core import ClusterState
+
+    state = ClusterState.of(problem, answer)
+    out = []
+    for u in answer.unplaced:
+        if u.reason == Reason.HELD_BACK and not state.fits(problem.job_index[u.job]).any():
+            u = Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, "held back when it fitted; later jobs took the room")
+        out.append(u)
+    return answer.replace(unplaced=tuple(out))
 
 
 def with_previous(problem: Problem, previous: Allocation) -> Problem:
@@ -187,7 +205,7 @@ _FILL_RULE = "best-fit"
 def _fill(problem: Problem, answer: Allocation, options: SolveOptions) -> Allocation:
     """Place what the exact answer left out but still fits (decoding losses), with a fast heuristic."""
     from optalloc import heuristics
-    from optalloc.core import ClusterState, Reason, Unplaced, evaluate
+    from optalloc.core import ClusterState, Reason, evaluate
 
     todo = [u for u in answer.unplaced if u.reason == Reason.INSUFFICIENT_CAPACITY]
     if not todo:
@@ -237,6 +255,10 @@ def _best_heuristic(problem: Problem, options: SolveOptions, future: FutureValue
     then, while the portfolio has used less than ``WARM_START_SHARE`` of the time limit, the same rule
     and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first),
     which packs over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory.
+    Only for a plan from scratch (nothing runs yet, no fragmentation guide): online callers (arrivals
+    in batches, a controller step around running jobs) keep their order, because packing the most now
+    in another order leaves a state later arrivals fit worse (measured on the FGD protocol in batches
+    and on the openb replay).
     """
     from optalloc import heuristics
 
@@ -247,8 +269,7 @@ def _best_heuristic(problem: Problem, options: SolveOptions, future: FutureValue
         [
             (rule.name, options.order),
             (rule.name, "largest-demand-first"),
-            (rule.name, "gpu-first"),
-            ("first-fit", "gpu-first"),
+            *([(rule.name, "gpu-first"), ("first-fit", "gpu-first")] if _from_scratch(problem, options) else []),
         ]
     )
     start = time.perf_counter()
@@ -260,7 +281,13 @@ def _best_heuristic(problem: Problem, options: SolveOptions, future: FutureValue
         answers.append(
             heuristics.allocate(problem, rule=name, order=order, seed=options.seed, round=options.round, future=future)
         )
-    return max(answers, key=_scorer(problem, future))
+    return max(answers, key=_scorer(problem, future, options))
+
+
+def _from_scratch(problem: Problem, options: SolveOptions) -> bool:
+    """Whether ``problem`` is a plan from scratch: nothing runs yet and no fragmentation guide is asked."""
+    running = problem.current is not None and bool(problem.current.placements)
+    return not running and options.fragmentation_guide <= 0
 
 
 def _auto(problem: Problem, options: SolveOptions) -> Allocation:
@@ -284,7 +311,7 @@ def _auto(problem: Problem, options: SolveOptions) -> Allocation:
             exact = _replace_with_heuristic(problem, exact, options, future)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
     # With a forecast, answers are compared by their objective plus the future value of what they leave.
-    score = _scorer(problem, future)
+    score = _scorer(problem, future, options)
     # Ties go to the heuristic: same value, and its placement was chosen with the future in mind.
     if not exact.status.has_solution or score(exact) <= score(warm):
         # CP-SAT found nothing better in time: the heuristic answer, with CP-SAT's bound when it has one.
@@ -341,7 +368,7 @@ def _replace_with_heuristic(
     candidate = candidate.replace(objective=float(value.primary if problem.weights.lexicographic else value.total))
     if missing:
         candidate = _fill(problem, candidate, options)
-    score = _scorer(problem, future)
+    score = _scorer(problem, future, options)
     mine, theirs = score(candidate), score(exact)
     if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
         return exact
@@ -362,17 +389,26 @@ def _forecast(problem: Problem, options: SolveOptions) -> FutureValue | None:
     return future_value(problem, ClusterState.of(problem), options.admission_forecast)
 
 
-def _scorer(problem: Problem, future: FutureValue | None) -> Callable[[Allocation], float]:
+def _scorer(
+    problem: Problem, future: FutureValue | None, options: SolveOptions | None = None
+) -> Callable[[Allocation], float]:
     """How ``auto`` ranks answers: the objective, plus with a forecast the future value of the GPU
-    capacity each answer leaves (``optalloc.models.future``)."""
+    capacity each answer leaves (``optalloc.models.future``).
+
+    With a fragmentation guide (online batches) only the objective's primary term counts: the secondary
+    terms (fewer partly used GPUs, fewer nodes per job) would otherwise let an answer that merely packs
+    the batch tighter replace the warm start's fragmentation-aware placement, which later arrivals fit
+    better (on the FGD protocol in batches: 95.7% instead of 96.3% at 130%).
+    """
+    primary = options is not None and options.fragmentation_guide > 0 and not problem.weights.lexicographic
 
     def score(answer: Allocation) -> float:
-        base = answer.objective if answer.objective is not None else float("-inf")
-        if future is None or not answer.status.has_solution:
-            return base
-        from optalloc.core import ClusterState
+        if not answer.status.has_solution or answer.objective is None:
+            return float("-inf") if answer.objective is None else answer.objective
+        from optalloc.core import ClusterState, evaluate
 
-        return base + future.of_state(ClusterState.of(problem, answer))
+        base = float(evaluate(problem, answer).primary) if primary else answer.objective
+        return base if future is None else base + future.of_state(ClusterState.of(problem, answer))
 
     return score
 
