@@ -183,3 +183,19 @@ def test_demo_runs_the_embedded_workload():
     proc = run("demo", "--time-limit", "2", check=True)
     assert "Every answer passed optalloc.verify" in proc.stdout
     assert "cpsat" in proc.stdout or "best-fit" in proc.stdout
+
+
+def test_plan_with_an_admission_forecast_says_what_it_held_back(tmp_path: Path):
+    nodes = [Node(f"n{i}", cpu=64_000, memory=256_000, gpus=2) for i in range(4)]
+    jobs = [Job(f"s{i}", cpu=1000, gpu_milli=810) for i in range(4)] + [
+        Job(f"w{i}", cpu=1000, gpus=1) for i in range(4)
+    ]
+    path = tmp_path / "mixed.json"
+    write_problem(Problem(nodes, jobs), path)
+    out = tmp_path / "allocation.json"
+    proc = run("plan", str(path), "--method", "best-fit", "--admission-forecast", "3", "--out", str(out), check=True)
+    assert "admission control: active" in proc.stdout and "held back" in proc.stdout
+    assert {u.reason for u in read_allocation(out).unplaced} == {"held back"}
+    assert run("verify", str(path), str(out)).returncode == 0
+    off = run("plan", str(path), "--method", "best-fit", "--admission-forecast", "1", check=True)
+    assert "admission control: inactive" in off.stdout
