@@ -139,5 +139,6 @@ def naive_pulp(problem: Problem, time_limit: float, workers: int = 2) -> NaiveRu
         time.perf_counter() - t,
         pulp.value(m.objective) if solved else None,
         None,
-        pulp.LpStatus[m.status] + ("" if solved else " (no solution)"),
+        # CBC reports status "Optimal" when its time limit stops it with a solution; sol_status tells
+        "Optimal" if m.sol_status == pulp.LpSolutionOptimal else ("FEASIBLE (time limit)" if solved else "no solution"),
     )

@@ -1,6 +1,6 @@
 """Regenerate every figure of docs/benchmarks.md: run each benchmark, then fold the tables in.
 
-    python benchmarks/run_all.py            # everything (about an hour on 2 cores)
+    python benchmarks/run_all.py            # everything (about four hours on 2 cores)
     python benchmarks/run_all.py --only fgd_protocol,exact_openb
     python benchmarks/run_all.py --fold     # only rebuild docs/benchmarks.md from benchmarks/results/
 
@@ -33,8 +33,13 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "--out benchmarks/results/exact_batches_forecast.md",
     ),
     ("bench_adaptive.py", "adaptive.md", "Adaptive loop: step cost and the horizon model (issue 6)"),
-    ("sim_gavel.py", "sim_gavel.md", "Simulator: Gavel msr on a heterogeneous cluster (issue 7)"),
-    ("sim_openb.py", "sim_openb.md", "Simulator: openb replayed under load (issue 7)"),
+    ("sim_gavel.py", "sim_gavel.md", "Simulator: Gavel msr on a heterogeneous cluster (issue 7)", "--processes 2"),
+    (
+        "sim_openb.py",
+        "sim_openb.md",
+        "Simulator: openb replayed under load (issue 7)",
+        "--policy all --policy rolling-horizon-fcfs+fgd --processes 2",
+    ),
     ("sim_speed.py", "sim_speed.md", "Simulator: speed with heuristic policies (issue 7)"),
 ]
 

@@ -35,31 +35,56 @@ def machine() -> str:
     return f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores (shared with other work)"
 
 
-def run_all(scenario: Scenario, chosen: Sequence[Policy], config: SimConfig) -> list[SimResult]:
-    """Simulate each policy in turn, printing one progress line per policy to stderr."""
-    out = []
-    for p in chosen:
-        start = time.perf_counter()
-        last = [start]
+def run_all(scenario: Scenario, chosen: Sequence[Policy], config: SimConfig, *, processes: int = 1) -> list[SimResult]:
+    """Simulate each policy, printing one progress line per policy to stderr; results in the order given.
 
-        def report(progress: Progress, last: list[float] = last, start: float = start) -> None:
-            now = time.perf_counter()
-            if now - last[0] > 30:
-                last[0] = now
-                print(
-                    f"  {progress.policy}: {progress.done}/{progress.total} jobs, {progress.events} events, "
-                    f"{now - start:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    ``processes > 1`` runs policies side by side in that many processes (the exact policies, the slow
+    ones, start first). Simulated outcomes do not depend on it except through the solvers' time budgets
+    (each process has one core to itself on a machine with as many cores); wall times do.
+    """
+    if processes <= 1 or len(chosen) <= 1:
+        return [_simulate_one(scenario, p, config) for p in chosen]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-        result = simulate(scenario, p, config, progress=report)
-        m = result.metrics
-        print(
-            f"{p.name}: avg JCT {m.avg_jct / 3600:.2f} h, GPU alloc {100 * m.gpu_allocation:.2f}%, "
-            f"{m.events} events in {m.wall_time:.1f} s, solver {m.solver_time:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
-        out.append(result)
-    return out
+    # the forked workers inherit the work (a scenario holds read-only mappings, which do not pickle)
+    _WORK[:] = [scenario, chosen, config]
+    slow_first = sorted(range(len(chosen)), key=lambda i: chosen[i].kind == "heuristic")
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = {i: pool.submit(_simulate_index, i) for i in slow_first}
+        return [futures[i].result() for i in range(len(chosen))]
+
+
+_WORK: list = []
+
+
+def _simulate_index(i: int) -> SimResult:
+    scenario, chosen, config = _WORK
+    return _simulate_one(scenario, chosen[i], config)
+
+
+def _simulate_one(scenario: Scenario, p: Policy, config: SimConfig) -> SimResult:
+    start = time.perf_counter()
+    last = [start]
+
+    def report(progress: Progress) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 30:
+            last[0] = now
+            print(
+                f"  {progress.policy}: {progress.done}/{progress.total} jobs, {progress.events} events, "
+                f"{now - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    result = simulate(scenario, p, config, progress=report)
+    m = result.metrics
+    print(
+        f"{p.name}: avg JCT {m.avg_jct / 3600:.2f} h, GPU alloc {100 * m.gpu_allocation:.2f}%, "
+        f"{m.events} events in {m.wall_time:.1f} s, solver {m.solver_time:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result

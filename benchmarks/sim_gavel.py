@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "sim_gavel.md"))
     parser.add_argument("--img", default=str(REPO / "docs" / "img"))
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--processes", type=int, default=1, help="policies simulated side by side")
     args = parser.parse_args(argv)
     folder = Path(args.traces) / "gavel"
     trace = folder / "msr" / "seed=0" / "0e4a51.trace"
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario = scenario.head(args.jobs)
     config = SimConfig(tick=args.tick, seed=0)
     chosen = policies(args.policy or ["all"], budget=args.budget, durations=[j.duration or 0.0 for j in scenario.jobs])
-    results = run_all(scenario, chosen, config)
+    results = run_all(scenario, chosen, config, processes=args.processes)
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "sim_openb.md"))
     parser.add_argument("--img", default=str(REPO / "docs" / "img"))
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--processes", type=int, default=1, help="policies simulated side by side")
     args = parser.parse_args(argv)
     pods = Path(args.traces) / "alibaba-gpu-v2023" / "openb_pod_list_default.csv"
     if not pods.exists():
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     until = float(scenario.problem.job_arrival.max())
     config = SimConfig(tick=args.tick, seed=0, until=until)
     chosen = policies(args.policy or ["all"], budget=args.budget, durations=[j.duration or 0.0 for j in scenario.jobs])
-    results = run_all(scenario, chosen, config)
+    results = run_all(scenario, chosen, config, processes=args.processes)
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ LP_GUIDE_VARS = 2000
 
 #: The LP warm start runs only with at least this many seconds left, and gets at most this share of them.
 LP_GUIDE_MIN_TIME = 1.0
-LP_GUIDE_SHARE = 0.3
+LP_GUIDE_SHARE = 0.5
 
 #: Programs with at least this many variables are solved by CP-SAT and HiGHS side by side.
 PORTFOLIO_VARS = 5000
