@@ -1,12 +1,13 @@
 """Simulator benchmark: the Gavel msr trace (seed=0) on a heterogeneous V100/P100/K80 cluster.
 
 Run: ``python benchmarks/sim_gavel.py [--traces DIR] [--cluster v100=32,p100=32,k80=32] [--tick 300]
-[--budget 1.0] [--policy all] [--out benchmarks/results/sim_gavel.md] [--img docs/img] [--dir DIR]``
+[--budget 1.0] [--policy all] [--out benchmarks/results/sim_gavel.md] [--img docs/img] [--dir DIR]
+[--processes 2]``
 
 Every policy drives the production controller step (engine ``controller``). Writes the comparison
 table, the JCT ratios against FCFS + best-fit, the solver cost of the exact policies, and the plots
 ``<img>/sim_gavel_{utilisation,jct_cdf,queue}.png``; ``--dir`` also writes the full results
-(JSON, CSV, report) there.
+(JSON, CSV, report) there. ``--processes N`` simulates N policies side by side (forked processes).
 """
 
 from __future__ import annotations

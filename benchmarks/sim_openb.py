@@ -1,12 +1,14 @@
 """Simulator benchmark: the openb default pod list replayed under load on a sample of its node shapes.
 
 Run: ``python benchmarks/sim_openb.py [--traces DIR] [--nodes 12] [--compress 8] [--skip 0] [--jobs N]
-[--tick 60] [--budget 1.0] [--policy all] [--out benchmarks/results/sim_openb.md] [--img docs/img] [--dir DIR]``
+[--tick 60] [--budget 1.0] [--policy all] [--out benchmarks/results/sim_openb.md] [--img docs/img] [--dir DIR]
+[--processes 2]``
 
 Load is added twice, and both are stated in the output: a stratified sample of ``--nodes`` nodes in the
 GPU-shape mix of the openb cluster, and inter-arrival times divided by ``--compress``. The run stops at
 the last arrival, so that every figure describes the loaded period (a long tail of a few long pods
 would otherwise dominate the time averages). Every policy drives the production controller step.
+``--processes N`` simulates N policies side by side (forked processes; the exact ones start first).
 """
 
 from __future__ import annotations
