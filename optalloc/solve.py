@@ -230,7 +230,10 @@ def _fill(problem: Problem, answer: Allocation, options: SolveOptions) -> Alloca
         return answer
     stats = {**answer.stats, "filled_by": _FILL_RULE, "filled_replicas": len(added)}
     bound = answer.bound if answer.bound is None else max(answer.bound, float(total))
-    return filled.replace(objective=float(total), bound=bound, stats=stats)
+    # Filling what decoding lost up to the program's proven bound proves the answer optimal.
+    proven = answer.bound is not None and float(total) == answer.bound
+    status = Status.OPTIMAL if proven else answer.status
+    return filled.replace(objective=float(total), bound=bound, status=status, stats=stats)
 
 
 def _exact(backend: str) -> Engine:

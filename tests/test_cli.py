@@ -183,6 +183,8 @@ def test_demo_runs_the_embedded_workload():
     proc = run("demo", "--time-limit", "2", check=True)
     assert "Every answer passed optalloc.verify" in proc.stdout
     assert "cpsat" in proc.stdout or "best-fit" in proc.stdout
+    # an answer at its proven bound is called optimal, never "within 0.00%"
+    assert "Best: " in proc.stdout and "within 0.00%" not in proc.stdout
 
 
 def test_plan_with_an_admission_forecast_says_what_it_held_back(tmp_path: Path):

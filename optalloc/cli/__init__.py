@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from optalloc import OptallocError, ProblemError, __version__
+from optalloc import OptallocError, ProblemError, Status, __version__
 from optalloc.cli import render, whatif
 
 app = typer.Typer(
@@ -274,7 +274,13 @@ def demo(
     best = max(answers, key=lambda a: a.objective or 0)
     out_console.print(
         f"Every answer passed optalloc.verify. Best: {best.method}"
-        + (f", within {render.percent(best.gap)} of the proven bound." if best.gap is not None else ".")
+        + (
+            ", proven optimal."
+            if best.status is Status.OPTIMAL
+            else f", within {render.percent(best.gap)} of the proven bound."
+            if best.gap is not None
+            else "."
+        )
     )
 
 
