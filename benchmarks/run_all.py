@@ -97,9 +97,9 @@ def main() -> None:
         for script, result, _, *extra in BENCHMARKS:
             if wanted and script[:-3] not in wanted and result[:-3] not in wanted:
                 continue
-            args = extra[0].split() if extra else []
-            print(f"== {script} {' '.join(args)}", flush=True)
-            subprocess.run([sys.executable, str(HERE / script), *args], check=True, cwd=HERE.parent)
+            options = extra[0].split() if extra else []
+            print(f"== {script} {' '.join(options)}", flush=True)
+            subprocess.run([sys.executable, str(HERE / script), *options], check=True, cwd=HERE.parent)
     fold()
 
 

@@ -376,7 +376,8 @@ def _replace_with_heuristic(
     if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
         return exact
     stats = {**exact.stats, "placed_by": options.warm_start}
-    proven = exact.bound is not None and mine >= exact.bound
+    # Proven by its objective, not by the ranking score (primary term only, or plus a future value).
+    proven = exact.bound is not None and candidate.objective is not None and candidate.objective >= exact.bound
     return candidate.replace(
         method=exact.method, status=Status.OPTIMAL if proven else Status.FEASIBLE, bound=exact.bound, stats=stats
     )

@@ -207,3 +207,19 @@ def test_filling_what_decoding_lost_up_to_the_proven_bound_reports_optimal() -> 
     assert filled.status is Status.OPTIMAL and filled.gap == 0 and not verify(problem, filled)
     looser = _fill(problem, lost.replace(bound=value + 1000), SolveOptions())
     assert looser.status is Status.FEASIBLE and looser.gap and looser.gap > 0
+
+
+def test_re_placing_the_selection_claims_optimal_by_its_objective_not_its_ranking_score() -> None:
+    """With a fragmentation guide answers rank by the primary term only; a primary term at the bound
+    of the whole objective is no proof (the secondary terms can still be below it)."""
+    from optalloc.solve import _replace_with_heuristic
+
+    problem = Problem(nodes=(Node("n0", cpu=8000, memory=32000, gpus=2),), jobs=(Job("a", cpu=1000, gpu_milli=500),))
+    placed = solve(problem, "best-fit")
+    value = evaluate(problem, placed)
+    assert value.total < value.primary  # a partly used GPU costs a little
+    exact = placed.replace(
+        method="cpsat", status=Status.FEASIBLE, objective=float(value.total), bound=float(value.primary)
+    )
+    answer = _replace_with_heuristic(problem, exact, SolveOptions(fragmentation_guide=0.05))
+    assert answer.status is Status.FEASIBLE and not verify(problem, answer)
