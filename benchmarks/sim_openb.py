@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/sim_openb.py [--traces DIR] [--nodes 12] [--compress 8] [--skip 0] [--jobs N]
 [--tick 60] [--budget 1.0] [--policy all] [--out benchmarks/results/sim_openb.md] [--img docs/img] [--dir DIR]
-[--processes 2]``
+[--processes 2]``. The plots are ``<img>/<stem of --out>_{utilisation,jct_cdf,queue}.png``.
 
 Load is added twice, and both are stated in the output: a stratified sample of ``--nodes`` nodes in the
 GPU-shape mix of the openb cluster, and inter-arrival times divided by ``--compress``. The run stops at
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)
-    sim_report.write_plots(args.img, results, prefix="sim_openb_")
+    prefix = Path(args.out).stem + "_"  # sim_openb_utilisation.png for the default --out
+    sim_report.write_plots(args.img, results, prefix=prefix)
 
     heuristics = [r for r in results if r.kind == "heuristic"]
     best = max(heuristics, key=lambda r: r.metrics.gpu_allocation) if heuristics else None
@@ -103,11 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * m.solver_time_share:.0f}% |"
             )
         lines.append("")
-    lines += [
-        "Plots: `docs/img/sim_openb_utilisation.png`, `docs/img/sim_openb_jct_cdf.png`, "
-        "`docs/img/sim_openb_queue.png`.",
-        "",
-    ]
+    plots = ", ".join(f"`docs/img/{prefix}{kind}.png`" for kind in ("utilisation", "jct_cdf", "queue"))
+    lines += [f"Plots: {plots}.", ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from optalloc import Allocation, Job, Node, Placement, Problem, Status, Unplaced, verify
+from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced, verify
 from optalloc.adaptive import (
     ActionKind,
     ControllerConfig,
@@ -289,3 +289,34 @@ def test_round_robin_rotates_the_queue_by_the_controllers_step():
 
     assert first_started("fcfs") == "a"
     assert first_started("round-robin") == "b"  # round 1: the queue starts at its second job
+
+
+def test_admissions_use_the_exact_method_only_when_admit_exact_is_on(engines) -> None:  # type: ignore[no-untyped-def]
+    seen: list[SolveOptions] = []
+
+    def spy(problem: Problem, options: SolveOptions) -> Allocation:
+        seen.append(options)
+        return solve_mod.solve(problem, "best-fit").replace(method="spy")
+
+    engines("spy", spy)
+    nodes = gpu_nodes("n0", "n1")
+    for admit_exact, solves in ((False, 1), (True, 2)):
+        seen.clear()
+        cfg = config(method="spy", admit_exact=admit_exact, warm_start="fgd", fragmentation_guide=0.05)
+        st, _ = step(ControllerState.initial(Problem(nodes, (Job("a", gpus=1),)), cfg), 0.0)  # initial re-solve
+        st, plan = step(st, 1.0, events=[Event.arrival(Job("b", gpus=1, arrival=1.0))])  # an admission
+        assert plan.trigger is not None and plan.trigger.kind == "admit"
+        assert [a.job for a in plan.starts] == ["b"]
+        assert plan.method == ("spy" if admit_exact else "best-fit")
+        assert len(seen) == solves
+        assert all(o.warm_start == "fgd" and o.fragmentation_guide == 0.05 for o in seen)
+        valid(st)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("fragmentation_guide", -1), ("fragmentation_guide", "x"), ("admit_exact", 1), ("warm_start", "")],
+)
+def test_bad_controller_knobs_are_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(ProblemError, match=field):
+        ControllerConfig(**{field: value})  # type: ignore[arg-type]

@@ -121,3 +121,10 @@ def test_bad_timelines_are_refused_with_the_field_named() -> None:
         Timeline.of([0, 10], end=5, gpu_capacity=1, gpu_allocated=0)
     with pytest.raises(ProblemError, match="end"):
         compute(three_jobs(), timeline(), start=50, end=10)
+
+
+def test_plot_lines_of_up_to_forty_policies_are_all_distinct() -> None:
+    from optalloc.adaptive.sim_report import line_style
+
+    styles = {(s["color"], s["linestyle"]) for s in map(line_style, range(40))}
+    assert len(styles) == 40

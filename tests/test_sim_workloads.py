@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,9 @@ def test_policy_groups_expand_without_duplicates() -> None:
     assert exact["rolling-horizon"].allow_migration and exact["rolling-horizon"].horizon is None
     assert not exact["cpsat-packing"].allow_migration and exact["cpsat-packing"].drift.arrivals == 1
     assert exact["horizon-model"].horizon is not None
+    packing_loop, loop = exact["rolling-horizon-packing"], exact["rolling-horizon-fcfs"]
+    assert packing_loop.admit_exact and packing_loop.allow_migration and not loop.admit_exact
+    assert dataclasses.replace(packing_loop, admit_exact=False) == loop  # the only difference
     variant = policies(["rolling-horizon+fgd"])[0]
     assert variant.config.fallback == "fgd" and variant.config.allow_migration and variant.kind == "exact"
     hz = horizon_for([100.0] * 9 + [5000.0])

@@ -84,6 +84,11 @@ class ControllerConfig:
     ``duration_tiers``: thresholds (seconds of estimated remaining time, increasing) of Tiresias-style
     tiers (:mod:`optalloc.adaptive.tiers`): every solve prefers shorter tiers within a priority, and the
     heuristics order the queue by tier, then arrival (the ``priority`` order). () = off.
+    ``warm_start`` and ``fragmentation_guide``: passed to the method's solves (``SolveOptions``): the
+    heuristic ``auto`` starts CP-SAT from, and the FGD guide that steers the program towards placements
+    later arrivals fit (``fgd-plus`` and 0.05 suit a loop of arrivals; the defaults are ``auto``'s).
+    ``admit_exact``: admissions between re-solves also use ``method`` (around the running jobs, nothing
+    moves) instead of the fallback heuristic: a packing solve at every event, as ``cpsat-packing`` does.
     """
 
     method: str = "auto"
@@ -102,9 +107,21 @@ class ControllerConfig:
     seed: int = 0
     workers: int | None = None
     duration_tiers: tuple[float, ...] = ()
+    warm_start: str = "best-fit"
+    fragmentation_guide: float = 0.0
+    admit_exact: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "duration_tiers", tiers_mod.check_thresholds(self.duration_tiers))
+        if not (
+            isinstance(self.fragmentation_guide, int | float)
+            and not isinstance(self.fragmentation_guide, bool)
+            and math.isfinite(self.fragmentation_guide)
+            and self.fragmentation_guide >= 0
+        ):
+            raise ProblemError("fragmentation_guide", self.fragmentation_guide, "is not a non-negative number")
+        if not isinstance(self.admit_exact, bool):
+            raise ProblemError("admit_exact", self.admit_exact, "is not true or false")
         if not (isinstance(self.budget, int | float) and self.budget > 0):
             raise ProblemError("budget", self.budget, "is not a positive number of seconds")
         if not (isinstance(self.max_migrations, int) and self.max_migrations >= 0):
@@ -113,7 +130,7 @@ class ControllerConfig:
             raise ProblemError("max_window", self.max_window, "is not a positive integer")
         if not 0 < self.horizon_share < 1:
             raise ProblemError("horizon_share", self.horizon_share, "is not in (0, 1)")
-        for name in ("method", "fallback", "order"):
+        for name in ("method", "fallback", "order", "warm_start"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ProblemError(name, getattr(self, name), "is not a name")
 
@@ -456,7 +473,8 @@ def _resolve(st: ControllerState, now: float, trigger: Trigger, forced: list[Act
 
 def _admit(st: ControllerState, now: float, forced: list[Action]) -> tuple[ControllerState, Plan]:
     trigger = Trigger("admit", f"{len(st.queue)} jobs waiting")
-    return _place(st, now, trigger, list(forced), allow_migration=False, horizon=st.config.horizon, exact=False)
+    cfg = st.config
+    return _place(st, now, trigger, list(forced), allow_migration=False, horizon=cfg.horizon, exact=cfg.admit_exact)
 
 
 def _place(
@@ -549,6 +567,8 @@ def _solve(
                 seed=cfg.seed,
                 order=cfg.queue_order,
                 round=round_,
+                warm_start=cfg.warm_start,
+                fragmentation_guide=cfg.fragmentation_guide,
             )
             if answer.status.has_solution:
                 return answer, answer.method or cfg.method, False, ""

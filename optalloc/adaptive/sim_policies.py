@@ -16,12 +16,17 @@ in its configuration:
   of the scenario's duration estimates) when the trace has estimates.
 - ``rolling-horizon-fcfs``: the same loop as ``ControllerConfig()`` configures it by default: FCFS
   queue, no tiers (what the loop is worth without duration estimates).
+- ``rolling-horizon-packing``: ``rolling-horizon-fcfs`` whose admissions between re-solves are packing
+  solves of the method too (``admit_exact=True``): CP-SAT packs the queue around the running jobs at
+  every event, as ``cpsat-packing`` does, and the loop's re-solves may still migrate. The two halves
+  win in different regimes (migrations while the queue is short and a large job is blocked by
+  fragmentation; packing the queue once it is long), and this policy has both.
 - ``horizon-model``: the same loop with the time-indexed horizon model
   (``ControllerConfig(horizon=HorizonConfig(...))``), sized from the scenario's duration estimates.
 - ``<exact policy>+<rule>`` (e.g. ``rolling-horizon+fgd``): that policy with ``rule`` as its fallback
   heuristic, which also admits jobs between re-solves (default: best-fit).
 
-Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the last four), ``all``.
+Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the last five), ``all``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from optalloc.models.horizon import HorizonConfig
 
 HEURISTIC_ORDERS = ("fcfs", "sjf", "ljf", "priority", "round-robin")
 HEURISTIC_RULES = ("best-fit", "fgd")
-EXACT = ("cpsat-packing", "rolling-horizon-fcfs", "rolling-horizon", "horizon-model")
+EXACT = ("cpsat-packing", "rolling-horizon-fcfs", "rolling-horizon-packing", "rolling-horizon", "horizon-model")
 GROUPS = {
     "heuristics": tuple(f"{o}+{r}" for r in HEURISTIC_RULES for o in HEURISTIC_ORDERS),
     "exact": EXACT,
@@ -105,6 +110,9 @@ def policy(
         return Policy(name, cfg, f"the adaptive loop: re-solve on drift and events, migrations{tiers_text}")
     if name == "rolling-horizon-fcfs":
         return Policy(name, base, "the adaptive loop as configured by default: FCFS queue, no duration tiers")
+    if name == "rolling-horizon-packing":
+        cfg = replace(base, admit_exact=True)
+        return Policy(name, cfg, "the adaptive loop (FCFS, no tiers) with packing solves of the queue at every event")
     if name == "horizon-model":
         hz = horizon if horizon is not None else horizon_for(durations)
         cfg = replace(base, horizon=replace(hz, seed=seed))

@@ -205,12 +205,12 @@ def write_plots(
     out: list[Path] = []
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    for r in results:
+    for i, r in enumerate(results):
         tl = r.timeline
         cap = binned(tl, tl.capacity[:, GPU], edges)
         with np.errstate(all="ignore"):
-            axes[0].plot(x, 100 * binned(tl, tl.allocated[:, GPU], edges) / cap, label=r.policy, lw=1)
-            axes[1].plot(x, 100 * binned(tl, tl.used[:, GPU], edges) / cap, label=r.policy, lw=1)
+            axes[0].plot(x, 100 * binned(tl, tl.allocated[:, GPU], edges) / cap, label=r.policy, **line_style(i))
+            axes[1].plot(x, 100 * binned(tl, tl.used[:, GPU], edges) / cap, label=r.policy, **line_style(i))
     axes[0].set_ylabel("GPU allocation (%)")
     axes[1].set_ylabel("GPU utilisation, observed (%)")
     axes[1].set_xlabel(f"time since the first arrival ({unit})")
@@ -222,10 +222,10 @@ def write_plots(
     fig, ax = plt.subplots(figsize=(9, 5))
     all_jct = np.concatenate([r.jobs.jct for r in results]) if results else np.zeros(0)
     jscale, junit = _time_unit(float(np.median(all_jct)) * 4 if len(all_jct) else 1.0)
-    for r in results:
+    for i, r in enumerate(results):
         xs, ys = cdf(r.jobs.jct / jscale)
         if len(xs):
-            ax.step(xs, ys, where="post", label=r.policy, lw=1)
+            ax.step(xs, ys, where="post", label=r.policy, **line_style(i))
     ax.set_xscale("symlog" if len(all_jct) and np.nanmin(all_jct) <= 0 else "log")
     ax.set_xlabel(f"job completion time ({junit}, log scale)")
     ax.set_ylabel("fraction of finished jobs")
@@ -235,8 +235,8 @@ def write_plots(
     out.append(_save(fig, folder / f"{prefix}jct_cdf.png", plt))
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    for r in results:
-        ax.plot(x, binned(r.timeline, r.timeline.waiting, edges), label=r.policy, lw=1)
+    for i, r in enumerate(results):
+        ax.plot(x, binned(r.timeline, r.timeline.waiting, edges), label=r.policy, **line_style(i))
     ax.set_xlabel(f"time since the first arrival ({unit})")
     ax.set_ylabel("waiting jobs (time-averaged)")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -244,6 +244,12 @@ def write_plots(
     fig.tight_layout()
     out.append(_save(fig, folder / f"{prefix}queue.png", plt))
     return out
+
+
+def line_style(i: int) -> dict[str, Any]:
+    """The ``i``-th policy's line: matplotlib's ten default colours, then the same colours dashed,
+    dotted and dash-dotted, so that no two of up to forty policies look alike."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":", "-.")[(i // 10) % 4], "lw": 1}
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:

@@ -24,8 +24,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps at any width (rich's tables cut option names at 80 columns)
 )
-import_app = typer.Typer(help="Turn traces and CSV exports into an optalloc problem file.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Turn traces and CSV exports into an optalloc problem file.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(import_app, name="import")
 
 out_console = Console()
