@@ -88,3 +88,22 @@ def test_bad_input_is_one_line_naming_the_option_and_exit_2(tiny_problem: Path, 
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
         assert ("--trace" if args[1] == str(bad) else "policy") in lines[0]
         assert "Traceback" not in proc.stderr
+
+
+def test_the_summary_keeps_every_figure_whole_in_an_80_column_terminal(tiny_problem: Path) -> None:
+    from rich.console import Console
+
+    from optalloc.adaptive.sim_policies import policies
+    from optalloc.adaptive.sim_workloads import Scenario
+    from optalloc.adaptive.simulator import SimConfig, compare
+    from optalloc.cli.simulate import _summary
+    from optalloc.io import read_problem
+
+    scenario = Scenario.from_problem(read_problem(tiny_problem), "tiny")
+    results = compare(scenario, policies(["fcfs+best-fit", "rolling-horizon-packing"]), SimConfig(tick=60.0))
+    console = Console(width=80, record=True)
+    console.print(_summary(results))
+    text = console.export_text()
+    assert "…" not in text
+    assert all(name in text for name in ("fcfs+best-fit", "rolling-horizon-packing", "ev/s", "alloc %"))
+    assert all(len(line) <= 80 for line in text.splitlines())

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import GROUPS, policies
+from optalloc.adaptive.sim_policies import EXACT, GROUPS, policies
 from optalloc.adaptive.sim_usage import PROFILES
 from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
 from optalloc.adaptive.simulator import FailureModel, SimConfig, compare
@@ -53,8 +53,8 @@ def simulate(
         typer.Option(
             "--policy",
             "-p",
-            help="Policy to compare (repeat): <order>+<rule> (fcfs+best-fit, sjf+fgd, ...), cpsat-packing, "
-            f"rolling-horizon, horizon-model, or a group ({', '.join(GROUPS)}).",
+            help="Policy to compare (repeat): <order>+<rule> (fcfs+best-fit, sjf+fgd, ...), "
+            f"{', '.join(EXACT)}, <exact policy>+<rule>, or a group ({', '.join(GROUPS)}).",
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
@@ -217,9 +217,13 @@ def _openb_nodes(trace: Path, cluster: list[str] | None) -> int | list:
 
 
 def _summary(results: list) -> Table:
-    table = Table(title="Policies compared")
-    for col in ("policy", "avg JCT (h)", "p99 JCT (h)", "queueing (h)", "GPU alloc %", "util %", "done %", "events/s"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    table = Table(title="Policies compared", box=None, pad_edge=False, header_style="bold underline")
+    # Narrow terminals fold long policy names onto two lines; a figure is never cut.
+    table.add_column("policy", overflow="fold", min_width=12)
+    table.caption = "JCT, p99: mean and p99 job completion time; wait: mean queueing delay (hours); alloc, util: GPU"
+    table.caption += " allocation and observed utilisation; done: completion rate; ev/s: simulated events per second"
+    for col in ("JCT h", "p99 h", "wait h", "alloc %", "util %", "done %", "ev/s"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         m = r.metrics
         table.add_row(
