@@ -315,7 +315,13 @@ def test_admissions_use_the_exact_method_only_when_admit_exact_is_on(engines) ->
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("fragmentation_guide", -1), ("fragmentation_guide", "x"), ("admit_exact", 1), ("warm_start", "")],
+    [
+        ("fragmentation_guide", -1),
+        ("fragmentation_guide", "x"),
+        ("admit_exact", 1),
+        ("warm_start", ""),
+        ("warm_start", "cpsat"),
+    ],
 )
 def test_bad_controller_knobs_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ProblemError, match=field):

@@ -122,6 +122,14 @@ class ControllerConfig:
             raise ProblemError("fragmentation_guide", self.fragmentation_guide, "is not a non-negative number")
         if not isinstance(self.admit_exact, bool):
             raise ProblemError("admit_exact", self.admit_exact, "is not true or false")
+        if isinstance(self.warm_start, str) and self.warm_start:
+            from optalloc.solve import methods
+
+            rules = [m.name for m in methods("heuristic")]
+            if self.warm_start not in rules:
+                raise ProblemError(
+                    "warm_start", self.warm_start, f"is not a heuristic rule (known: {', '.join(rules)})"
+                )
         if not (isinstance(self.budget, int | float) and self.budget > 0):
             raise ProblemError("budget", self.budget, "is not a positive number of seconds")
         if not (isinstance(self.max_migrations, int) and self.max_migrations >= 0):
