@@ -103,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m.solver_time_per_hour:.3f} | {r.counters.resolves} | {r.counters.fallbacks} | "
                 f"{100 * m.solver_time_share:.0f}% |"
             )
-        lines.append("")
-    plots = ", ".join(f"`docs/img/{prefix}{kind}.png`" for kind in ("utilisation", "jct_cdf", "queue"))
+        lines += [
+            "",
+            "Re-solves are the loop's triggered solves; the solver time also counts the admissions between them "
+            "(by the fallback heuristic, or with `admit_exact` by the method).",
+            "",
+        ]
+    img = Path(args.img).resolve()
+    where = img.relative_to(REPO) if img.is_relative_to(REPO) else img
+    plots = ", ".join(f"`{where}/{prefix}{kind}.png`" for kind in ("utilisation", "jct_cdf", "queue"))
     lines += [f"Plots: {plots}.", ""]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -20,7 +20,8 @@ What a step does, cheapest first:
    start now and only those are placed. The number of jobs moved or preempted is capped at
    ``config.max_migrations``; the rest keep running where they run;
 5. otherwise **admit** (when jobs wait and something changed): the fallback heuristic places what fits
-   around the running jobs, without moving any (the horizon model decides instead when it is on);
+   around the running jobs, without moving any (the horizon model decides instead when it is on, and
+   ``config.method`` solves the admission with ``config.admit_exact``);
 6. otherwise nothing: the plan is empty and the allocation is the last one (no solve, no rebuild).
 """
 
@@ -71,7 +72,7 @@ class ControllerConfig:
 
     ``method``: the engine of a re-solve (any name of ``optalloc.solve.methods()``; ``auto`` runs the
     best heuristic and CP-SAT). ``fallback``: the heuristic used when the method has no answer in time,
-    and for admission between re-solves. ``budget``: seconds one re-solve may take (the exact engines'
+    and for admission between re-solves (unless ``admit_exact``). ``budget``: seconds one re-solve may take (the exact engines'
     time limit). ``allow_migration``: a re-solve may move or preempt running preemptible jobs (each moved
     replica costs ``weights.migration`` in the objective); ``max_migrations``: at most this many jobs
     moved or preempted per step (the plan is trimmed to it: the others keep running where they run).

@@ -24,7 +24,8 @@ in its configuration:
 - ``horizon-model``: the same loop with the time-indexed horizon model
   (``ControllerConfig(horizon=HorizonConfig(...))``), sized from the scenario's duration estimates.
 - ``<exact policy>+<rule>`` (e.g. ``rolling-horizon+fgd``): that policy with ``rule`` as its fallback
-  heuristic, which also admits jobs between re-solves (default: best-fit).
+  heuristic, which also admits jobs between re-solves (default: best-fit; ``rolling-horizon-packing``
+  admits with its method, so there ``rule`` is the fallback only).
 
 Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the last five), ``all``.
 """
@@ -97,7 +98,8 @@ def policy(
         if rule not in heuristics.RULES:
             raise ProblemError("policy", name, f"has an unknown rule {rule!r} (known: {', '.join(heuristics.RULES)})")
         found = policy(head, budget=budget, horizon=horizon, durations=durations, seed=seed, workers=workers)
-        return Policy(name, replace(found.config, fallback=rule), f"{found.description}; {rule} admission and fallback")
+        role = "fallback" if found.config.admit_exact else "admission and fallback"  # admit_exact: the method admits
+        return Policy(name, replace(found.config, fallback=rule), f"{found.description}; {rule} {role}")
     base = ControllerConfig(budget=budget, seed=seed, workers=workers)
     if name == "cpsat-packing":
         every_event = DriftConfig(arrivals=1, arrival_gpu_milli=1, freed_gpu_milli=1, min_interval=0.0)

@@ -46,7 +46,7 @@ def _global(
 
 
 # import ------------------------------------------------------------------------------------------
-@import_app.command("openb")
+@import_app.command("openb", short_help="Import an Alibaba openb node list and pod list.")
 def import_openb(
     nodes: Annotated[Path, typer.Option("--nodes", help="openb node list CSV (sn,cpu_milli,memory_mib,gpu,model).")],
     pods: Annotated[Path, typer.Option("--pods", help="openb pod list CSV.")],
@@ -86,7 +86,7 @@ def import_gavel(
     _wrote(out, problem)
 
 
-@import_app.command("csv")
+@import_app.command("csv", short_help="Import generic CSV exports (Kubernetes units).")
 def import_csv(
     nodes: Annotated[Path, typer.Option("--nodes", help="Nodes CSV: columns are Node fields (units allowed).")],
     jobs: Annotated[Path, typer.Option("--jobs", help="Jobs CSV: columns are Job fields (units allowed).")],
@@ -102,7 +102,7 @@ def import_csv(
 
 
 # plan / verify -----------------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="Allocate a problem and print a summary.")
 def plan(
     problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file (JSON or YAML).")],
     method: Annotated[str, typer.Option("--method", "-m", help="Engine (see `optalloc methods`).")] = "auto",
@@ -177,7 +177,7 @@ def plan(
         out_console.print(f"wrote {out}")
 
 
-@app.command()
+@app.command(short_help="Check an allocation against a problem.")
 def verify(
     problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file.")],
     allocation_path: Annotated[Path, typer.Argument(metavar="ALLOCATION", help="Allocation file to check.")],
@@ -198,7 +198,7 @@ def verify(
 
 
 # capacity planning ----------------------------------------------------------------------------
-@app.command()
+@app.command(short_help="How many more nodes it takes to place every job.")
 def fit(
     problem_path: Annotated[Path, typer.Argument(metavar="PROBLEM", help="Problem file.")],
     like: Annotated[str, typer.Option(help="Add nodes shaped like this node.")],
@@ -255,7 +255,7 @@ def methods() -> None:
     out_console.print("queue orderings (--order): " + ", ".join(ORDERS))
 
 
-@app.command()
+@app.command(short_help="Run the main methods on the embedded default workload.")
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the embedded synthetic workload.")] = 0,
     time_limit: Annotated[float, typer.Option(help="Seconds for the exact engine.")] = 5.0,
@@ -293,13 +293,13 @@ def _register_optional() -> None:
     except ImportError as exc:  # matplotlib (plots) is optional
         logging.getLogger(__name__).debug("simulate unavailable: %s", exc)
     else:
-        app.command(help=simulate.__doc__)(simulate)
+        app.command(help=simulate.__doc__, short_help="Replay a trace under several policies.")(simulate)
     try:
         from optalloc.cli.watch import watch
     except ImportError as exc:  # the adaptive extras are optional
         logging.getLogger(__name__).debug("watch unavailable: %s", exc)
         return
-    app.command(help=watch.__doc__)(watch)
+    app.command(help=watch.__doc__, short_help="Watch a cluster through Prometheus (dry run).")(watch)
 
 
 def _counts(specs: list[str]) -> dict[str, int]:

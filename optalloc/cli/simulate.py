@@ -53,8 +53,10 @@ def simulate(
         typer.Option(
             "--policy",
             "-p",
-            help="Policy to compare (repeat): <order>+<rule> (fcfs+best-fit, sjf+fgd, ...), "
-            f"{', '.join(EXACT)}, <exact policy>+<rule>, or a group ({', '.join(GROUPS)}).",
+            # \b keeps click from re-wrapping the names (it would split them at their hyphens)
+            help="Policy to compare (repeat), one of:\n\n\b\n<order>+<rule> (fcfs+best-fit, sjf+fgd, ...)\n"
+            + "\n".join(EXACT)
+            + f"\n<exact policy>+<rule>\na group: {', '.join(GROUPS)}",
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
@@ -218,7 +220,7 @@ def _openb_nodes(trace: Path, cluster: list[str] | None) -> int | list:
 
 def _summary(results: list) -> Table:
     table = Table(title="Policies compared", box=None, pad_edge=False, header_style="bold underline")
-    # Narrow terminals fold long policy names onto two lines; a figure is never cut.
+    # From 80 columns up a figure is never cut: long policy names fold onto two lines instead.
     table.add_column("policy", overflow="fold", min_width=12)
     table.caption = "JCT, p99: mean and p99 job completion time; wait: mean queueing delay (hours); alloc, util: GPU"
     table.caption += " allocation and observed utilisation; done: completion rate; ev/s: simulated events per second"
