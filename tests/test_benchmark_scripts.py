@@ -61,3 +61,24 @@ def test_sim_openb_side_by_side_reports_policies_in_the_order_given(traces: Path
     # heuristics are deterministic; the exact policy's outcome may depend on its time budget
     heuristic = [0, 2]
     assert [side_by_side[i] for i in heuristic] == [alone[i] for i in heuristic]
+
+
+def test_sim_openb_repeats_exact_policies_and_reports_their_median(traces: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repeat.md"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "sim_openb.py"),
+            *("--traces", str(traces), "--jobs", "40", "--policy", "fcfs+best-fit", "--policy", "cpsat-packing"),
+            *("--repeat", "2", "--out", str(out), "--img", str(tmp_path / "img")),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=REPO / "benchmarks",
+        timeout=600,
+    )
+    report = out.read_text()
+    rows = [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")]
+    assert rows.count("fcfs+best-fit") == 1  # heuristics are deterministic: run once
+    assert {"cpsat-packing #1", "cpsat-packing #2"} <= set(rows)
+    assert "Medians over 2 runs of each exact policy" in report and "- cpsat-packing: " in report
