@@ -22,7 +22,7 @@ from pathlib import Path
 from sim_common import REPO, command_line, default_traces, machine, run_all
 
 from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import policies
+from optalloc.adaptive.sim_policies import Policy, policies
 from optalloc.adaptive.sim_workloads import openb_scenario
 from optalloc.adaptive.simulator import SimConfig
 
@@ -55,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     until = float(scenario.problem.job_arrival.max())
     config = SimConfig(tick=args.tick, seed=0, until=until)
     chosen = policies(args.policy or ["all"], budget=args.budget, durations=[j.duration or 0.0 for j in scenario.jobs])
-    if args.repeat > 1:  # heuristics are deterministic: once each; exact policies "<name> #k"
-        chosen = [
-            dataclasses.replace(p, name=f"{p.name} #{k}") if p.kind != "heuristic" else p
-            for p in chosen
-            for k in (range(1, args.repeat + 1) if p.kind != "heuristic" else [0])
-        ]
+    if args.repeat > 1:  # heuristics are deterministic: once each; exact policies as "<name> #k"
+
+        def runs(p: Policy) -> list[Policy]:
+            if p.kind == "heuristic":
+                return [p]
+            return [dataclasses.replace(p, name=f"{p.name} #{k}") for k in range(1, args.repeat + 1)]
+
+        chosen = [run for p in chosen for run in runs(p)]
     results = run_all(scenario, chosen, config, processes=args.processes)
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())

@@ -56,6 +56,7 @@ from optalloc.core import (
     ProblemError,
     Status,
     Unplaced,
+    _check,
     verify,
 )
 from optalloc.models.horizon import HorizonConfig, HorizonPlan, plan_horizon
@@ -72,8 +73,8 @@ class ControllerConfig:
 
     ``method``: the engine of a re-solve (any name of ``optalloc.solve.methods()``; ``auto`` runs the
     best heuristic and CP-SAT). ``fallback``: the heuristic used when the method has no answer in time,
-    and for admission between re-solves (unless ``admit_exact``). ``budget``: seconds one re-solve may take (the exact engines'
-    time limit). ``allow_migration``: a re-solve may move or preempt running preemptible jobs (each moved
+    and for admission between re-solves (unless ``admit_exact``). ``budget``: seconds one re-solve may
+    take (the exact engines' time limit). ``allow_migration``: a re-solve may move or preempt running preemptible jobs (each moved
     replica costs ``weights.migration`` in the objective); ``max_migrations``: at most this many jobs
     moved or preempted per step (the plan is trimmed to it: the others keep running where they run).
     ``weights``: the objective weights of every solve. ``drift``: drift detection and event triggers.
@@ -114,13 +115,7 @@ class ControllerConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "duration_tiers", tiers_mod.check_thresholds(self.duration_tiers))
-        if not (
-            isinstance(self.fragmentation_guide, int | float)
-            and not isinstance(self.fragmentation_guide, bool)
-            and math.isfinite(self.fragmentation_guide)
-            and self.fragmentation_guide >= 0
-        ):
-            raise ProblemError("fragmentation_guide", self.fragmentation_guide, "is not a non-negative number")
+        _check.real("fragmentation_guide", self.fragmentation_guide, minimum=0)
         if not isinstance(self.admit_exact, bool):
             raise ProblemError("admit_exact", self.admit_exact, "is not true or false")
         if isinstance(self.warm_start, str) and self.warm_start:

@@ -219,11 +219,13 @@ def _openb_nodes(trace: Path, cluster: list[str] | None) -> int | list:
 
 
 def _summary(results: list) -> Table:
-    table = Table(title="Policies compared", box=None, pad_edge=False, header_style="bold underline")
+    caption = (
+        "JCT, p99: mean and p99 job completion time; wait: mean queueing delay (hours); alloc, util: GPU "
+        "allocation and observed utilisation; done: completion rate; ev/s: simulated events per second"
+    )
+    table = Table(title="Policies compared", caption=caption, box=None, pad_edge=False, header_style="bold underline")
     # From 80 columns up a figure is never cut: long policy names fold onto two lines instead.
     table.add_column("policy", overflow="fold", min_width=12)
-    table.caption = "JCT, p99: mean and p99 job completion time; wait: mean queueing delay (hours); alloc, util: GPU"
-    table.caption += " allocation and observed utilisation; done: completion rate; ev/s: simulated events per second"
     for col in ("JCT h", "p99 h", "wait h", "alloc %", "util %", "done %", "ev/s"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in results:
