@@ -34,6 +34,8 @@ class PortfolioConfig:
     ``warm_start_share``: the share of the budget that ``auto``'s heuristic candidates beyond the first
     may use while the exact program still has time to run (all of it when the program cannot run).
     ``min_exact``: the fewest seconds worth starting the exact program with.
+    ``search_share``: on programs over node types (more than ``EXACT_NODES`` nodes), the share of the time
+    left once the LP roundings are decoded that CP-SAT gets; the large neighbourhood search gets the rest.
     ``finish_factor``: time kept back for the fill pass and the re-placing of the program's selection,
     as a multiple of what the first heuristic took (each is about one heuristic run).
     ``verify_base`` + ``verify_per_replica`` x replicas: the time ``solve()`` keeps for verifying the
@@ -42,12 +44,16 @@ class PortfolioConfig:
 
     warm_start_share: float = 0.25
     min_exact: float = 0.05
+    search_share: float = 0.3
     finish_factor: float = 2.0
     verify_base: float = 0.003
     verify_per_replica: float = 2e-6
 
 
 CONFIG = PortfolioConfig()
+
+#: Up to this many nodes the program is exact per node (``optalloc.models.exact.EXACT_NODE_LIMIT``).
+EXACT_NODES = 24
 
 
 def verify_reserve(problem: Problem, config: PortfolioConfig = CONFIG) -> float:
@@ -99,9 +105,15 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         if budget.expired(CONFIG.min_exact):
             return _fallback(warm, None, "no time left for the program")
         keep = CONFIG.finish_factor * max(warm.wall_time, 0.001)
-        exact = solve_exact(problem, options, budget, backend=backend, hint=warm, reserve=keep)  # type: ignore[arg-type]
-        if exact.status.has_solution:
-            exact = fill(problem, exact, options, budget)
+        exact = solve_exact(
+            problem,
+            options,
+            budget,
+            backend=backend,
+            hint=warm,
+            reserve=keep,
+            repair=_filler(problem, options),  # type: ignore[arg-type]
+        )
         return _better(problem, options, future, warm, exact, ties_to_exact=True)
 
     run.__name__ = f"run_{backend}"
@@ -109,25 +121,54 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
 
 
 def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
-    """The portfolio: heuristics, then CP-SAT hinted with the best of them, then the program's selection
-    re-placed by the heuristic; the best answer wins (never worse than the heuristics)."""
+    """The portfolio: heuristics; the program (bound, LP roundings, CP-SAT hinted with the best answer so
+    far), each decoded answer filled; the program's selection re-placed by the heuristic; then a large
+    neighbourhood search on the best answer until the deadline. The best answer wins: never worse than
+    the heuristics."""
     from optalloc.models import solve_exact
+    from optalloc.models.lns import improve
 
     future = forecast(problem, options)
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
-    if budget.expired(CONFIG.min_exact):
-        return _fallback(warm, None, "no time left for CP-SAT")
-    # Keep back what follows the program: the fill pass and re-placing its selection (a heuristic run each).
-    keep = CONFIG.finish_factor * max(warm.wall_time, 0.001)
-    exact = solve_exact(problem, options, budget, backend="cpsat", hint=warm, reserve=keep)
-    if exact.status.has_solution:
-        exact = fill(problem, exact, options, budget)
-        if exact.status is not Status.OPTIMAL and not budget.expired(1.5 * warm.wall_time):
-            exact = replace_with_heuristic(problem, exact, options, budget, future)
-    answer = _better(problem, options, future, warm, exact)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
+    if budget.expired(CONFIG.min_exact):
+        answer = _fallback(warm, None, "no time left for CP-SAT")
+        return answer.replace(stats={**answer.stats, **portfolio})
+    grouped = len(problem.nodes) > EXACT_NODES
+    lns = grouped and future is None and options.fragmentation_guide <= 0
+    # On programs over node types, CP-SAT gets a share of the time once the LP roundings are decoded and the
+    # neighbourhood search the rest; otherwise CP-SAT gets it all, less one heuristic run for re-placing
+    # the program's selection with the heuristic.
+    keep = 0.0 if lns else CONFIG.finish_factor * max(warm.wall_time, 0.001)
+    exact = solve_exact(
+        problem,
+        options,
+        budget,
+        backend="cpsat",
+        hint=warm,
+        reserve=keep,
+        repair=_filler(problem, options),
+        search_share=CONFIG.search_share if lns else 1.0,
+    )
+    if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
+        exact = replace_with_heuristic(problem, exact, options, budget, future)
+    answer = _better(problem, options, future, warm, exact)
+    if lns and answer.status is Status.FEASIBLE and not budget.expired(CONFIG.min_exact):
+        searched = improve(problem, answer, options, budget, engine=answer.method or "lns").allocation
+        bound = answer.bound
+        proven = bound is not None and searched.objective is not None and searched.objective >= bound
+        answer = searched.replace(status=Status.OPTIMAL if proven else Status.FEASIBLE, bound=bound)
     return answer.replace(stats={**answer.stats, **portfolio})
+
+
+def _filler(problem: Problem, options: SolveOptions) -> Callable[[Allocation, Budget], Allocation]:
+    """The repair ``solve_exact`` applies to each decoded answer: the fill pass."""
+
+    def repair(answer: Allocation, budget: Budget) -> Allocation:
+        return fill(problem, answer.replace(status=Status.FEASIBLE), options, budget)
+
+    return repair
 
 
 def _better(
@@ -160,11 +201,16 @@ def _fallback(warm: Allocation, exact: Allocation | None, why: str | None) -> Al
     if exact is not None:
         stats["exact_status"] = exact.status.value
         stats["exact_objective"] = exact.objective
+        stats.update({key: exact.stats[key] for key in EXACT_STATS if key in exact.stats})
         bound = exact.bound
     if bound is not None and warm.objective is not None and bound < warm.objective:
         bound = None  # a bound of another objective (lexicographic primary): not this answer's
     proven = bound is not None and warm.objective is not None and warm.objective >= bound
     return warm.replace(bound=bound, status=Status.OPTIMAL if proven else warm.status, stats=stats)
+
+
+#: What a heuristic answer keeps of the program's statistics when it wins over the program's answer.
+EXACT_STATS = ("bounds", "candidates", "future_value", "variables", "constraints", "lns_steps", "lns_gain")
 
 
 def _warm_rule(options: SolveOptions) -> str:

@@ -77,6 +77,16 @@ class _Record:
         self.events: list[Progress] = []
 
 
+class _Either:
+    """A stop flag that is set when the parent budget's is (the caller's stop, or its callback failed)."""
+
+    def __init__(self, parent: Budget) -> None:
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return self.parent.stopped
+
+
 class Budget:
     """The time and the stop signal of one solve, shared by its stages (and its threads).
 
@@ -106,6 +116,13 @@ class Budget:
         child.start = self.start
         child.deadline = self.deadline - max(0.0, keep)
         child._record = self._record
+        return child
+
+    def detached(self, keep: float = 0.0) -> Budget:
+        """A budget with this one's deadline (less ``keep`` seconds) and stop flag, but its own progress
+        record: for sub-problems whose objective and bound are not the solve's (they are not reported)."""
+        child = self.narrow(keep)
+        child._record = _Record(_Either(self), None)
         return child
 
     # Time ------------------------------------------------------------------------------------

@@ -109,15 +109,19 @@ def compress(problem: Problem, *, allow_migration: bool = False, group_nodes: bo
     origin_of = _origins(problem, current, movable, node_type)
     unhostable: list[int] = []
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    hostable: dict[tuple[Any, ...], bool] = {}  # per demand key: jobs with equal keys fit the same nodes
     for j, job in enumerate(problem.jobs):
         if job.name in running:
             continue
-        if job.name not in movable and not problem.hostable(j):
+        key = job.demand_key
+        if key not in hostable:
+            hostable[key] = problem.hostable(j)
+        if job.name not in movable and not hostable[key]:
             unhostable.append(j)
             continue
         # Exact mode keeps each multi-replica job apart, so that the nodes it spans can be counted.
         alone = j if (not group_nodes and job.replicas > 1) else -1
-        groups[(job.demand_key, origin_of.get(job.name, ()), job.name in movable, alone)].append(j)
+        groups[(key, origin_of.get(job.name, ()), job.name in movable, alone)].append(j)
     classes: list[JobClass] = []
     for pool, ((_, origin, running, _), members) in enumerate(groups.items()):
         base = _job_class(problem, members, origin, running)

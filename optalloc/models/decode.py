@@ -10,57 +10,14 @@ unplaced, for the caller to retry; the decoded allocation always respects every 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from optalloc.core import MILLI, Allocation, ClusterState, Placement, PlacementRule, Reason, Status, Unplaced
 from optalloc.core.budget import Budget
 from optalloc.models.formulation import ArcFlow, Formulation
-
-
-@dataclass
-class _Unit:
-    """Something packed onto one node: a whole-GPU replica, a block, a bundle of shares on one GPU, a CPU replica."""
-
-    cpu: int
-    memory: int
-    gpus: int = 0  # fully free GPUs it needs
-    level: int = -1  # fill level of the partly used GPU it needs (bundles on partial GPUs)
-    fresh: bool = False  # a bundle on a fully free GPU
-    gpu_memory: int = 0
-    members: list[tuple[int, int, int]] = field(default_factory=list)  # (job, replica, milli per GPU)
-    block_shares: int = 0  # single-node sharing jobs: shares to fit on one node
-    share: int = 0
-
-
-@dataclass
-class _Need:
-    """CPU and memory per GPU that the GPU items still to pack on a type carry (the shape to keep free)."""
-
-    cpu: int
-    memory: int
-    gpus: int
-
-    @classmethod
-    def of(cls, items: list[_Unit]) -> _Need:
-        need = cls(0, 0, 0)
-        for u in items:
-            need.add(u, +1)
-        return need
-
-    def add(self, u: _Unit, sign: int) -> None:
-        slots = u.gpus + (1 if (u.fresh or u.level > 0) else 0)
-        if slots:
-            self.cpu += sign * u.cpu
-            self.memory += sign * u.memory
-            self.gpus += sign * slots
-
-    def remove(self, u: _Unit) -> None:
-        self.add(u, -1)
-
-    def ratios(self) -> tuple[float, float]:
-        return (self.cpu / self.gpus, self.memory / self.gpus) if self.gpus > 0 else (0.0, 0.0)
+from optalloc.models.packing import PACKING_RULES, Packed, Unit, pack_type, packing_order
 
 
 @dataclass
@@ -105,25 +62,25 @@ def decode(
             units = [u for u in units if not _keep_running(problem, comp, state, full, running, t, u, new)]
         items = _bundle(form, t, values, units)
         # Largest GPU demand first; among one-GPU items the most CPU per GPU first; CPU-only last.
-        items.sort(key=lambda u: (-u.gpus, -u.block_shares, -(u.fresh or u.level > 0 or u.gpus > 0), -u.cpu, -u.memory))
-        best = None
+        items.sort(key=packing_order)
+        best: Packed | None = None
         for rule in PACKING_RULES:
             t0 = budget.clock()
-            trial = _pack_type(problem, state.copy(), full.copy(), nodes, items, rule, budget, reserve)
-            if best is None or trial[3] < best[3]:
+            trial = pack_type(problem, state.copy(), full.copy(), nodes, items, rule, budget, reserve)
+            if best is None or trial.lost_value < best.lost_value:
                 best = trial
             # Another rule only while there is time for one more pass over the type.
-            if trial[3] == 0 or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
+            if not trial.missed or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
                 break
         assert best is not None
-        if best[3] and len(nodes) <= RESTART_NODES:
+        if best.missed and len(nodes) <= RESTART_NODES:
             # Small types that still lose units: seeded restarts, shuffling items of equal GPU demand.
             rng = np.random.default_rng(len(items))
             for attempt in range(RESTARTS):
                 t0 = budget.clock()
                 keys = rng.random(len(items))
                 shuffled = [items[i] for i in np.lexsort((keys, [-(u.gpus + u.block_shares) for u in items]))]
-                trial = _pack_type(
+                trial = pack_type(
                     problem,
                     state.copy(),
                     full.copy(),
@@ -133,21 +90,20 @@ def decode(
                     budget,
                     reserve,
                 )
-                if trial[3] < best[3]:
+                if trial.lost_value < best.lost_value:
                     best = trial
-                if best[3] == 0 or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
+                if not best.missed or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
                     break
-        trial_state, trial_full, placed, _, missed = best
         state.cpu[:], state.memory[:], state.gpu[:], state.gpu_mem[:] = (
-            trial_state.cpu,
-            trial_state.memory,
-            trial_state.gpu,
-            trial_state.gpu_mem,
+            best.state.cpu,
+            best.state.memory,
+            best.state.gpu,
+            best.state.gpu_mem,
         )
-        full[:] = trial_full
-        for j, ps in placed.items():
+        full[:] = best.full
+        for j, ps in best.placed.items():
             new[j].extend(ps)
-        for unit in missed:
+        for unit in best.missed:
             failed.update(j for j, _, _ in unit.members)
             lost += len(unit.members)
     # Jobs left below their minimum replicas by packing are withdrawn entirely.
@@ -173,6 +129,11 @@ def decode(
     return Decoded(alloc, lost)
 
 
+#: Types of at most this many nodes that still lose units get this many seeded restarts.
+RESTART_NODES = 32
+RESTARTS = 8
+
+
 def _keep_running(problem, comp, state: ClusterState, full: np.ndarray, running: dict, t: int, unit, new: dict) -> bool:  # type: ignore[no-untyped-def]
     """Put a unit of a running job back on its current node and GPUs when that node is of type t and has room."""
     _, members = unit
@@ -195,105 +156,6 @@ def _keep_running(problem, comp, state: ClusterState, full: np.ndarray, running:
         new[problem.job_index[p.job]].append(p)
         full[n] = int((state.gpu[n] == MILLI).sum())
     return True
-
-
-#: Types of at most this many nodes that still lose units get this many seeded restarts.
-RESTART_NODES = 32
-RESTARTS = 8
-
-#: Node-choice rules tried in turn on each node type until one packs every unit.
-PACKING_RULES = ("shortfall", "balanced-worst-fit", "slack", "cpu-worst-fit", "cpu-best-fit")
-
-
-def _pack_type(  # type: ignore[no-untyped-def]
-    problem,
-    state: ClusterState,
-    full: np.ndarray,
-    nodes: np.ndarray,
-    items: list[_Unit],
-    rule: str,
-    budget: Budget,
-    reserve: float,
-):
-    """Pack ``items`` on ``nodes`` with ``rule`` (on copies); returns the state, placements, lost value, misses."""
-    placed: dict[int, list[Placement]] = defaultdict(list)
-    missed: list[_Unit] = []
-    need = _Need.of(items)
-    lost_value = 0
-    for i, unit in enumerate(items):
-        if i % 64 == 0:
-            budget.check(reserve)
-        need.remove(unit)
-        if not _pack(problem, state, full, nodes, unit, placed, need, rule):
-            missed.append(unit)
-    if missed:
-        missed = _evict_for(problem, state, full, nodes, missed, placed, need, rule)
-    lost_value = sum(int(problem.replica_value[j]) for unit in missed for j, _, _ in unit.members)
-    return state, full, placed, lost_value, missed
-
-
-def _evict_for(problem, state, full, nodes, missed, placed, need, rule):  # type: ignore[no-untyped-def]
-    """Repair: a GPU unit that found no node takes one whose only shortage is CPU or memory held by
-    CPU-only pods worth less than it; those pods then look for room elsewhere (or are left out).
-
-    Packing a type whose GPUs are all spoken for, CPU-only pods are the flexible part: moving them is
-    what lets the CPU-hungry GPU units fit.
-    """
-    index = problem.node_index
-    value = problem.replica_value
-    movable: dict[int, list[tuple[int, Placement]]] = defaultdict(list)  # node -> CPU-only single pods on it
-    for j, ps in placed.items():
-        if len(ps) == 1 and not ps[0].gpus and problem.jobs[j].replicas == 1:
-            movable[index[ps[0].node]].append((j, ps[0]))
-    still: list[_Unit] = []
-    evicted: list[_Unit] = []
-    order = sorted(missed, key=lambda u: -sum(int(value[j]) for j, _, _ in u.members))
-    for unit in order:
-        worth = sum(int(value[j]) for j, _, _ in unit.members)
-        slots = unit.gpus + (1 if unit.fresh else 0)
-        if not (slots or unit.level > 0) or unit.block_shares or len({m[0] for m in unit.members}) != 1:
-            still.append(unit)
-            continue
-        best = None
-        room = full[nodes] >= slots if slots else (state.gpu[nodes] == MILLI - unit.level).any(axis=1)
-        for n in nodes[room].tolist():
-            short_cpu = unit.cpu - int(state.cpu[n])
-            short_mem = unit.memory - int(state.memory[n])
-            pods = sorted(movable.get(n, ()), key=lambda jp: -problem.jobs[jp[0]].cpu)
-            out, cost = [], 0
-            for j, p in pods:
-                if short_cpu <= 0 and short_mem <= 0:
-                    break
-                out.append((j, p))
-                cost += int(value[j])
-                short_cpu -= problem.jobs[j].cpu
-                short_mem -= problem.jobs[j].memory
-            if short_cpu <= 0 and short_mem <= 0 and out and cost < worth and (best is None or cost < best[0]):
-                best = (cost, n, out)
-        if best is None:
-            still.append(unit)
-            continue
-        _, n, out = best
-        for j, p in out:
-            state.apply(p, sign=+1)
-            placed[j].remove(p)
-            if not placed[j]:
-                del placed[j]
-            movable[n].remove((j, p))
-            evicted.append(_Unit(problem.jobs[j].cpu, problem.jobs[j].memory, members=[(j, p.replica, 0)]))
-        gpus = _gpus_for(state, n, unit)
-        if gpus is None:  # cannot happen: the GPU room was checked; put the pods back
-            for j, p in out:
-                state.apply(p, sign=-1)
-                placed[j].append(p)
-            evicted = evicted[: len(evicted) - len(out)]
-            still.append(unit)
-            continue
-        _commit(problem, state, full, n, unit, gpus, placed)
-    for unit in evicted:
-        if not _pack(problem, state, full, nodes, unit, placed, need, rule):
-            still.append(unit)
-    return still
 
 
 def _why_unhostable(problem, j: int) -> str:  # type: ignore[no-untyped-def]
@@ -339,15 +201,25 @@ def _units_by_type(
     """Per type: (class, [(job, replica), ...]) for each unit the program put there."""
     comp = form.compression
     out: dict[int, list[tuple[int, list[tuple[int, int]]]]] = defaultdict(list)
+    types_of: dict[int, list[int]] = defaultdict(list)
+    for (k, t), var in form.x.items():
+        if values[var] > 0:
+            types_of[k].append(t)
     for k, jobs in chosen.items():
         c = comp.classes[k]
         single = c.placement is PlacementRule.SINGLE_NODE
         queue = (
             [[(j, r) for r in range(n)] for j, n in jobs] if single else [[(j, r)] for j, n in jobs for r in range(n)]
         )
-        types = [t for (kk, t) in form.x if kk == k and values[form.x[(kk, t)]] > 0]
         home = _home_types(comp, c) if c.running else {}
-        for t in types:
+        if not home:
+            first = 0
+            for t in types_of[k]:
+                n = min(int(values[form.x[(k, t)]]), len(queue) - first)
+                out[t].extend((k, unit) for unit in queue[first : first + n])
+                first += n
+            continue
+        for t in types_of[k]:
             for _ in range(int(values[form.x[(k, t)]])):
                 if not queue:
                     break
@@ -397,18 +269,18 @@ def _paths(flow: ArcFlow, values: np.ndarray) -> list[tuple[int, list[int]]]:
 
 def _bundle(
     form: Formulation, t: int, values: np.ndarray, units: list[tuple[int, list[tuple[int, int]]]]
-) -> list[_Unit]:
+) -> list[Unit]:
     """Turn the units of type t into packable items; shares ride on the GPU paths of the type's arc-flow."""
     comp = form.compression
     problem = comp.problem
-    out: list[_Unit] = []
+    out: list[Unit] = []
     shares: dict[int, list[tuple[int, int, int]]] = defaultdict(list)  # size -> [(job, replica, class)]
     for k, members in units:
         c = comp.classes[k]
         n = len(members)
         if c.share and c.placement is PlacementRule.SINGLE_NODE:
             out.append(
-                _Unit(
+                Unit(
                     c.cpu * n,
                     c.memory * n,
                     gpu_memory=c.gpu_memory,
@@ -422,7 +294,7 @@ def _bundle(
             shares[c.share].append((j, r, k))
         else:
             out.append(
-                _Unit(
+                Unit(
                     c.cpu * n,
                     c.memory * n,
                     gpus=c.gpus * n,
@@ -432,7 +304,7 @@ def _bundle(
     flow = form.flows.get(t)
     if flow is not None:
         paths = _paths(flow, values)
-        bundles = [_Unit(0, 0, level=level if level else -1, fresh=level == 0) for level, _ in paths]
+        bundles = [Unit(0, 0, level=level if level else -1, fresh=level == 0) for level, _ in paths]
         # Fill the slots size by size, largest first, giving the most CPU-hungry share to the bundle
         # with the least CPU so far (longest-processing-time), so that bundles stay alike and fit nodes.
         slots: dict[int, list[int]] = defaultdict(list)
@@ -457,126 +329,6 @@ def _bundle(
     for s, rest in shares.items():
         for j, r, k in rest:
             c = comp.classes[k]
-            out.append(_Unit(c.cpu, c.memory, fresh=True, gpu_memory=c.gpu_memory, members=[(j, r, s)]))
+            out.append(Unit(c.cpu, c.memory, fresh=True, gpu_memory=c.gpu_memory, members=[(j, r, s)]))
     del problem
     return out
-
-
-def _pack(
-    problem,
-    state: ClusterState,
-    full: np.ndarray,
-    nodes: np.ndarray,
-    unit: _Unit,
-    new: dict,
-    need: _Need,
-    rule: str = "shortfall",
-) -> bool:  # type: ignore[no-untyped-def]
-    """Place ``unit`` on the best node of ``nodes``; update the state; False when no node can take it."""
-    ok = (state.cpu[nodes] >= unit.cpu) & (state.memory[nodes] >= unit.memory)
-    if unit.gpus:
-        ok &= full[nodes] >= unit.gpus
-    elif unit.fresh:
-        ok &= full[nodes] >= 1
-        if unit.gpu_memory:
-            ok &= ((state.gpu[nodes] == MILLI) & (state.gpu_mem[nodes] >= unit.gpu_memory)).any(axis=1)
-    elif unit.level > 0:
-        match = state.gpu[nodes] == MILLI - unit.level
-        if unit.gpu_memory:
-            match &= state.gpu_mem[nodes] >= unit.gpu_memory
-        ok &= match.any(axis=1)
-    job = problem.jobs[unit.members[0][0]] if unit.members else None
-    hosting = np.zeros(len(nodes), dtype=bool)
-    if job is not None and job.replicas > 1 and unit.block_shares == 0 and len({m[0] for m in unit.members}) == 1:
-        mine = {problem.node_index[p.node] for p in new.get(unit.members[0][0], ())}
-        if mine:
-            hosting = np.isin(nodes, list(mine))
-            if job.placement is PlacementRule.SPREAD:
-                ok &= ~hosting
-    candidates = np.flatnonzero(ok)
-    if not len(candidates):
-        return False
-    # Prefer nodes the job already uses; then keep each node able to feed its free GPUs: after the
-    # placement its free CPU and memory should cover its free GPUs at the CPU and memory per GPU that
-    # the items still to pack carry (a shortfall strands GPUs); then the best fit on whole GPUs, then CPU.
-    at = nodes[candidates]
-    after = full[at] - unit.gpus - (1 if unit.fresh else 0)
-    cpu_after = state.cpu[at] - unit.cpu
-    mem_after = state.memory[at] - unit.memory
-    per_cpu, per_mem = need.ratios()
-    cap = problem.capacity[at]
-    shortfall = np.maximum(0.0, per_cpu * after - cpu_after) / np.maximum(cap[:, 0], 1) + np.maximum(
-        0.0, per_mem * after - mem_after
-    ) / np.maximum(cap[:, 1], 1)
-    if not (unit.gpus or unit.fresh or unit.level > 0):
-        after = np.zeros_like(after)
-    if rule == "shortfall":
-        order = np.lexsort((cpu_after, after, np.round(shortfall, 3), ~hosting[candidates]))
-    elif rule == "slack":
-        # Spread the CPU-hungry items: the node left with the most CPU beyond what its free GPUs will need.
-        slack = (cpu_after - per_cpu * after) / np.maximum(cap[:, 0], 1) + (mem_after - per_mem * after) / np.maximum(
-            cap[:, 1], 1
-        )
-        order = np.lexsort((after, -slack, ~hosting[candidates]))
-    elif rule == "cpu-best-fit":
-        order = np.lexsort((after, cpu_after, ~hosting[candidates]))
-    elif rule == "balanced-worst-fit":
-        # Worst fit on the scarcer of CPU and memory: keep both spread evenly over the type's nodes.
-        room = np.minimum(cpu_after / np.maximum(cap[:, 0], 1), mem_after / np.maximum(cap[:, 1], 1))
-        order = np.lexsort((after, -room, ~hosting[candidates]))
-    else:
-        order = np.lexsort((after, -cpu_after, ~hosting[candidates]))
-    for pick in candidates[order]:
-        n = int(nodes[pick])
-        gpus = _gpus_for(state, n, unit)
-        if gpus is None:
-            continue
-        _commit(problem, state, full, n, unit, gpus, new)
-        return True
-    return False
-
-
-def _gpus_for(state: ClusterState, n: int, unit: _Unit) -> list[list[int]] | None:
-    """GPU indices on node n for each member of the unit, or None if they do not fit."""
-    gpu = state.gpu[n]
-    if unit.block_shares:
-        free = gpu.copy()
-        mem = state.gpu_mem[n].copy()
-        out = []
-        for _ in unit.members:
-            fits = np.flatnonzero((free >= unit.share) & (mem >= unit.gpu_memory))
-            if not len(fits):
-                return None
-            g = int(fits[np.argmin(free[fits])])
-            free[g] -= unit.share
-            mem[g] -= unit.gpu_memory
-            out.append([g])
-        return out
-    if unit.gpus:
-        idle = list(np.flatnonzero(gpu == MILLI))
-        out = []
-        per = unit.gpus // len(unit.members)
-        for _ in unit.members:
-            out.append([int(g) for g in idle[:per]])
-            idle = idle[per:]
-        return out
-    if unit.fresh or unit.level > 0:
-        target = MILLI if unit.fresh else MILLI - unit.level
-        fits = np.flatnonzero((gpu == target) & (state.gpu_mem[n] >= unit.gpu_memory))
-        if not len(fits):
-            return None
-        g = int(fits[-1] if unit.fresh else fits[0])
-        return [[g] for _ in unit.members]
-    return [[] for _ in unit.members]
-
-
-def _commit(
-    problem, state: ClusterState, full: np.ndarray, n: int, unit: _Unit, gpus: list[list[int]], new: dict
-) -> None:  # type: ignore[no-untyped-def]
-    node = problem.nodes[n].name
-    for (j, r, milli), gs in zip(unit.members, gpus, strict=True):
-        job = problem.jobs[j]
-        p = Placement(job.name, r, node, tuple(gs), milli if gs else 0)
-        state.apply(p, sign=-1)
-        new[j].append(p)
-    full[n] = int((state.gpu[n] == MILLI).sum())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -42,6 +43,9 @@ Backend = Literal["cpsat", "cbc", "highs"]
 #: Up to this many nodes the program keeps one type per node, which makes it exact per node.
 EXACT_NODE_LIMIT = 24
 
+#: Grouped programs with at least this many variables try a second LP vertex when there is time.
+SECOND_VERTEX_VARS = 2000
+
 #: Time kept back for decoding the backend's answer: this multiple of what decoding the warm start took,
 #: plus ``DECODE_FLOOR`` seconds (and at least ``DECODE_SHARE`` of the time left when nothing was decoded).
 DECODE_FACTOR = 1.5
@@ -60,6 +64,8 @@ def solve_exact(
     hint: Allocation | None = None,
     group_nodes: bool | None = None,
     reserve: float = 0.0,
+    repair: Repair | None = None,
+    search_share: float = 1.0,
 ) -> Allocation:
     """The allocation found by an exact backend on the compressed program, with its bound and gap.
 
@@ -67,7 +73,10 @@ def solve_exact(
     before its deadline at the latest. ``group_nodes`` (default: only above ``EXACT_NODE_LIMIT`` nodes)
     groups identical nodes into types; the program is then a relaxation solved over counts and decoded
     node by node, and the answer is ``optimal`` only when it reaches the bound. ``hint``: a heuristic
-    allocation to start from.
+    allocation to start from. ``repair(allocation, budget) -> allocation``: applied to every decoded
+    answer before answers are compared (the portfolio passes a fill pass that places what decoding lost).
+    ``search_share``: the share of the time left after the LP roundings that the backend's search gets
+    (the caller keeps the rest, e.g. for a neighbourhood search).
     """
     budget = budget if budget is not None else Budget(options.time_limit)
     start = time.perf_counter()
@@ -94,7 +103,7 @@ def solve_exact(
         )
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
-    best: _Candidate | None = None
+    search = _Search(problem, method, budget, reserve, repair)
     try:
         budget.check(reserve)
         quick = capacity_bound(comp, budget)
@@ -106,46 +115,52 @@ def solve_exact(
         weights = {"primary": 1} if lexicographic else dict(form.weights)
         guided = _shape(form, problem, comp, options, stats)
         stats["variables"], stats["constraints"] = form.program.num_vars, form.program.num_rows
-        hints: list[np.ndarray] = [encode(form, hint)] if hint is not None else []
-        budget.check(reserve)
-        lp = relax(form.program, weights, budget, reserve=reserve)
-        stats["lp_time"] = round(lp.wall_time, 4)
-        if lp.bound is not None:
-            bounds["lp"] = float(np.floor(lp.bound + 1e-6))
-            budget.improve("lp", bound=bounds["lp"])
-        if lp.values is not None:
-            hints.append(round_solution(form, lp.values))
-        warm = max(hints, key=lambda v: form.program.value(v, form.weights)) if hints else None
-        stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
-        decode_time = None
-        if warm is not None and (hint is None or warm is not hints[0]):
-            # The rounded LP beats the caller's hint: decode it now, an answer in hand before the search.
+        if hint is not None:
+            search.hints.append(encode(form, hint))
+        # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
+        # A second vertex (another LP method) decodes differently; it is tried when there is time.
+        for i, (solver, presolve) in enumerate(_lp_methods(form)):
+            if i and budget.expired(reserve + 3 * search.cost):
+                break
             t0 = time.perf_counter()
-            best = _decode(form, warm, method, Status.FEASIBLE, problem, budget, reserve, "lp-rounding", options)
-            decode_time = time.perf_counter() - t0
+            lp = relax(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
+            stats.setdefault("lp_time", round(lp.wall_time, 4))
+            if lp.bound is not None:
+                bounds["lp"] = min(bounds.get("lp", np.inf), float(np.floor(lp.bound + 1e-6)))
+                budget.improve("lp", bound=bounds["lp"])
+            if lp.values is None:
+                break
+            rounded = round_solution(form, lp.values)
+            search.hints.append(rounded)
+            search.decode(form, rounded, Status.FEASIBLE, f"lp-{solver}")
+            search.cost = max(search.cost, time.perf_counter() - t0)
+        warm = search.best_hint(form)
+        stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
         stats["prepare_time"] = round(time.perf_counter() - start, 4)
-        # The backend stops in time to decode what it finds (as long as decoding the warm start took).
+        # The backend stops in time to decode what it finds (as long as decoding a warm start took).
         keep = (
             reserve
             + DECODE_FLOOR
             + (
-                DECODE_FACTOR * decode_time
-                if decode_time is not None
+                DECODE_FACTOR * search.decode_time
+                if search.decode_time
                 else DECODE_SHARE * max(0.0, budget.left() - reserve)
             )
         )
+        if search_share < 1.0:
+            keep += (1.0 - search_share) * max(0.0, budget.left() - keep)
         run = _run_backend(backend, form, options, budget, warm, lexicographic, keep, report_bound=not guided)
         stats.update(_run_stats(run, stats["prepare_time"]))
         if run.bound is not None and not guided:
             bounds[backend] = float(np.floor(run.bound + 1e-6))
-        if run.values is not None and (best is None or run.objective is None or run.objective > best.program_value):
-            found = _decode(form, run.values, method, run.status, problem, budget, reserve, backend, options)
-            if best is None or found.objective > best.objective:
-                best = found
+        if run.values is not None and not search.decoded(run.values):
+            search.decode(form, run.values, run.status, backend)
     except OutOfTime:
         stats["out_of_time"] = True
     stats["bounds"] = dict(bounds)
+    stats["candidates"] = search.tried
     bound = min(bounds.values()) if bounds else None
+    best = search.best
     if best is None:
         # Nothing decided in time (or no solution exists): what is fixed stays, the rest is undecided.
         fixed = comp.fixed.placed_jobs
@@ -161,14 +176,63 @@ def solve_exact(
     stats.update(best.stats)
     objective = best.objective
     status = Status.OPTIMAL if bound is not None and objective >= bound else Status.FEASIBLE
-    budget.improve(method, objective=objective)
     return best.allocation.replace(
+        method=method,
         status=status,
         objective=float(objective),
         bound=None if bound is None else float(max(bound, objective)),
         wall_time=time.perf_counter() - start,
         stats=stats,
     )
+
+
+Repair = Callable[[Allocation, Budget], Allocation]
+
+
+def _lp_methods(form: Formulation) -> list[tuple[str | None, bool]]:
+    """The LP settings tried in turn: the fastest first; on grouped programs large enough for vertices
+    to differ much, simplex with presolve second (another optimal vertex, which often decodes better)."""
+    methods: list[tuple[str | None, bool]] = [(None, False)]
+    if not form.compression.exact and form.program.num_vars >= SECOND_VERTEX_VARS:
+        methods.append(("simplex", True))
+    return methods
+
+
+class _Search:
+    """The answers decoded so far and the warm starts they came from; keeps the best."""
+
+    def __init__(self, problem: Problem, method: str, budget: Budget, reserve: float, repair: Repair | None) -> None:
+        self.problem = problem
+        self.method = method
+        self.budget = budget
+        self.reserve = reserve
+        self.repair = repair
+        self.hints: list[np.ndarray] = []
+        self.best: _Candidate | None = None
+        self.tried: list[tuple[str, float]] = []
+        self.decode_time = 0.0
+        self.cost = 0.0  # seconds one LP + rounding + decoding took
+        self._seen: list[np.ndarray] = []
+
+    def best_hint(self, form: Formulation) -> np.ndarray | None:
+        return max(self.hints, key=lambda v: form.program.value(v, form.weights)) if self.hints else None
+
+    def decoded(self, values: np.ndarray) -> bool:
+        return any(np.array_equal(values, seen) for seen in self._seen)
+
+    def decode(self, form: Formulation, values: np.ndarray, status: Status, source: str) -> None:
+        t0 = time.perf_counter()
+        self._seen.append(values)
+        found = _decode(form, values, self.method, status, self.problem, self.budget, self.reserve, source)
+        if self.repair is not None:
+            repaired = self.repair(found.allocation.replace(objective=found.objective), self.budget)
+            if repaired.objective is not None and repaired.objective > found.objective:
+                found = _Candidate(repaired, repaired.objective, found.program_value, {**found.stats, **repaired.stats})
+        self.decode_time = max(self.decode_time, time.perf_counter() - t0)
+        self.tried.append((source, found.objective))
+        if self.best is None or found.objective > self.best.objective:
+            self.best = found
+            self.budget.improve(self.method, objective=found.objective)
 
 
 class _Candidate:
@@ -190,7 +254,6 @@ def _decode(
     budget: Budget,
     reserve: float,
     source: str,
-    options: SolveOptions,
 ) -> _Candidate:
     decoded = decode(form, values, method=method, status=status, budget=budget, reserve=reserve)
     allocation = decoded.allocation

@@ -46,13 +46,27 @@ def available() -> bool:
     return True
 
 
-def solve_lp(prog: Program, weights: dict[str, int], budget: Budget, *, reserve: float = 0.0) -> ProgramRun:
-    """Maximise the weighted objective over the LP relaxation (interior point with crossover).
+def solve_lp(
+    prog: Program,
+    weights: dict[str, int],
+    budget: Budget,
+    *,
+    reserve: float = 0.0,
+    solver: str | None = None,
+    presolve: bool = False,
+) -> ProgramRun:
+    """Maximise the weighted objective over the LP relaxation.
 
-    ``objective`` and ``bound`` are the LP value; ``values`` the (vertex) solution. Stops ``reserve``
-    seconds before the budget's deadline with status ``unknown`` and no values.
+    ``objective`` and ``bound`` are the LP value; ``values`` a vertex solution. ``solver``: "ipm"
+    (interior point, then crossover) or "simplex"; by default interior point from ``IPM_VARS``
+    variables. ``presolve`` is off by default: its chains of substitutions along the arc-flows take
+    seconds on programs that simplex solves in milliseconds. Different settings reach different optimal
+    vertices of the same LP, which decode differently (``solve_exact`` tries more than one when it has
+    time). Stops ``reserve`` seconds before the budget's deadline with status ``unknown`` and no values.
     """
-    return _run(prog, weights, budget, integer=False, reserve=reserve)
+    if solver is None:
+        solver = "ipm" if prog.num_vars >= IPM_VARS else "simplex"
+    return _run(prog, weights, budget, integer=False, reserve=reserve, lp_solver=solver, presolve=presolve)
 
 
 def solve_program(
@@ -95,6 +109,8 @@ def _run(
     seed: int = 0,
     reserve: float = 0.0,
     report_bound: bool = True,
+    lp_solver: str = "simplex",
+    presolve: bool = False,
 ) -> ProgramRun:
     import highspy._core as hc
     from highspy._core import cb
@@ -116,11 +132,8 @@ def _run(
     if integer:
         h.setOptionValue("mip_rel_gap", max(relative_gap, 1e-9))
     else:
-        # Presolve off: its chains of substitutions along the arc-flows take seconds on programs that dual
-        # simplex solves in milliseconds. Large programs: interior point (then crossover), about twice as
-        # fast as simplex on the whole openb lists.
-        h.setOptionValue("presolve", "off")
-        h.setOptionValue("solver", "ipm" if prog.num_vars >= IPM_VARS else "simplex")
+        h.setOptionValue("presolve", "on" if presolve else "off")
+        h.setOptionValue("solver", lp_solver)
     h.passModel(_lp(hc, prog, c, integer))
     if hint is not None and integer:
         solution = hc.HighsSolution()

@@ -26,12 +26,22 @@ from optalloc.models.program import Program
 from optalloc.models.run import ProgramRun
 
 
-def relax(prog: Program, weights: dict[str, int], budget: Budget | None = None, *, reserve: float = 0.0) -> ProgramRun:
+def relax(
+    prog: Program,
+    weights: dict[str, int],
+    budget: Budget | None = None,
+    *,
+    reserve: float = 0.0,
+    solver: str | None = None,
+    presolve: bool = False,
+) -> ProgramRun:
     """Maximise the weighted objective over the LP relaxation; ``objective`` and ``bound`` are its value.
 
     Stops ``reserve`` seconds before ``budget``'s deadline with status ``unknown`` (no bound then).
+    ``solver`` / ``presolve``: see :func:`optalloc.models.highs.solve_lp`.
     """
-    return highs.solve_lp(prog, weights, budget if budget is not None else Budget(), reserve=reserve)
+    budget = budget if budget is not None else Budget()
+    return highs.solve_lp(prog, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
 
 
 def lp_bound(problem: Problem, options: SolveOptions | None = None) -> float:

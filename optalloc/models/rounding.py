@@ -47,16 +47,15 @@ def round_solution(form: Formulation, x_lp: np.ndarray) -> np.ndarray:
         gpus_whole = sum(classes[k].gpus * _unit(form, k) * counts[(k, t)] for k in ks if classes[k].gpus)
         free = nt.count * nt.full_gpus
         if flow is not None:
-            items = sorted(
-                (classes[k].share for k in ks if classes[k].share for _ in range(counts[(k, t)] * _unit(form, k))),
-                reverse=True,
-            )
-            paths = _first_fit(items, [MILLI - f for f, _ in nt.partial] * nt.count)
-            fresh = sum(1 for start, _ in paths if start == 0)
+            sizes: dict[int, int] = defaultdict(int)  # share size -> items to pack
+            for k in ks:
+                if classes[k].share:
+                    sizes[classes[k].share] += counts[(k, t)] * _unit(form, k)
+            paths = _best_fit(sizes, [MILLI - f for f, _ in nt.partial] * nt.count)
+            fresh = sum(n for (start, _), n in paths.items() if start == 0)
             while gpus_whole + fresh > free:
                 # Too few whole GPUs for both: drop the smallest fresh share GPU's units.
-                k_drop = _drop_share_gpu(paths, counts, ks, classes, t, form)
-                if k_drop is None:
+                if not _drop_share_gpu(paths, counts, ks, classes, t, form):
                     break
                 fresh -= 1
             _write_flow(v, flow, paths)
@@ -80,45 +79,73 @@ def _trim(counts: dict[tuple[int, int], int], k: int, where: list[tuple[int, int
         excess -= take
 
 
-def _first_fit(items: list[int], partial_levels: list[int]) -> list[tuple[int, list[int]]]:
-    """Pack share sizes (largest first) into partly used GPUs (their fill levels), then fresh GPUs."""
-    bins: list[list] = [[level, level, []] for level in sorted(partial_levels, reverse=True)]
-    for s in items:
-        for b in bins:
-            if b[1] + s <= MILLI:
-                b[1] += s
-                b[2].append(s)
+def _best_fit(sizes: dict[int, int], partial_levels: list[int]) -> dict[tuple[int, tuple[int, ...]], int]:
+    """Pack share items (size -> count) into GPUs, best fit decreasing: each item on the fullest GPU it
+    fits, partly used GPUs (their fill levels) first, then fresh ones. Returns the GPUs as
+    ``{(start level, sizes placed in order): how many GPUs}``; every path takes sizes largest first."""
+    gpus: dict[int, dict[tuple[int, tuple[int, ...]], int]] = defaultdict(lambda: defaultdict(int))  # level ->
+    for level in partial_levels:
+        gpus[level][(level, ())] += 1
+    for size in sorted(sizes, reverse=True):
+        left = sizes[size]
+        while left > 0:
+            fits = [level for level, group in gpus.items() if level + size <= MILLI and group]
+            if not fits:
+                # Fresh GPUs, each filled with as many items of this size as it holds.
+                per = MILLI // size
+                full, rest = divmod(left, per)
+                if full:
+                    gpus[per * size][(0, (size,) * per)] += full
+                if rest:
+                    gpus[rest * size][(0, (size,) * rest)] += 1
                 break
-        else:
-            bins.append([0, s, [s]])
-    return [(start, sizes) for start, _, sizes in bins]
+            level = max(fits)
+            group = gpus[level]
+            for key in list(group):
+                take = min(left, group[key])
+                group[key] -= take
+                if not group[key]:
+                    del group[key]
+                start, placed = key
+                gpus[level + size][(start, (*placed, size))] += take
+                left -= take
+                if not left:
+                    break
+    out: dict[tuple[int, tuple[int, ...]], int] = defaultdict(int)
+    for group in gpus.values():
+        for key, n in group.items():
+            out[key] += n
+    return out
 
 
-def _drop_share_gpu(paths, counts, ks, classes, t, form):  # type: ignore[no-untyped-def]
-    fresh = [i for i, (start, sizes) in enumerate(paths) if start == 0 and sizes]
+def _drop_share_gpu(paths, counts, ks, classes, t, form) -> bool:  # type: ignore[no-untyped-def]
+    """Drop one fresh share GPU, the least filled: its items leave their classes' counts."""
+    fresh = [key for key, n in paths.items() if key[0] == 0 and key[1] and n > 0]
     if not fresh:
-        return None
-    i = min(fresh, key=lambda i: sum(paths[i][1]))
-    for s in paths[i][1]:
+        return False
+    key = min(fresh, key=lambda key: sum(key[1]))
+    for s in key[1]:
         for k in ks:
             if classes[k].share == s and counts[(k, t)] > 0 and form.unit(k) == 1:
                 counts[(k, t)] -= 1
                 break
-    paths.pop(i)
+    paths[key] -= 1
+    if not paths[key]:
+        del paths[key]
     return True
 
 
-def _write_flow(v: np.ndarray, flow, paths: list[tuple[int, list[int]]]) -> None:  # type: ignore[no-untyped-def]
+def _write_flow(v: np.ndarray, flow, paths: dict[tuple[int, tuple[int, ...]], int]) -> None:  # type: ignore[no-untyped-def]
     ended: dict[int, int] = defaultdict(int)
-    for start, sizes in paths:
+    for (start, sizes), n in paths.items():
         level = start
         for s in sizes:
             var = flow.arcs.get((level, s))
             if var is None:
                 break
-            v[var] += 1
+            v[var] += n
             level += s
-        ended[level] += 1
+        ended[level] += n
     for level, n in ended.items():
         if level in flow.ends:
             v[flow.ends[level]] += n

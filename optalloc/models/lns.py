@@ -1,0 +1,193 @@
+"""Large neighbourhood search: improve an allocation by solving small exact sub-problems node by node.
+
+The program over node types is a relaxation; decoding its counts onto nodes strands a little capacity
+(GPUs left free on nodes whose CPU is gone, CPU left on nodes whose GPUs are taken), and no greedy
+repair pairs those leftovers perfectly. This search does, a few nodes at a time: it picks a
+neighbourhood of ``NODES`` nodes of one GPU model — one with stranded GPU capacity and the ones whose
+free CPU and memory complement it best, plus a few at random —, frees the single-replica jobs placed
+there, adds the jobs left out that could run there, and solves that sub-problem exactly (one node type
+per node: the program is exact) with CP-SAT, hinted with what runs there now. An answer better on the
+neighbourhood is better on the whole (the objective adds up node by node for single-replica jobs), and
+replaces it. Jobs that run now (``problem.current``) and multi-replica jobs stay where they are.
+
+Each step is a few hundred milliseconds; the search runs until the budget's deadline (less ``reserve``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.core.budget import Budget, OutOfTime
+from optalloc.core.options import SolveOptions
+
+log = logging.getLogger(__name__)
+
+#: Nodes per neighbourhood (at most ``EXACT_NODE_LIMIT``, so that the sub-program is exact per node).
+NODES = 12
+#: Jobs left out offered to one neighbourhood (the most valuable first, at most this many).
+CANDIDATES = 160
+#: Seconds one sub-problem may take at most (and the least worth starting one with).
+STEP_LIMIT = 0.25
+MIN_STEP = 0.1
+
+
+@dataclass
+class LnsResult:
+    allocation: Allocation
+    steps: int
+    improved: int
+    gain: float
+
+
+def improve(
+    problem: Problem,
+    allocation: Allocation,
+    options: SolveOptions,
+    budget: Budget,
+    *,
+    reserve: float = 0.0,
+    engine: str = "lns",
+) -> LnsResult:
+    """Improve ``allocation`` (valid for ``problem``) until the budget runs out; the best one found."""
+    from optalloc.models.exact import solve_exact
+
+    rng = np.random.default_rng(options.seed)
+    current = allocation
+    value = _objective(problem, current)
+    start_value = value
+    steps = improved = 0
+    running = problem.running_jobs
+    fixed_jobs = running | {j.name for j in problem.jobs if j.replicas > 1}
+    allowed_cache: dict[tuple, np.ndarray] = {}
+    stale = 0
+    while not budget.expired(reserve + MIN_STEP) and stale < 200:
+        steps += 1
+        state = ClusterState.of(problem, current)
+        hood = _neighbourhood(problem, state, rng)
+        if hood is None:
+            break
+        sub, sub_current = _sub_problem(problem, current, hood, fixed_jobs, allowed_cache)
+        if sub is None:
+            stale += 1
+            continue
+        before = _objective(sub, sub_current)
+        limit = min(STEP_LIMIT, max(0.0, budget.left() - reserve))
+        # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own.
+        step_budget = budget.detached(max(0.0, budget.left() - limit))
+        try:
+            answer = solve_exact(
+                sub,
+                options.replace(time_limit=limit, relative_gap=0.0),
+                step_budget,
+                backend="cpsat",
+                hint=sub_current,
+                group_nodes=False,
+            )
+        except OutOfTime:
+            break
+        if not answer.status.has_solution or answer.objective is None or answer.objective <= before:
+            stale += 1
+            continue
+        merged = _merge(problem, current, hood, answer)
+        new_value = _objective(problem, merged)
+        if new_value <= value:  # should not happen (the objective adds up); keep the safe answer
+            log.debug("lns: a better neighbourhood (%s > %s) did not improve the whole", answer.objective, before)
+            stale += 1
+            continue
+        current, value = merged, new_value
+        improved += 1
+        stale = 0
+        budget.improve(engine, objective=value)
+    gain = value - start_value
+    stats = {**allocation.stats, "lns_steps": steps, "lns_improved": improved, "lns_gain": gain}
+    return LnsResult(current.replace(objective=float(value), stats=stats), steps, improved, gain)
+
+
+def _objective(problem: Problem, allocation: Allocation) -> float:
+    value = evaluate(problem, allocation)
+    return float(value.primary if problem.weights.lexicographic else value.total)
+
+
+def _neighbourhood(problem: Problem, state: ClusterState, rng: np.random.Generator) -> np.ndarray | None:
+    """Node indices of one neighbourhood: a node with stranded GPU capacity, the nodes of its GPU model
+    with the most free CPU and memory (what it lacks), and a few at random."""
+    free_gpu = np.where(state.gpu > 0, state.gpu, 0).sum(axis=1)
+    stranded = np.flatnonzero(free_gpu >= 1)
+    if not len(stranded):
+        return None
+    weights = free_gpu[stranded].astype(np.float64)
+    seed = int(rng.choice(stranded, p=weights / weights.sum()))
+    same = np.flatnonzero(problem.node_model == problem.node_model[seed])
+    same = same[same != seed]
+    if not len(same):
+        return np.array([seed])
+    cap = problem.capacity[same]
+    room = np.minimum(state.cpu[same] / np.maximum(cap[:, 0], 1), state.memory[same] / np.maximum(cap[:, 1], 1))
+    # Half by complementary room (with random ties), half at random among the same model.
+    order = np.lexsort((rng.random(len(same)), -room))
+    take = NODES - 1
+    by_room = same[order[: take // 2 + 1]]
+    rest = np.setdiff1d(same, by_room)
+    extra = rng.choice(rest, size=min(len(rest), take - len(by_room)), replace=False) if len(rest) else rest
+    return np.unique(np.concatenate([[seed], by_room, extra]).astype(np.int64))
+
+
+def _sub_problem(
+    problem: Problem, current: Allocation, hood: np.ndarray, fixed_jobs: frozenset[str] | set[str], allowed_cache: dict
+) -> tuple[Problem | None, Allocation]:
+    """The neighbourhood as a problem: its nodes, the single-replica jobs on them (free to move or stop),
+    the jobs left out that could run there, and what must stay (running or multi-replica jobs) as current."""
+    names = {problem.nodes[n].name for n in hood.tolist()}
+    on_hood = [p for p in current.placements if p.node in names]
+    movable = [p for p in on_hood if p.job not in fixed_jobs]
+    kept = [p for p in on_hood if p.job in fixed_jobs]
+    mask = np.zeros(len(problem.nodes), dtype=bool)
+    mask[hood] = True
+    value = problem.replica_value
+    left_out = [
+        problem.job_index[u.job]
+        for u in current.unplaced
+        if u.reason in (Reason.INSUFFICIENT_CAPACITY, Reason.NOT_SELECTED) and u.job not in fixed_jobs
+    ]
+    candidates = []
+    for j in sorted(left_out, key=lambda j: -int(value[j])):
+        key = problem.jobs[j].demand_key
+        if key not in allowed_cache:
+            allowed_cache[key] = problem.fits_empty(j)
+        if allowed_cache[key][mask].any():
+            candidates.append(j)
+            if len(candidates) >= CANDIDATES:
+                break
+    if not candidates:
+        return None, current
+    jobs = {p.job for p in on_hood} | {problem.jobs[j].name for j in candidates}
+    sub_jobs = tuple(job for job in problem.jobs if job.name in jobs)
+    sub_nodes = tuple(problem.nodes[n] for n in hood.tolist())
+    fixed = Allocation(tuple(kept), method="fixed", status=Status.FEASIBLE)
+    sub = Problem(sub_nodes, sub_jobs, current=fixed if kept else None, weights=problem.weights)
+    hint = Allocation(tuple(kept) + tuple(movable), method="current", status=Status.FEASIBLE)
+    return sub, hint
+
+
+def _merge(problem: Problem, current: Allocation, hood: np.ndarray, answer: Allocation) -> Allocation:
+    """``current`` with the neighbourhood's placements replaced by ``answer``'s."""
+    names = {problem.nodes[n].name for n in hood.tolist()}
+    sub_jobs = answer.placed_jobs | answer.unplaced_jobs
+    placements = [p for p in current.placements if p.node not in names]
+    placements += answer.placements
+    placed = {p.job for p in placements}
+    unplaced = [u for u in current.unplaced if u.job not in placed]
+    known = {u.job for u in unplaced}
+    for job in sub_jobs:
+        if job not in placed and job not in known:
+            unplaced.append(Unplaced(job, Reason.INSUFFICIENT_CAPACITY, "left out by the neighbourhood search"))
+    order = problem.job_index
+    placements.sort(key=lambda p: (order[p.job], p.replica))
+    return current.replace(placements=tuple(placements), unplaced=tuple(unplaced))
+
+
+__all__ = ["LnsResult", "improve"]
