@@ -33,6 +33,9 @@ class PortfolioConfig:
 
     ``warm_start_share``: the share of the budget that ``auto``'s heuristic candidates beyond the first
     may use while the exact program still has time to run (all of it when the program cannot run).
+    ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
+    openb lists), run second when the time left is at least twice ``strong_cost`` times what the first
+    heuristic took (its usual cost relative to best-fit).
     ``min_exact``: the fewest seconds worth starting the exact program with.
     ``search_share``: on programs over node types (more than ``EXACT_NODES`` nodes), the share of the time
     left once the LP roundings are decoded that CP-SAT gets; the large neighbourhood search gets the rest.
@@ -43,6 +46,8 @@ class PortfolioConfig:
     """
 
     warm_start_share: float = 0.25
+    strong_rule: str = "fgd-plus"
+    strong_cost: float = 4.0
     min_exact: float = 0.05
     search_share: float = 0.3
     finish_factor: float = 2.0
@@ -227,7 +232,8 @@ def best_heuristic(
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
-    Always the warm-start rule (best-fit by default) in the caller's order; then, while the portfolio
+    Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
+    strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
     has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
     and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
     in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
@@ -238,22 +244,32 @@ def best_heuristic(
     long as the first one took).
     """
     rule = _warm_rule(options)
+    scratch = _from_scratch(problem, options)
     candidates = dict.fromkeys(
         [
             (rule, options.order),
+            *([(CONFIG.strong_rule, options.order)] if scratch else []),
             (rule, "largest-demand-first"),
-            *([(rule, "gpu-first"), ("first-fit", "gpu-first")] if _from_scratch(problem, options) else []),
+            *([(rule, "gpu-first"), ("first-fit", "gpu-first")] if scratch else []),
         ]
     )
     start = budget.clock()
     answers: list[Allocation] = []
     share = CONFIG.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
+    first = 0.0
     for i, (name, order) in enumerate(candidates):
         spent = budget.clock() - start
-        each = spent / max(i, 1)
-        if i >= 1 and (spent + each > share or budget.expired(each)):
+        if i == 0:
+            pass
+        elif name == CONFIG.strong_rule:
+            # The strong rule costs a few runs of the first; it runs while that leaves half the time.
+            if budget.expired(2 * CONFIG.strong_cost * first):
+                continue
+        elif spent + first > share or budget.expired(first):
             break
         answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future))
+        if i == 0:
+            first = budget.clock() - start
     best = max(answers, key=scorer(problem, future, options))
     return best.replace(stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4)})
 
