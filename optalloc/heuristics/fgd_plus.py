@@ -35,7 +35,7 @@ import numpy as np
 
 from optalloc.core import MILLI, Job
 from optalloc.heuristics.fragmentation import typical_workload
-from optalloc.heuristics.rules import Candidates, Context, JobView, Rule, best_option, fragmentation_options
+from optalloc.heuristics.rules import DECIMALS, Candidates, Context, JobView, Rule, best_option, fragmentation_options
 
 BALANCE = 8.0  # weight of the CPU/memory balance loss (FGD's drop has weight 1)
 LOOKAHEAD = 30.0  # chances a hole gets at each class before the cluster fills (kappa)
@@ -90,28 +90,34 @@ def hole_values(milli: np.ndarray, popularity: np.ndarray, lookahead: float) -> 
 
 def effective_gpu(gpu: np.ndarray, cpu: np.ndarray, memory: np.ndarray, profile: DemandProfile) -> np.ndarray:
     """(S,) free milli-GPU the node can still feed with CPU and memory at the reference ratios."""
-    free = np.maximum(gpu, 0).sum(axis=-1).astype(np.float64)
+    return _effective(np.maximum(gpu, 0).sum(axis=-1), cpu, memory, profile)
+
+
+def _effective(free: np.ndarray, cpu: np.ndarray, memory: np.ndarray, profile: DemandProfile) -> np.ndarray:
+    """:func:`effective_gpu` of states given by their free milli-GPU."""
+    out = free.astype(np.float64)
     if profile.cpu_per_milli > 0:
-        free = np.minimum(free, cpu / profile.cpu_per_milli)
+        out = np.minimum(out, cpu / profile.cpu_per_milli)
     if profile.memory_per_milli > 0:
-        free = np.minimum(free, memory / profile.memory_per_milli)
-    out: np.ndarray = np.maximum(free, 0.0)
-    return out
+        out = np.minimum(out, memory / profile.memory_per_milli)
+    result: np.ndarray = np.maximum(out, 0.0)
+    return result
 
 
 def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """FGD's drop + balance + hole lookahead, on FGD's sigmoid scale (module doc)."""
     assert ctx.fragmentation is not None and ctx.profile is not None
     profile: DemandProfile = ctx.profile
-    row, slot, gpu, cpu, value = fragmentation_options(c, job, ctx)
-    before = effective_gpu(c.gpu, c.cpu, c.memory, profile)[row]
-    after = effective_gpu(gpu, cpu, c.memory[row] - job.memory, profile)
-    value = value - BALANCE * np.maximum(before - after - job.total_gpu, 0.0)
+    opt = fragmentation_options(c, job, ctx)
+    row = opt.row
+    before = _effective(c.free_gpu, c.cpu, c.memory, profile)[row]
+    after = _effective(opt.total, opt.cpu, c.memory[row] - job.memory, profile)
+    value = opt.drop - BALANCE * np.maximum(before - after - job.total_gpu, 0.0)
     if job.share:
-        free = c.gpu[row, slot]
-        value -= HOLE_WEIGHT * (profile.hole_value[free - job.share] - profile.hole_value[free])
+        value -= HOLE_WEIGHT * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
+    value = np.round(value, DECIMALS)  # as FGD's drop: exact ties stay ties
     score = np.trunc((1.0 / (1.0 + np.exp(-value / SCALE))) * 100.0)
-    return best_option(len(c.nodes), row, slot, score)
+    return best_option(len(c.nodes), row, opt.slot, score)
 
 
 RULE = Rule(
