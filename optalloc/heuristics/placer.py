@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _UNKNOWN = np.float32(np.nan)
 _ALL_FOUR = np.frombuffer(np.ones(4, dtype=bool).tobytes(), dtype=np.uint32)[0]
 #: Up to this many changed nodes, a class re-scores them one by one with the rule's scalar twin.
-SCALAR_NODES = 12
+SCALAR_NODES = 24
 
 
 @dataclass
@@ -153,7 +153,7 @@ class _States:
     state once per class (``_ClassCache.memo_score``). ``node_state[i]`` is node ``i``'s state.
     """
 
-    _ARRAYS = ("gpu", "gpu_mem", "cpu", "memory", "static", "model", "gpus", "tags", "free", "whole", "largest")
+    _ARRAYS = ("gpu", "gpu_mem", "cpu", "memory", "static", "model", "gpus", "tags", "free", "feat")
 
     def __init__(self, placer: Placer, *, tags: bool, gpu_memory: bool) -> None:
         problem = placer.problem
@@ -179,8 +179,7 @@ class _States:
         self.gpus = np.zeros(self.capacity, dtype=np.int64)
         self.tags = np.zeros((self.capacity, placer._tags.shape[1]), dtype=np.int64)
         self.free = np.zeros(self.capacity, dtype=np.int64)
-        self.whole = np.zeros(self.capacity, dtype=np.int64)
-        self.largest = np.zeros(self.capacity, dtype=np.int64)
+        self.feat = np.zeros((self.capacity, 4), dtype=np.int64)  # as Placer._feat
         self.node_state = np.zeros(n, dtype=np.int64)
         for i in range(n):
             self.node_state[i] = self.intern(i)
@@ -212,8 +211,7 @@ class _States:
         self.gpus[sid] = placer.problem.node_gpus[node]
         self.tags[sid] = placer._tags[node]
         self.free[sid] = placer._free[node]
-        self.whole[sid] = placer._feat[node, 2]
-        self.largest[sid] = placer._feat[node, 3]
+        self.feat[sid] = placer._feat[node]
         return sid
 
     def _grow(self) -> None:
@@ -659,7 +657,10 @@ class Placer:
         values = cache.memo_score[sids]
         unknown = np.isnan(values)
         if unknown.any():
-            self._score_new_states(cache, np.unique(sids[unknown]))
+            new = sids[unknown]
+            if len(new) > 1:
+                new = np.array(sorted(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
+            self._score_new_states(cache, new)
             values = cache.memo_score[sids]
         cache.score[nodes] = values
         if cache.job.share:
@@ -670,22 +671,17 @@ class Placer:
         assert states is not None and cache.memo_score is not None and cache.memo_slot is not None
         assert cache.allowed_static is not None
         job = cache.job
-        fit = (
-            cache.allowed_static[states.static[sids]]
-            & (states.cpu[sids] >= job.cpu)
-            & (states.memory[sids] >= job.memory)
-        )
+        fit = (states.feat[sids] >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
+        if not cache.everywhere:
+            fit &= cache.allowed_static[states.static[sids]]
         if job.gpu_memory and job.gpus_used:
             ok = (states.gpu[sids] >= job.per_gpu) & (states.gpu_mem[sids] >= job.gpu_memory)
             fit &= ok.sum(axis=1) >= job.gpus_used
-        elif job.gpus:
-            fit &= states.whole[sids] >= job.gpus
-        elif job.share:
-            fit &= states.largest[sids] >= job.share
-        cache.memo_score[sids[~fit]] = -np.inf
         good = sids[fit]
-        if not len(good):
-            return
+        if len(good) < len(sids):
+            cache.memo_score[sids[~fit]] = -np.inf
+            if not len(good):
+                return
         ok = None
         if job.share:
             ok = states.gpu[good] >= job.share

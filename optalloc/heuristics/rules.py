@@ -353,8 +353,9 @@ def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
     if job.share:
         row, slot = np.nonzero(c.ok)  # row-major: lowest slot first within a row
         free = c.gpu[row, slot]
-        _, first = np.unique(row * (MILLI + 1) + free, return_index=True)
-        row, slot, free = row[first], slot[first], free[first]
+        if len(row) > 64:  # many options: one per distinct (candidate, free milli) is enough
+            _, first = np.unique(row * (MILLI + 1) + free, return_index=True)
+            row, slot, free = row[first], slot[first], free[first]
         after = before.after_share(row, free, job.share, model.thresholds)
     else:
         row = np.arange(len(c.nodes))
