@@ -196,3 +196,36 @@ def test_verify_lists_one_check_per_rule():
     assert len(CHECKS) >= 15
     for check in CHECKS:
         assert check.__name__.startswith("check_") and check.__doc__
+
+
+# Node order ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", RULES)
+def test_the_order_of_the_node_list_does_not_change_the_answer(rule):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=6)
+    answer = allocate(problem, rule=rule, seed=3)
+    for shuffle in range(3):
+        order = np.random.default_rng(shuffle).permutation(len(problem.nodes))
+        shuffled = problem.replace(nodes=tuple(problem.nodes[i] for i in order))
+        again = allocate(shuffled, rule=rule, seed=3)
+        assert verify(shuffled, again) == []
+        if rule == "random":  # it draws among the feasible nodes by position: the same answer in distribution only
+            continue
+        assert again.placements == answer.placements, (rule, shuffle)
+
+
+def test_index_tie_break_follows_the_list_and_name_does_not():
+    nodes = [Node(f"n{i}", cpu=8000, memory=8000, gpus=1, gpu_model="T4") for i in range(6)]
+    problem = Problem(nodes, [Job("a", gpus=1)])
+    assert allocate(problem, rule="first-fit", tie_break="index").placements[0].node == "n0"
+    reverse = problem.replace(nodes=tuple(reversed(nodes)))
+    assert allocate(reverse, rule="first-fit", tie_break="index").placements[0].node == "n5"
+    by_name = {allocate(p, rule="first-fit").placements[0].node for p in (problem, reverse)}
+    assert len(by_name) == 1
+    seeds = {allocate(problem, rule="first-fit", seed=s).placements[0].node for s in range(8)}
+    assert len(seeds) > 1  # the seed picks another fixed order
+
+
+def test_unknown_tie_break_is_misuse():
+    problem = Problem([Node("n", cpu=1000, memory=1000)], [Job("a", cpu=1)])
+    with pytest.raises(ProblemError, match="tie_break"):
+        allocate(problem, rule="best-fit", tie_break="random")

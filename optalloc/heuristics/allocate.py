@@ -46,6 +46,7 @@ def allocate(
     future: FutureValue | None = None,
     time_limit: float | None = None,
     deadline: float | None = None,
+    tie_break: str = "name",
 ) -> Allocation:
     """Allocate ``problem`` greedily: jobs in ``order``, each placed by ``rule`` or skipped.
 
@@ -56,7 +57,9 @@ def allocate(
     the next job is then tried. ``seed`` drives the random rule; ``round`` rotates round-robin.
     ``workload`` / ``reference``: see :class:`Placer` (the job mix the fgd rules expect).
     ``future``: admission control (:class:`Placer`); a share it holds back is left out with reason
-    ``held back``.
+    ``held back``. ``tie_break``: which of equally scored nodes wins, ``name`` (default: a seeded order
+    of the node names, so that listing the nodes in another order gives the same answer) or ``index``
+    (the first in the node list); see :func:`optalloc.heuristics.placer.node_keys`.
 
     ``time_limit`` (seconds of wall time from the call, None = no limit) or ``deadline`` (an absolute
     ``time.perf_counter()`` value; the earlier of the two counts): when the heuristic cannot finish
@@ -70,7 +73,9 @@ def allocate(
     get_rule(rule)  # unknown names fail before any work
     stop = _deadline(start, time_limit, deadline)
     queue = queue_order(problem, order, round=round)
-    placer = Placer(problem, rule, seed=seed, workload=workload, reference=reference, future=future)
+    placer = Placer(
+        problem, rule, seed=seed, workload=workload, reference=reference, future=future, tie_break=tie_break
+    )
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
     unplaced: list[Unplaced] = []
@@ -108,6 +113,7 @@ def allocate(
         "rule": rule,
         "seed": seed,
         "round": round,
+        "tie_break": tie_break,
         "jobs": len(problem.jobs),
         "running": len(running),
         "placed_jobs": placed_jobs,

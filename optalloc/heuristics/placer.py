@@ -26,6 +26,7 @@ directly.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from optalloc.core import MILLI, ClusterState, FutureValue, Job, Placement, PlacementRule, Problem, Workload
+from optalloc.core import (
+    MILLI,
+    ClusterState,
+    FutureValue,
+    Job,
+    Placement,
+    PlacementRule,
+    Problem,
+    ProblemError,
+    Workload,
+)
 from optalloc.core.fragmentation import FragmentationModel, GpuProfile
 from optalloc.heuristics.fragmentation import typical_workload
 from optalloc.heuristics.rules import NONE, Context, JobView, NodeScalar, Rule
@@ -222,6 +233,32 @@ class _States:
         self.capacity += extra
 
 
+TIE_BREAKS = ("name", "index")
+
+
+def node_keys(problem: Problem, tie_break: str = "name", seed: int = 0) -> np.ndarray:
+    """float64 (n,) in (0, 1): which node wins a tie of scores (the largest key).
+
+    ``name``: a seeded hash of the node's name: a fixed random order of the nodes that does not
+    depend on where they are listed (upstream's simulator gives nodes random name prefixes and
+    breaks ties by the smallest name: the same idea). The same nodes listed in any order get the same
+    answer. ``index``: the lowest index, i.e. the order of the node list, for callers whose list
+    order is a preference.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ProblemError("tie_break", tie_break, f"is not one of {', '.join(TIE_BREAKS)}")
+    n = len(problem.nodes)
+    if tie_break == "index":
+        rank = np.arange(n)
+    else:
+        salt = int(seed).to_bytes(16, "little", signed=True)
+        digests = [hashlib.blake2b(node.name.encode(), digest_size=8, key=salt).digest() for node in problem.nodes]
+        rank = np.empty(n, dtype=np.int64)
+        rank[sorted(range(n), key=lambda i: (digests[i], problem.nodes[i].name))] = np.arange(n)
+    out: np.ndarray = (n - rank) / (n + 1.0)
+    return out
+
+
 class Placer:
     """Places jobs one at a time with a placement rule.
 
@@ -231,7 +268,10 @@ class Placer:
     :func:`typical_workload` of ``reference``, 95% popularity). ``seed`` drives the random rule and
     random GPU picks. ``future`` (admission control, see ``SolveOptions.admission_forecast``): a
     one-replica GPU share is placed only where it is worth the future value it takes from its GPU;
-    otherwise :meth:`place` returns None with ``held`` set.
+    otherwise :meth:`place` returns None with ``held`` set. ``tie_break``: which of equally scored
+    nodes wins, ``name`` (default: a fixed order of the node names, seeded by ``seed``, so that the
+    order of the node list does not matter) or ``index`` (the first in the node list);
+    see :func:`node_keys`.
     """
 
     def __init__(
@@ -244,6 +284,7 @@ class Placer:
         workload: Workload | None = None,
         reference: Sequence[Job] | None = None,
         future: FutureValue | None = None,
+        tie_break: str = "name",
     ) -> None:
         from optalloc.heuristics.fgd_plus import DemandProfile
         from optalloc.heuristics.registry import get_rule
@@ -270,6 +311,13 @@ class Placer:
         self._feat = np.zeros((n, 4), dtype=np.int64)
         self._summarise(np.arange(n))
         self._nodes = _Nodes(self)
+        # Ties between equal scores go to the node with the largest key (module doc). Integer scores
+        # carry the key in their fraction, so that one argmax settles both.
+        self.tie_break = tie_break
+        self._key = node_keys(problem, tie_break, seed)
+        self._fold = self.rule.integer_scores
+        self._py_key: list[float] = self._key.tolist()
+        self._py_zero: list[float] = [0.0] * n
         self._node_gpus: list[int] = problem.node_gpus.tolist()
         self._scalar = NodeScalar()
         jobs = problem.jobs if reference is None else tuple(reference)
@@ -347,7 +395,8 @@ class Placer:
 
     def scores(self, job: int) -> np.ndarray:
         """float64 (n,): the rule's score of one replica of ``job`` on each node (-inf: does not fit)."""
-        return self._current(job).score.copy()
+        score = self._current(job).score
+        return np.floor(score) if self._fold else score.copy()
 
     def take(self, job: int, node: int, replica: int = 0) -> Placement:
         """Put one replica of ``job`` on ``node`` (which must fit), GPUs chosen by the rule."""
@@ -402,6 +451,9 @@ class Placer:
         if self.rule.randomized:
             nodes = np.flatnonzero(score > -np.inf)
             return int(nodes[self._rng.integers(len(nodes))]) if len(nodes) else -1
+        if not self._fold:  # fractional scores: the best, then the largest key among equals
+            top = score.max()
+            score = np.where(score == top, self._key, -np.inf) if top > -np.inf else score
         best = int(score.argmax())
         return best if score[best] > -np.inf else -1
 
@@ -597,11 +649,11 @@ class Placer:
             if not len(good):
                 return
         if self.rule.randomized and not job.share:
-            cache.score[good] = 0.0
+            cache.score[good] = self._key[good]
             return
         ok = self._slots_ok(job, good) if job.share else None
         score, share_gpu = self.rule.score(_Batch(self._nodes, good, ok), job, self.context)  # type: ignore[arg-type]
-        cache.score[good] = score
+        cache.score[good] = score + self._key[good] if self._fold else score
         if job.share:
             cache.share_gpu[good] = share_gpu
 
@@ -622,6 +674,7 @@ class Placer:
         rows = share or self.rule.uses_slots
         tags = self.rule.uses_tags
         gpu = self.state.gpu
+        keys = self._py_key if self._fold else self._py_zero
         for node in nodes:
             if (
                 cpu[node] < need_cpu
@@ -640,7 +693,7 @@ class Placer:
             if tags:
                 one.tags = self._tags[node].tolist()
             value, slot = scalar(one, job, ctx)
-            score[node] = value
+            score[node] = value + keys[node]
             if share:
                 share_gpu[node] = slot
 
@@ -662,7 +715,7 @@ class Placer:
                 new = np.array(sorted(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
             self._score_new_states(cache, new)
             values = cache.memo_score[sids]
-        cache.score[nodes] = values
+        cache.score[nodes] = values + self._key[nodes] if self._fold else values
         if cache.job.share:
             cache.share_gpu[nodes] = cache.memo_slot[sids]
 

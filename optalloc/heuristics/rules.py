@@ -132,6 +132,7 @@ class Rule:
     needs_profile: bool = False  # uses the demand profile of the reference jobs (fgd-plus)
     uses_tags: bool = False  # reads ``Candidates.tags`` (the GPU kinds a node hosts)
     uses_slots: bool = False  # reads the GPU slots of nodes also for whole-GPU replicas
+    integer_scores: bool = True  # scores are whole numbers (upstream's truncated 0-100 scale)
     # The same score of one node in plain Python (optional). The placer uses it for the few nodes
     # changed since a job class was last seen, where numpy's per-call cost exceeds the arithmetic.
     # It must give exactly the vectorised score (tests check both on random states).
