@@ -31,6 +31,7 @@ Writes ``benchmarks/results/fgd.md`` and ``docs/img/fgd_<list>.png`` (matplotlib
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shlex
@@ -118,14 +119,35 @@ def tune_down(pods: list[Job], capacity: int, seed: int) -> list[Job]:
     return keep
 
 
-def run_one(nodes: list[Node], pods: list[Job], rule: str, seed: int, how: str) -> Run:
+def run_one(
+    nodes: list[Node],
+    pods: list[Job],
+    rule: str,
+    seed: int,
+    how: str,
+    *,
+    node_order: str | int = "shuffle",
+    tie_break: str = "name",
+) -> Run:
+    """One protocol run. ``node_order``: ``shuffle`` (with the seed, as upstream's random name prefixes),
+    ``file`` (the node list's order), or an int (a shuffle with that seed, for the order study)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     capacity = sum(n.gpus for n in nodes) * 1000
-    order = np.random.default_rng([seed, 1]).permutation(len(nodes))
+    if node_order == "file":
+        order = np.arange(len(nodes))
+    elif node_order == "shuffle":
+        order = np.random.default_rng([seed, 1]).permutation(len(nodes))
+    else:
+        order = np.random.default_rng([int(node_order), 3]).permutation(len(nodes))
     jobs = sequence(pods, capacity, seed, how)
     problem = Problem(tuple(nodes[i] for i in order), tuple(jobs))
     placer = Placer(
-        problem, rule, seed=seed, workload=typical_workload(pods, problem.model_names, popularity=0.95), reference=pods
+        problem,
+        rule,
+        seed=seed,
+        workload=typical_workload(pods, problem.model_names, popularity=0.95),
+        reference=pods,
+        tie_break=tie_break,
     )
     demand = problem.demand[:, 2] * problem.job_replicas
     placed = np.zeros(len(jobs), dtype=bool)
@@ -135,6 +157,18 @@ def run_one(nodes: list[Node], pods: list[Job], rule: str, seed: int, how: str) 
     arrived = np.cumsum(demand) / capacity * 100.0
     allocated = np.cumsum(np.where(placed, demand, 0)) / capacity * 100.0
     return Run(arrived, allocated, int((~placed).sum()), seconds, cpu_seconds)
+
+
+def cpu_heavy(pods: list[Job], factor: float = 2.5) -> list[Job]:
+    """The list with every CPU-only pod asking ``factor`` times its CPU (the CPU-heavy variant of issue 19)."""
+    return [p if p.gpu_demand else dataclasses.replace(p, cpu=round(p.cpu * factor)) for p in pods]
+
+
+def read_list(data: Path, name: str) -> list[Job]:
+    """Pods of ``openb_pod_list_<name>.csv``; ``<name>-cpu-heavy`` is that list made CPU-heavy."""
+    base = name.removesuffix("-cpu-heavy")
+    pods = openb.read_pods(data / f"openb_pod_list_{base}.csv")
+    return cpu_heavy(pods) if name.endswith("-cpu-heavy") else pods
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -201,8 +235,25 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="markdown report (default results/fgd.md, fgd_quick.md with --quick)"
     )
     parser.add_argument("--img", default=str(REPO / "docs" / "img"), help="folder of the plots")
+    parser.add_argument("--tie-break", choices=("name", "index"), default="name", help="Placer tie_break")
+    parser.add_argument(
+        "--node-order", default="shuffle", help="shuffle (with the seed, default), file, or an int (a shuffle seed)"
+    )
+    parser.add_argument(
+        "--order-study",
+        action="store_true",
+        help="instead: each rule with each tie break, nodes in file order and in --shuffles other orders",
+    )
+    parser.add_argument("--shuffles", type=int, default=4, help="node orders besides the file's (--order-study)")
+    parser.add_argument(
+        "--families",
+        default="",
+        help="instead: fgd and fgd-plus on pod lists of the openb generator's families (comma-separated: "
+        + ", ".join(FAMILIES)
+        + ", or 'all'), one list per seed",
+    )
     args = parser.parse_args(argv)
-    if args.out is None:
+    if args.out is None and not args.order_study and not args.families:
         args.out = str(REPO / "benchmarks" / "results" / ("fgd_quick.md" if args.quick else "fgd.md"))
     data = Path(args.traces) / "alibaba-gpu-v2023"
     if not (data / "openb_node_list_all_node.csv").exists():
@@ -213,13 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)[:2] if args.quick else parse_seeds(args.seeds)
     heldout = [] if args.quick else parse_seeds(args.heldout)
     nodes = openb.read_nodes(data / "openb_node_list_all_node.csv", gpu_only=True)
+    if args.order_study:
+        return order_study(nodes, data, lists, rules, seeds, args, argv)
+    if args.families:
+        names = list(FAMILIES) if args.families == "all" else args.families.split(",")
+        return families(nodes, names, seeds, args, argv)
+    node_order: str | int = args.node_order if args.node_order in ("shuffle", "file") else int(args.node_order)
 
     results: dict[tuple[str, str], list[Run]] = {}
     held: dict[tuple[str, str], list[Run]] = {}
     for name in lists:
-        pods = openb.read_pods(data / f"openb_pod_list_{name}.csv")
+        pods = read_list(data, name)
         for rule in rules:
-            results[name, rule] = [run_one(nodes, pods, rule, s, args.sequence) for s in seeds]
+            results[name, rule] = [
+                run_one(nodes, pods, rule, s, args.sequence, node_order=node_order, tie_break=args.tie_break)
+                for s in seeds
+            ]
             runs = results[name, rule]
             print(
                 f"{name:12s} {rule:15s} {statistics.mean(r.at(130) for r in runs):6.2f}  "
@@ -227,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         for rule in [r for r in ("fgd", OURS) if r in rules and heldout]:
-            held[name, rule] = [run_one(nodes, pods, rule, s, args.sequence) for s in heldout]
+            held[name, rule] = [
+                run_one(nodes, pods, rule, s, args.sequence, node_order=node_order, tie_break=args.tie_break)
+                for s in heldout
+            ]
         if not args.quick:
             plot(
                 Path(args.img) / f"fgd_{name}.png",
@@ -240,6 +303,124 @@ def main(argv: list[str] | None = None) -> int:
     text = report(lists, rules, seeds, heldout, results, held, args.sequence, command.strip(), images=in_docs)
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
+    return 0
+
+
+def order_study(nodes: list[Node], data: Path, lists: list[str], rules: list[str], seeds: list[int], args, argv) -> int:
+    """Every rule, with each tie break, on the node list in file order and in ``--shuffles`` other
+    orders (the pod sequence fixed by the seed): how much the order of the node list moves the answer."""
+    orders: list[str | int] = ["file", *range(1, args.shuffles + 1)]
+    out_rows = []
+    for name in lists:
+        pods = read_list(data, name)
+        for rule in rules:
+            for tie in ("index", "name"):
+                cells = {
+                    order: statistics.mean(
+                        run_one(nodes, pods, rule, s, args.sequence, node_order=order, tie_break=tie).at(130)
+                        for s in seeds
+                    )
+                    for order in orders
+                }
+                spread = max(cells.values()) - min(cells.values())
+                out_rows.append((name, rule, tie, cells, spread))
+                print(
+                    f"{name:18s} {rule:9s} {tie:5s} "
+                    + " ".join(f"{v:6.2f}" for v in cells.values())
+                    + f"  spread {spread:.2f}",
+                    flush=True,
+                )
+    command = "python benchmarks/fgd_protocol.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = [
+        "# FGD protocol: does the order of the node list matter?",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Allocation ratio (% of 6212 GPUs) at 130% arrived, pod sequence of seed(s) {', '.join(map(str, seeds))} "
+        "(mean over them), the same pods for every column; only the order the 1213 nodes are listed in changes: "
+        f"the file's order, then {args.shuffles} random orders. `index`: ties go to the first node in the list "
+        "(optalloc before issue 19); `name`: ties go by a seeded hash of the node's name (now the default). "
+        "Spread: largest minus smallest over the orders. `-cpu-heavy`: CPU-only pods ask 2.5 times their CPU.",
+        "",
+        "| list | rule | tie break | file order | " + " | ".join(f"order {o}" for o in orders[1:]) + " | spread |",
+        "|---|---|---|---:|" + "---:|" * (len(orders) - 1) + "---:|",
+    ]
+    for name, rule, tie, cells, spread in out_rows:
+        text.append(
+            f"| {name} | {rule} | {tie} | " + " | ".join(f"{v:.2f}" for v in cells.values()) + f" | {spread:.2f} |"
+        )
+    text.append("")
+    out = args.out if args.out else str(REPO / "benchmarks" / "results" / "fgd_order.md")
+    Path(out).write_text("\n".join(text) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+#: Families of the openb generator's mix (``optalloc.io.synthetic.openb_like``): its parameters, and the
+#: share of GPU pods pinned to one GPU model (drawn in proportion to the cluster's GPUs of each model).
+FAMILIES: dict[str, tuple[dict[str, float], float]] = {
+    "openb": ({}, 0.0),
+    "gpu-sharing": ({"sharing": 0.9}, 0.0),
+    "multi-gpu": ({"multi_gpu": 0.25}, 0.0),
+    "gpu-type": ({}, 0.4),
+    "cpu-heavy": ({"cpu_only": 0.4}, 0.0),
+}
+
+
+def family_pods(nodes: list[Node], name: str, seed: int, count: int = 8000) -> list[Job]:
+    """``count`` pods of family ``name`` (:data:`FAMILIES`), seeded."""
+    params, pinned = FAMILIES[name]
+    pods = list(synthetic.openb_like(nodes=64, jobs=count, seed=seed, **params).jobs)
+    if pinned:
+        models = sorted({n.gpu_model for n in nodes if n.gpus and n.gpu_model})
+        weight = np.array([sum(n.gpus for n in nodes if n.gpu_model == m) for m in models], dtype=float)
+        rng = np.random.default_rng([seed, 4])
+        for i, pod in enumerate(pods):
+            if pod.gpu_demand and rng.random() < pinned:
+                model = models[int(rng.choice(len(models), p=weight / weight.sum()))]
+                pods[i] = dataclasses.replace(pod, gpu_models=frozenset({model}))
+    return pods
+
+
+def families(nodes: list[Node], names: list[str], seeds: list[int], args, argv) -> int:
+    """fgd and fgd-plus on the generator's families: the protocol with a generated list per seed."""
+    rows = []
+    for name in names:
+        runs: dict[str, list[float]] = {"fgd": [], "fgd-plus": []}
+        for seed in seeds:
+            pods = family_pods(nodes, name, seed)
+            for rule in runs:
+                runs[rule].append(run_one(nodes, pods, rule, seed, args.sequence, tie_break=args.tie_break).at(130))
+        diff = statistics.mean(runs["fgd-plus"]) - statistics.mean(runs["fgd"])
+        rows.append((name, runs, diff))
+        print(
+            f"{name:12s} fgd {_mean_std(runs['fgd'])}  fgd-plus {_mean_std(runs['fgd-plus'])}  {diff:+.2f}", flush=True
+        )
+    command = "python benchmarks/fgd_protocol.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = [
+        "# FGD protocol on the openb generator's families",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Per seed ({', '.join(map(str, seeds))}), a list of 8000 pods from `optalloc.io.synthetic.openb_like` "
+        "with the family's mix, on the 1213 GPU nodes of openb; then the FGD protocol (130% arrived, one pod "
+        "at a time). Mean ± standard deviation over the seeds of the allocation ratio at 130%.",
+        "",
+        "| family | generator | fgd | fgd-plus | fgd-plus - fgd |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, runs, diff in rows:
+        params, pinned = FAMILIES[name]
+        spec = ", ".join(f"{k}={v}" for k, v in params.items())
+        if pinned:
+            spec = ", ".join(x for x in (spec, f"{pinned:.0%} of GPU pods pinned to one model") if x)
+        text.append(
+            f"| {name} | {spec or 'the openb mix'} | {_mean_std(runs['fgd'])} | {_mean_std(runs['fgd-plus'])} | {diff:+.2f} |"
+        )
+    text.append("")
+    out = args.out if args.out else str(REPO / "benchmarks" / "results" / "fgd_families.md")
+    Path(out).write_text("\n".join(text) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

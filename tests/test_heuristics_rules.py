@@ -8,6 +8,7 @@ import pytest
 from optalloc import Allocation, Job, MethodUnavailable, Node, Placement, Problem
 from optalloc.core import Workload, verify
 from optalloc.heuristics import RULES, Placer, allocate, describe, get_rule
+from optalloc.heuristics.placer import node_keys
 
 MODELS = ("T4",)
 
@@ -73,10 +74,15 @@ def test_worst_fit_picks_the_emptier_node():
 
 
 def test_first_fit_picks_the_first_node_that_fits():
-    assert _placed(_half_used_second_node(), "first-fit", "new") == ("empty", (0,))
+    # In list order with tie_break="index"; by default in the seeded order of the node names.
+    assert _placed(_half_used_second_node(), "first-fit", "new", tie_break="index") == ("empty", (0,))
     full = Job("full", gpus=2)
     p = _with_running([_node("a"), _node("b")], [(full, "a", (0, 1))], [Job("new", gpus=1)])
     assert _placed(p, "first-fit", "new") == ("b", (0,))
+    problem = _half_used_second_node()
+    keys = node_keys(problem, "name", seed=0)
+    first = problem.nodes[int(np.argmax(keys))].name
+    assert _placed(problem, "first-fit", "new")[0] == first
 
 
 def test_gpu_packing_prefers_a_partially_used_gpu_over_an_idle_node():

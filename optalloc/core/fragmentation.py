@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from optalloc.core.job import Job
+from optalloc.core.job import MILLI, Job
 from optalloc.core.problem import Problem
 
 
@@ -61,7 +62,37 @@ class Workload:
 
     @classmethod
     def of_problem(cls, problem: Problem, *, include_cpu_only: bool = True) -> Workload:
-        return cls.of_jobs(problem.jobs, problem.model_names, include_cpu_only=include_cpu_only)
+        """:meth:`of_jobs` of the problem's jobs, counted with numpy over the problem's job arrays."""
+        if not problem.jobs:
+            return cls.of_jobs((), problem.model_names)
+        models: dict[frozenset[str], int] = {}
+        model_id = np.array([models.setdefault(j.gpu_models, len(models)) for j in problem.jobs], dtype=np.int64)
+        gpus, share = problem.job_gpus, problem.job_share
+        used = np.where(gpus > 0, gpus, (share > 0).astype(np.int64))
+        milli = np.where(gpus > 0, 1000, share)
+        keys = np.stack([problem.demand[:, 0], used, milli, model_id], axis=1)
+        weight = problem.job_replicas
+        if not include_cpu_only:
+            keep = milli > 0
+            keys, weight = keys[keep], weight[keep]
+        if not len(keys):
+            return cls.of_jobs((), problem.model_names)
+        unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=weight, minlength=len(unique))
+        order = np.argsort(first, kind="stable")  # classes in order of first appearance, as of_jobs
+        unique, counts = unique[order], counts[order]
+        names = {i: tuple(sorted(m)) for m, i in models.items()}
+        table = np.ones((len(unique), len(problem.model_names)), dtype=bool)
+        for k, model in enumerate(unique[:, 3].tolist()):
+            if names[model]:
+                table[k] = [m in names[model] for m in problem.model_names]
+        return cls(
+            unique[:, 0].astype(np.int64),
+            unique[:, 1].astype(np.int64),
+            unique[:, 2].astype(np.int64),
+            table,
+            counts / counts.sum(),
+        )
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -117,20 +148,104 @@ class FragmentationModel:
     def __call__(self, gpu: np.ndarray, cpu: np.ndarray, model: np.ndarray) -> np.ndarray:
         """Expected fragmentation (milli-GPU, float64) of each state: shape ``gpu.shape[:-1]``."""
         lead = gpu.shape[:-1]
+        profile = self.profile(gpu)
+        out = self.of_profile(profile, cpu.reshape(-1), model.reshape(-1))
+        return out.reshape(lead)
+
+    def profile(self, gpu: np.ndarray) -> GpuProfile:
+        """What the fragmentation needs of the GPU slots of each state (``gpu`` (S, G) or (..., G))."""
         g = gpu.reshape(-1, gpu.shape[-1])
-        c = cpu.reshape(-1)
-        m = model.reshape(-1)
         free = np.maximum(g, 0)
-        total = free.sum(axis=1).astype(np.float64)
-        out = self.cpu_only_weight * total
-        if self.weight.size:
+        total = free.sum(axis=1)
+        if self.thresholds.size:
             ge = g[:, :, None] >= self.thresholds[None, None, :]  # (S, G, T)
-            count = ge.sum(axis=1)  # (S, T) GPUs with at least t free
-            usable = (free[:, :, None] * ge).sum(axis=1)  # (S, T) free milli on those GPUs
-            stranded = total[:, None] - usable[:, self.column]  # (S, K)
-            ok = self.access[m] & (c[:, None] >= self.cpu[None, :]) & (count[:, self.column] >= self.gpus[None, :])
-            out = out + np.where(ok, stranded, total[:, None]) @ self.weight
-        return np.asarray(out).reshape(lead)
+            count = ge.sum(axis=1)
+            usable = (free[:, :, None] * ge).sum(axis=1)
+        else:
+            count = usable = np.zeros((len(g), 0), dtype=np.int64)
+        return GpuProfile(total.astype(np.int64), count.astype(np.int64), usable.astype(np.int64))
+
+    def of_profile(self, profile: GpuProfile, cpu: np.ndarray, model: np.ndarray) -> np.ndarray:
+        """Expected fragmentation (milli-GPU, float64, (S,)) of states given by their GPU profile.
+
+        ``F = total - sum_k w_k [k runs there] usable_k``, with the classes summed by (threshold,
+        GPUs needed) group: a class runs where its model is allowed, the CPU suffices and enough
+        GPUs clear its threshold; the weight of a group's runnable classes depends only on the
+        node's model and on how many of the classes' CPU levels its free CPU reaches, a table
+        lookup (:class:`_Groups`). About 15 groups stand for the ~60 classes of an openb workload.
+        """
+        total = profile.total.astype(np.float64)
+        g = self._groups
+        if not len(g.threshold):
+            return np.asarray(g.everything * total)
+        level = np.searchsorted(g.levels, cpu, side="right")
+        weight = g.table[model, level]  # (S, C): weight of each group's classes that may run there
+        runs = profile.count[:, g.threshold] >= g.gpus  # (S, C): enough GPUs clear the threshold
+        inner = (np.where(runs, weight, 0.0) * profile.usable[:, g.threshold]).sum(axis=1)
+        return np.asarray(g.everything * total - inner)
+
+    @cached_property
+    def _groups(self) -> _Groups:
+        pairs = sorted({(int(c), int(n)) for c, n in zip(self.column, self.gpus, strict=True)})
+        levels = np.unique(self.cpu)
+        table = np.zeros((self.access.shape[0], len(levels) + 1, len(pairs)))
+        for k in range(len(self.weight)):
+            group = pairs.index((int(self.column[k]), int(self.gpus[k])))
+            first = int(np.searchsorted(levels, self.cpu[k])) + 1  # free CPU reaching this level and up
+            table[self.access[:, k], first:, group] += self.weight[k]
+        return _Groups(
+            threshold=np.array([p[0] for p in pairs], dtype=np.int64),
+            gpus=np.array([p[1] for p in pairs], dtype=np.int64),
+            levels=levels.astype(np.int64),
+            table=table,
+            everything=self.cpu_only_weight + float(self.weight.sum()),
+        )
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """The GPU classes of a :class:`FragmentationModel` summed by (threshold, GPUs needed) group.
+
+    ``table[m, l, c]``: popularity of group ``c``'s classes that may use model ``m`` and need at most
+    the ``l``-th CPU level (``levels`` ascending; ``l`` = how many levels a node's free CPU reaches).
+    """
+
+    threshold: np.ndarray  # (C,) threshold index (into FragmentationModel.thresholds)
+    gpus: np.ndarray  # (C,) GPUs needed
+    levels: np.ndarray  # (L,) distinct CPU needs of the classes
+    table: np.ndarray  # (M + 1, L + 1, C)
+    everything: float  # total popularity of every class (1 for a normalised workload)
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    """The GPU slots of states as the fragmentation sees them, per threshold of a :class:`FragmentationModel`.
+
+    ``total`` (S,): free milli-GPU; ``count`` (S, T): GPUs with at least ``thresholds[t]`` free;
+    ``usable`` (S, T): free milli-GPU on those GPUs. A replica changes one state's profile in O(T)
+    (:meth:`after_share`, :meth:`after_whole`), which is how the placement rules score an option
+    without rebuilding the node's GPU slots.
+    """
+
+    total: np.ndarray
+    count: np.ndarray
+    usable: np.ndarray
+
+    def take(self, rows: np.ndarray) -> GpuProfile:
+        return GpuProfile(self.total[rows], self.count[rows], self.usable[rows])
+
+    def after_share(self, rows: np.ndarray, free: np.ndarray, share: int, thresholds: np.ndarray) -> GpuProfile:
+        """Profiles of states ``rows`` after ``share`` milli goes to a GPU with ``free`` milli free (per row)."""
+        left = (free - share)[:, None]
+        was = thresholds[None, :] <= free[:, None]  # the GPU counted at threshold t before
+        stays = thresholds[None, :] <= left  # and after
+        count = self.count[rows] - (was & ~stays)
+        usable = self.usable[rows] - np.where(stays, share, np.where(was, free[:, None], 0))
+        return GpuProfile(self.total[rows] - share, count, usable)
+
+    def after_whole(self, rows: np.ndarray, gpus: int) -> GpuProfile:
+        """Profiles of states ``rows`` after ``gpus`` fully free GPUs are taken (every threshold is at most ``MILLI``)."""
+        return GpuProfile(self.total[rows] - gpus * MILLI, self.count[rows] - gpus, self.usable[rows] - gpus * MILLI)
 
 
 def cluster_fragmentation(

@@ -15,7 +15,6 @@ among its optima; ``Allocation.objective`` is then the primary value.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -76,29 +75,41 @@ def replica_values(problem: Problem) -> np.ndarray:
 
 
 def evaluate(problem: Problem, allocation: Allocation) -> ObjectiveValue:
-    """The objective of ``allocation`` on ``problem``, exactly as the engines define it."""
+    """The objective of ``allocation`` on ``problem``, exactly as the engines define it.
+
+    Placements naming a job the problem does not have are ignored. One pass over the placements
+    builds arrays; the terms are numpy sums over them.
+    """
     weights = problem.weights
-    values = problem.replica_value
     index = problem.job_index
-    primary = 0
-    nodes_of: dict[str, set[str]] = defaultdict(set)
-    used: dict[tuple[str, int], int] = defaultdict(int)
-    for p in allocation.placements:
-        j = index.get(p.job)
-        if j is None:
-            continue
-        primary += int(values[j])
-        nodes_of[p.job].add(p.node)
-        for g in p.gpus:
-            used[(p.node, g)] += p.gpu_milli
-    partial = sum(1 for milli in used.values() if 0 < milli < MILLI)
-    extra = sum(len(ns) - 1 for job, ns in nodes_of.items() if problem.jobs[index[job]].replicas > 1)
+    placements = [p for p in allocation.placements if p.job in index]
+    job = np.array([index[p.job] for p in placements], dtype=np.int64)
+    primary = int(problem.replica_value[job].sum()) if len(job) else 0
+    # Nodes by name (a placement may name a node the problem does not have: it still counts here).
+    node_ids: dict[str, int] = {}
+    node = np.array([node_ids.setdefault(p.node, len(node_ids)) for p in placements], dtype=np.int64)
+    # GPUs left partly used: milli summed per (node, GPU index).
+    held = np.array([len(p.gpus) for p in placements], dtype=np.int64)
+    gpu = np.array([g for p in placements for g in p.gpus], dtype=np.int64)
+    partial = 0
+    if len(gpu):
+        milli = np.repeat(np.array([p.gpu_milli for p in placements], dtype=np.int64), held)
+        width = int(gpu.max()) + 1
+        _, inverse = np.unique(np.repeat(node, held) * width + gpu, return_inverse=True)
+        used = np.bincount(inverse, weights=milli.astype(np.float64))
+        partial = int(((used > 0) & (used < MILLI)).sum())
+    # Nodes beyond the first of each multi-replica job.
+    extra = 0
+    multi = problem.job_replicas[job] > 1 if len(job) else np.zeros(0, dtype=bool)
+    if multi.any():
+        pairs = np.unique(np.stack([job[multi], node[multi]], axis=1), axis=0)
+        extra = len(pairs) - len(np.unique(pairs[:, 0]))
     moved = 0
     if problem.current is not None:
         # Running replicas that move (other node or GPUs) or stop: each is a restart.
         changes = allocation.diff(problem.current)
         before = problem.current.by_job()
-        moved = changes.moved_replicas + sum(len(before[job]) for job in changes.stops if job in index)
+        moved = changes.moved_replicas + sum(len(before[name]) for name in changes.stops if name in index)
     total = primary
     if not weights.lexicographic:
         total -= weights.migration * moved + weights.fragmentation * partial + weights.spread * extra

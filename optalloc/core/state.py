@@ -76,8 +76,9 @@ class ClusterState:
         milli = spec.per_gpu_milli
         for g in gpus:
             self.gpu[node, g] -= milli
-            self.gpu_mem[node, g] -= spec.gpu_memory
-        return Placement(spec.name, replica, self.problem.nodes[node].name, tuple(int(g) for g in gpus), milli)
+            if spec.gpu_memory:
+                self.gpu_mem[node, g] -= spec.gpu_memory
+        return placement_of(spec.name, int(replica), self.problem.nodes[node].name, tuple(int(g) for g in gpus), milli)
 
     # Vectorised queries --------------------------------------------------------------------
     def gpu_ok(self, job: int) -> np.ndarray:
@@ -100,3 +101,15 @@ class ClusterState:
         """int64 (n,): free milli-GPU per node."""
         free: np.ndarray = np.where(self.gpu > 0, self.gpu, 0).sum(axis=1)
         return free
+
+
+def placement_of(job: str, replica: int, node: str, gpus: tuple[int, ...], gpu_milli: int) -> Placement:
+    """A :class:`Placement` of values the engine made itself (names of the problem, Python ints).
+
+    The same object ``Placement(job, replica, node, gpus, gpu_milli)`` builds, without re-validating
+    each field: that validation is for values from outside, and costs more than a whole placement
+    decision when the heuristics place tens of thousands of replicas. Tests check both agree.
+    """
+    placement = object.__new__(Placement)
+    placement.__dict__.update(job=job, replica=replica, node=node, gpus=gpus, gpu_milli=gpu_milli)
+    return placement

@@ -50,20 +50,31 @@ class Summary:
 
 
 def summarize(problem: Problem, allocation: Allocation) -> Summary:
-    state = ClusterState.empty(problem)
-    index = problem.job_index
-    known = [p for p in allocation.placements if p.job in index and p.node in problem.node_index]
-    for p in known:
-        state.apply(p, sign=-1)
+    """The :class:`Summary` of ``allocation`` (placements naming unknown jobs or nodes are left out)."""
+    jobs, nodes = problem.job_index, problem.node_index
+    known = [p for p in allocation.placements if p.job in jobs and p.node in nodes]
+    job = np.array([jobs[p.job] for p in known], dtype=np.int64)
+    node = np.array([nodes[p.node] for p in known], dtype=np.int64)
+    n = len(problem.nodes)
     cap = problem.capacity
+    demand = problem.demand
+    state = ClusterState.empty(problem)  # free GPU slots: 1000 each, -1 where a node has no such GPU
+    held = np.array([len(p.gpus) for p in known], dtype=np.int64)
+    if held.sum():
+        gpu = np.array([g for p in known for g in p.gpus], dtype=np.int64)
+        milli = np.repeat(np.array([p.gpu_milli for p in known], dtype=np.int64), held)
+        np.subtract.at(state.gpu, (np.repeat(node, held), gpu), milli)
+    used_cpu_node = np.bincount(node, weights=demand[job, CPU].astype(np.float64), minlength=n) if n else np.zeros(0)
+    free_cpu = cap[:, CPU] - np.rint(used_cpu_node).astype(np.int64)
     used_gpu = int(sum(len(p.gpus) * p.gpu_milli for p in known))
-    used_cpu = int(cap[:, CPU].sum() - state.cpu.sum())
-    used_mem = int(cap[:, MEMORY].sum() - state.memory.sum())
+    used_cpu = int(demand[job, CPU].sum()) if len(job) else 0
+    used_mem = int(demand[job, MEMORY].sum()) if len(job) else 0
     gpu_cap = int(cap[:, GPU].sum())
-    frag = node_fragmentation(state.gpu, state.cpu, problem.node_model, Workload.of_problem(problem))
+    frag = node_fragmentation(state.gpu, free_cpu, problem.node_model, Workload.of_problem(problem))
     free_gpu = float(state.free_gpu_milli().sum())
     placed = {p.job for p in known}
-    requested = int((problem.demand[:, GPU] * problem.job_replicas).sum()) if problem.jobs else 0
+    requested = int((demand[:, GPU] * problem.job_replicas).sum()) if problem.jobs else 0
+    cpu_total, mem_total = cap[:, CPU].sum(), cap[:, MEMORY].sum()
     return Summary(
         method=allocation.method,
         status=allocation.status.value,
@@ -80,8 +91,8 @@ def summarize(problem: Problem, allocation: Allocation) -> Summary:
         gpu_milli_allocated=used_gpu,
         gpu_milli_capacity=gpu_cap,
         gpu_allocation_ratio=used_gpu / gpu_cap if gpu_cap else 0.0,
-        cpu_allocation_ratio=float(used_cpu / cap[:, CPU].sum()) if cap[:, CPU].sum() else 0.0,
-        memory_allocation_ratio=float(used_mem / cap[:, MEMORY].sum()) if cap[:, MEMORY].sum() else 0.0,
+        cpu_allocation_ratio=float(used_cpu / cpu_total) if cpu_total else 0.0,
+        memory_allocation_ratio=float(used_mem / mem_total) if mem_total else 0.0,
         nodes_used=len({p.node for p in known}),
         nodes=len(problem.nodes),
         fragmentation=float(np.round(frag.sum(), 3)),

@@ -1,17 +1,30 @@
 """verify(problem, allocation): every violated rule, each naming job, node and resource.
 
-Written on purpose without the engines' code (no numpy state, no shared helpers beyond the data
-model), so that a bug in an engine cannot hide behind the same bug here.
+One small check per rule, listed in :data:`CHECKS` (the rules an allocation must keep, in the order
+verify reports them). Each check reads :class:`Facts`: the allocation turned into arrays once (job,
+node, replica and GPUs of every placement) next to the problem's demands and capacities, read here
+from the ``Node`` and ``Job`` objects themselves. Checks are numpy passes over all placements at once,
+and build messages only for what is wrong, so verifying 70,000 placements takes a few tens of
+milliseconds.
+
+Written on purpose without the engines' code (no ``ClusterState``, none of ``Problem``'s numpy views,
+no shared helpers beyond the data model), so that a bug in an engine cannot hide behind the same bug
+here.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
+
+import numpy as np
 
 from optalloc.core.allocation import Allocation, Placement
-from optalloc.core.job import MILLI, PlacementRule
+from optalloc.core.job import MILLI, Job, PlacementRule
+from optalloc.core.node import Node
 from optalloc.core.problem import Problem
 
 
@@ -52,199 +65,444 @@ class Violation:
         return f"{self.kind.value}: {self.message}"
 
 
-def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
-    """Every violation of ``allocation`` against ``problem``; an empty list means valid."""
-    out: list[Violation] = []
-    jobs = {j.name: j for j in problem.jobs}
-    nodes = {n.name: n for n in problem.nodes}
+def _ints(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
 
-    cpu: dict[str, int] = defaultdict(int)
-    mem: dict[str, int] = defaultdict(int)
-    gpu_whole: dict[tuple[str, int], list[str]] = defaultdict(list)
-    gpu_share: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
-    gpu_mem: dict[tuple[str, int], int] = defaultdict(int)
-    replicas_seen: dict[str, Counter[int]] = defaultdict(Counter)
-    nodes_of: dict[str, list[str]] = defaultdict(list)
-    mentioned: set[str] = set()  # jobs whose only placements name unknown nodes (reported once, as such)
 
-    for p in allocation.placements:
-        job, node = jobs.get(p.job), nodes.get(p.node)
-        if job is None:
-            out.append(
-                Violation(
-                    Kind.UNKNOWN_JOB, f"placement names job {p.job!r}, which the problem does not have", p.job, p.node
-                )
-            )
-            continue
-        if node is None:
-            mentioned.add(p.job)
-            out.append(
-                Violation(
-                    Kind.UNKNOWN_NODE,
-                    f"job {p.job!r} is placed on node {p.node!r}, which the problem does not have",
-                    p.job,
-                    p.node,
-                )
-            )
-            continue
-        where = f"job {p.job!r} replica {p.replica} on node {p.node!r}"
-        if not 0 <= p.replica < job.replicas:
-            out.append(
-                Violation(Kind.REPLICA_RANGE, f"{where}: replica index not in 0..{job.replicas - 1}", p.job, p.node)
-            )
-        replicas_seen[p.job][p.replica] += 1
-        nodes_of[p.job].append(p.node)
-        cpu[p.node] += job.cpu
-        mem[p.node] += job.memory
+class Facts:
+    """An allocation as arrays, next to the problem's demands and capacities (built once per verify).
 
-        # The GPUs this replica holds must match what it asked for.
-        want = job.gpus_used
-        if len(p.gpus) != want or len(set(p.gpus)) != len(p.gpus) or p.gpu_milli != job.per_gpu_milli:
-            out.append(
-                Violation(
-                    Kind.GPU_SHAPE,
-                    f"{where}: holds GPUs {list(p.gpus)} at {p.gpu_milli} milli each, "
-                    f"asked for {want} GPU(s) at {job.per_gpu_milli} milli",
-                    p.job,
-                    p.node,
-                    "gpu",
-                )
+    Per placement ``p``: ``job[p]`` / ``node[p]`` indices (-1: a name the problem does not have),
+    ``replica[p]``, ``milli[p]`` (the placement's ``gpu_milli``) and ``held[p]`` (GPU indices it
+    lists). ``counted`` marks the placements of a known job on a known node: the only ones whose
+    resources count. GPU entries (one per listed GPU index): ``entry[e]`` their placement, ``gpu[e]``
+    the index.
+    """
+
+    def __init__(self, problem: Problem, allocation: Allocation) -> None:
+        self.problem = problem
+        self.allocation = allocation
+        self.jobs: tuple[Job, ...] = problem.jobs
+        self.nodes: tuple[Node, ...] = problem.nodes
+        job_of = {j.name: i for i, j in enumerate(self.jobs)}
+        node_of = {n.name: i for i, n in enumerate(self.nodes)}
+        placements = allocation.placements
+        self.placements: tuple[Placement, ...] = placements
+        self.job = _ints([job_of.get(p.job, -1) for p in placements])
+        self.node = _ints([node_of.get(p.node, -1) for p in placements])
+        self.replica = _ints([p.replica for p in placements])
+        self.milli = _ints([p.gpu_milli for p in placements])
+        self.held = _ints([len(p.gpus) for p in placements])
+        self.entry = np.repeat(np.arange(len(placements)), self.held)
+        self.gpu = _ints([g for p in placements for g in p.gpus])
+        self.counted = (self.job >= 0) & (self.node >= 0)
+
+    # Demands of the jobs and capacities of the nodes, straight from the data model ---------------
+    @cached_property
+    def job_cpu(self) -> np.ndarray:
+        return _ints([j.cpu for j in self.jobs])
+
+    @cached_property
+    def job_memory(self) -> np.ndarray:
+        return _ints([j.memory for j in self.jobs])
+
+    @cached_property
+    def job_gpus(self) -> np.ndarray:
+        """Whole GPUs per replica."""
+        return _ints([j.gpus for j in self.jobs])
+
+    @cached_property
+    def job_share(self) -> np.ndarray:
+        """Milli of one shared GPU per replica (0 unless sharing)."""
+        return _ints([j.gpu_milli for j in self.jobs])
+
+    @cached_property
+    def job_gpu_memory(self) -> np.ndarray:
+        return _ints([j.gpu_memory for j in self.jobs])
+
+    @cached_property
+    def node_cpu(self) -> np.ndarray:
+        return _ints([n.cpu for n in self.nodes])
+
+    @cached_property
+    def node_memory(self) -> np.ndarray:
+        return _ints([n.memory for n in self.nodes])
+
+    @cached_property
+    def node_gpus(self) -> np.ndarray:
+        return _ints([n.gpus for n in self.nodes])
+
+    @cached_property
+    def node_gpu_memory(self) -> np.ndarray:
+        return _ints([n.gpu_memory for n in self.nodes])
+
+    # Derived ----------------------------------------------------------------------------------
+    @cached_property
+    def slot(self) -> np.ndarray:
+        """Per GPU entry: a key of (node, GPU index) for the entries that count, -1 for the others.
+
+        An entry counts when its placement counts and the index is a GPU of the node.
+        """
+        p = self.entry
+        node = self.node[p]
+        ok = self.counted[p] & (self.gpu >= 0)
+        ok[ok] &= self.gpu[ok] < self.node_gpus[node[ok]]
+        out: np.ndarray = np.where(ok, node * self.gpu_width + np.where(ok, self.gpu, 0), -1)
+        return out
+
+    @cached_property
+    def gpu_width(self) -> int:
+        return int(self.node_gpus.max()) + 1 if len(self.nodes) else 1
+
+    def where(self, p: int) -> str:
+        q = self.placements[p]
+        return f"job {q.job!r} replica {q.replica} on node {q.node!r}"
+
+    def per_slot(self, mask: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over the GPU entries selected by ``mask`` (counting ones only): per distinct (node, GPU),
+        its key, the sum of ``values`` and the first entry (in placement order)."""
+        keep = mask & (self.slot >= 0)
+        keys = self.slot[keep]
+        if not len(keys):
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        sums = np.bincount(inverse, weights=values[keep].astype(np.float64), minlength=len(unique))
+        entries = np.flatnonzero(keep)[first]
+        return unique, np.rint(sums).astype(np.int64), entries
+
+    def node_gpu(self, key: int) -> tuple[str, int]:
+        return self.nodes[key // self.gpu_width].name, key % self.gpu_width
+
+    @cached_property
+    def per_job(self) -> PerJob:
+        """Per job, over the placements that count: how many, distinct replica indices, distinct nodes."""
+        m = len(self.jobs)
+        p = self.counted
+        job, replica, node = self.job[p], self.replica[p], self.node[p]
+        placements = np.bincount(job, minlength=m)
+        pairs, counts = np.unique(np.stack([job, replica], axis=1), axis=0, return_counts=True)
+        replicas = np.bincount(pairs[:, 0], minlength=m)
+        hosts = np.unique(np.stack([job, node], axis=1), axis=0)
+        nodes = np.bincount(hosts[:, 0], minlength=m)
+        twice = counts > 1
+        repeated = [(int(a), int(b), int(c)) for (a, b), c in zip(pairs[twice], counts[twice], strict=True)]
+        return PerJob(placements, replicas, nodes, repeated)
+
+
+@dataclass(frozen=True)
+class PerJob:
+    """Per job (counted placements only): placements, distinct replica indices, distinct nodes."""
+
+    placements: np.ndarray
+    replicas: np.ndarray
+    nodes: np.ndarray
+    repeated: list[tuple[int, int, int]]  # (job, replica, times) for replica indices placed twice or more
+
+
+Check = Callable[[Facts], Iterator[Violation]]
+
+
+# Names ------------------------------------------------------------------------------------------
+def check_names(f: Facts) -> Iterator[Violation]:
+    """Every placement names a job and a node of the problem."""
+    for p in np.flatnonzero(~f.counted).tolist():
+        q = f.placements[p]
+        if f.job[p] < 0:
+            yield Violation(
+                Kind.UNKNOWN_JOB, f"placement names job {q.job!r}, which the problem does not have", q.job, q.node
             )
-        for g in p.gpus:
-            if not 0 <= g < node.gpus:
-                out.append(
-                    Violation(Kind.GPU_INDEX, f"{where}: GPU index {g} not in 0..{node.gpus - 1}", p.job, p.node, "gpu")
-                )
-                continue
-            if job.gpus:
-                gpu_whole[(p.node, g)].append(p.job)
-            elif job.gpu_milli:
-                gpu_share[(p.node, g)].append((p.job, job.gpu_milli))
-            if job.gpu_memory:
-                gpu_mem[(p.node, g)] += job.gpu_memory
-        if want and job.gpu_models and node.gpu_model not in job.gpu_models:
+        else:
+            yield Violation(
+                Kind.UNKNOWN_NODE,
+                f"job {q.job!r} is placed on node {q.node!r}, which the problem does not have",
+                q.job,
+                q.node,
+            )
+
+
+def check_replica_range(f: Facts) -> Iterator[Violation]:
+    """Replica indices run from 0 to ``replicas - 1``."""
+    replicas = _ints([j.replicas for j in f.jobs])
+    bad = f.counted.copy()
+    bad[bad] = f.replica[bad] >= replicas[f.job[bad]]
+    for p in np.flatnonzero(bad).tolist():
+        job = f.jobs[f.job[p]]
+        q = f.placements[p]
+        yield Violation(Kind.REPLICA_RANGE, f"{f.where(p)}: replica index not in 0..{job.replicas - 1}", q.job, q.node)
+
+
+# What each replica holds ----------------------------------------------------------------------
+def check_gpu_shape(f: Facts) -> Iterator[Violation]:
+    """A replica holds exactly the GPUs it asked for: ``gpus`` whole ones, one share, or none; no index twice."""
+    p = np.flatnonzero(f.counted)
+    j = f.job[p]
+    want = np.where(f.job_gpus[j] > 0, f.job_gpus[j], (f.job_share[j] > 0).astype(np.int64))
+    per_gpu = np.where(f.job_gpus[j] > 0, MILLI, f.job_share[j])
+    bad = (f.held[p] != want) | (f.milli[p] != per_gpu)
+    # the same GPU index listed twice by one placement
+    order = np.lexsort((f.gpu, f.entry))
+    twice = (f.entry[order][1:] == f.entry[order][:-1]) & (f.gpu[order][1:] == f.gpu[order][:-1])
+    repeated = np.zeros(len(f.placements), dtype=bool)
+    repeated[f.entry[order][1:][twice]] = True
+    bad |= repeated[p]
+    for k in np.flatnonzero(bad).tolist():
+        q, job = f.placements[p[k]], f.jobs[j[k]]
+        yield Violation(
+            Kind.GPU_SHAPE,
+            f"{f.where(p[k])}: holds GPUs {list(q.gpus)} at {q.gpu_milli} milli each, "
+            f"asked for {job.gpus_used} GPU(s) at {job.per_gpu_milli} milli",
+            q.job,
+            q.node,
+            "gpu",
+        )
+
+
+def check_gpu_index(f: Facts) -> Iterator[Violation]:
+    """Every GPU index is a GPU of the node."""
+    bad = f.counted[f.entry] & (f.slot < 0)
+    for e in np.flatnonzero(bad).tolist():
+        p = int(f.entry[e])
+        q = f.placements[p]
+        node = f.nodes[f.node[p]]
+        yield Violation(
+            Kind.GPU_INDEX, f"{f.where(p)}: GPU index {f.gpu[e]} not in 0..{node.gpus - 1}", q.job, q.node, "gpu"
+        )
+
+
+def check_gpu_model(f: Facts) -> Iterator[Violation]:
+    """A replica using GPUs runs on a GPU model its job allows."""
+    restricted = {j for j, job in enumerate(f.jobs) if job.gpu_models and job.gpu_demand}
+    if not restricted:
+        return
+    for p in np.flatnonzero(f.counted & np.isin(f.job, list(restricted))).tolist():
+        job, node, q = f.jobs[f.job[p]], f.nodes[f.node[p]], f.placements[p]
+        if node.gpu_model not in job.gpu_models:
             allowed = ", ".join(sorted(job.gpu_models))
-            out.append(
-                Violation(
-                    Kind.GPU_MODEL,
-                    f"{where}: GPU model {node.gpu_model!r} not in {{{allowed}}}",
-                    p.job,
-                    p.node,
-                    "gpu_model",
-                )
+            yield Violation(
+                Kind.GPU_MODEL,
+                f"{f.where(p)}: GPU model {node.gpu_model!r} not in {{{allowed}}}",
+                q.job,
+                q.node,
+                "gpu_model",
             )
+
+
+def check_node_selector(f: Facts) -> Iterator[Violation]:
+    """A replica runs on a node whose labels match its job's node selector."""
+    selective = [j for j, job in enumerate(f.jobs) if job.node_selector]
+    if not selective:
+        return
+    for p in np.flatnonzero(f.counted & np.isin(f.job, selective)).tolist():
+        job, node, q = f.jobs[f.job[p]], f.nodes[f.node[p]], f.placements[p]
         for label, value in job.node_selector.items():
             if node.labels.get(label) != value:
-                out.append(
-                    Violation(
-                        Kind.NODE_SELECTOR,
-                        f"{where}: label {label}={node.labels.get(label)!r}, selector wants {value!r}",
-                        p.job,
-                        p.node,
-                        "labels",
-                    )
+                yield Violation(
+                    Kind.NODE_SELECTOR,
+                    f"{f.where(p)}: label {label}={node.labels.get(label)!r}, selector wants {value!r}",
+                    q.job,
+                    q.node,
+                    "labels",
                 )
 
-    # Capacity per node and per GPU.
-    for name in cpu:
-        node = nodes[name]
-        if cpu[name] > node.cpu:
-            out.append(
-                Violation(
-                    Kind.CPU, f"node {name!r}: {cpu[name]} milli-CPU placed, capacity {node.cpu}", None, name, "cpu"
-                )
-            )
-        if mem[name] > node.memory:
-            out.append(
-                Violation(
-                    Kind.MEMORY, f"node {name!r}: {mem[name]} MiB placed, capacity {node.memory}", None, name, "memory"
-                )
-            )
-    for (name, g), holders in gpu_whole.items():
-        sharers = gpu_share.get((name, g), [])
-        if len(holders) > 1 or sharers:
-            who = sorted(set(holders) | {j for j, _ in sharers})
-            out.append(
-                Violation(
-                    Kind.GPU_EXCLUSIVE,
-                    f"node {name!r} GPU {g}: whole GPU held with others {who}",
-                    holders[0],
-                    name,
-                    "gpu",
-                )
-            )
-    for (name, g), sharers in gpu_share.items():
-        total = sum(m for _, m in sharers)
-        if total > MILLI:
-            out.append(
-                Violation(
-                    Kind.GPU_SHARE, f"node {name!r} GPU {g}: shares sum to {total} milli", sharers[0][0], name, "gpu"
-                )
-            )
-    for (name, g), used in gpu_mem.items():
-        cap = nodes[name].gpu_memory
-        if used > cap:
-            out.append(
-                Violation(
-                    Kind.GPU_MEMORY,
-                    f"node {name!r} GPU {g}: {used} MiB GPU memory placed, capacity {cap}",
-                    None,
-                    name,
-                    "gpu_memory",
-                )
-            )
 
-    # Per job: duplicates, gangs, spread rules, and every job accounted for.
-    unplaced = Counter(u.job for u in allocation.unplaced)
-    for name, count in unplaced.items():
-        if name not in jobs:
-            out.append(
-                Violation(Kind.UNKNOWN_JOB, f"unplaced list names job {name!r}, which the problem does not have", name)
-            )
-        if count > 1:
-            out.append(Violation(Kind.DUPLICATE_UNPLACED, f"job {name!r} is listed {count} times as unplaced", name))
-    for name, seen in replicas_seen.items():
-        job = jobs[name]
-        for replica, count in seen.items():
-            if count > 1:
-                out.append(
-                    Violation(Kind.DUPLICATE_REPLICA, f"job {name!r} replica {replica} is placed {count} times", name)
-                )
-        placed, need = len(seen), job.min_replicas or job.replicas
-        if placed < need:
-            out.append(Violation(Kind.GANG, f"job {name!r}: {placed} of {need} required replicas placed", name))
-        hosts = set(nodes_of[name])
-        if job.placement is PlacementRule.SINGLE_NODE and len(hosts) > 1:
-            out.append(Violation(Kind.SINGLE_NODE, f"job {name!r} spans nodes {sorted(hosts)}", name))
-        if job.placement is PlacementRule.SPREAD and len(hosts) < len(nodes_of[name]):
-            out.append(
-                Violation(Kind.SPREAD, f"job {name!r} has {len(nodes_of[name])} replicas on {len(hosts)} nodes", name)
-            )
-        if name in unplaced:
-            out.append(Violation(Kind.PLACED_AND_UNPLACED, f"job {name!r} is both placed and listed as unplaced", name))
-    for name in jobs:
-        if name not in replicas_seen and name not in unplaced and name not in mentioned:
-            out.append(Violation(Kind.MISSING_JOB, f"job {name!r} is neither placed nor listed as unplaced", name))
-
-    # Running jobs that may not be preempted stay exactly where they run.
-    if problem.current is not None:
-        before = problem.current.by_job()
-        now = allocation.by_job()
-        for name, places in before.items():
-            job = jobs.get(name)
-            if job is None or job.preemptible:
-                continue
-            if _where(now.get(name, [])) != _where(places):
-                out.append(
-                    Violation(
-                        Kind.NOT_PREEMPTIBLE,
-                        f"job {name!r} runs on {sorted(p.node for p in places)} and may not be moved, rebound to other GPUs or stopped",
-                        name,
-                    )
-                )
+# Capacities -----------------------------------------------------------------------------------
+def _node_sums(f: Facts, demand: np.ndarray) -> np.ndarray:
+    p = f.counted
+    sums = np.bincount(f.node[p], weights=demand[f.job[p]].astype(np.float64), minlength=len(f.nodes))
+    out: np.ndarray = np.rint(sums).astype(np.int64)
     return out
 
 
-def _where(places: list[Placement]) -> Counter[tuple[str, tuple[int, ...]]]:
-    """Where the replicas of a job run: node and GPU indices, as a multiset."""
-    return Counter((p.node, tuple(sorted(p.gpus))) for p in places)
+def check_cpu(f: Facts) -> Iterator[Violation]:
+    """The CPU placed on a node is at most its capacity."""
+    used = _node_sums(f, f.job_cpu)
+    for n in np.flatnonzero(used > f.node_cpu).tolist():
+        name = f.nodes[n].name
+        yield Violation(
+            Kind.CPU, f"node {name!r}: {used[n]} milli-CPU placed, capacity {f.node_cpu[n]}", None, name, "cpu"
+        )
+
+
+def check_memory(f: Facts) -> Iterator[Violation]:
+    """The memory placed on a node is at most its capacity."""
+    used = _node_sums(f, f.job_memory)
+    for n in np.flatnonzero(used > f.node_memory).tolist():
+        name = f.nodes[n].name
+        yield Violation(
+            Kind.MEMORY, f"node {name!r}: {used[n]} MiB placed, capacity {f.node_memory[n]}", None, name, "memory"
+        )
+
+
+def check_gpu_exclusive(f: Facts) -> Iterator[Violation]:
+    """A GPU held whole is held by one replica, and by no share."""
+    job = f.job[f.entry]
+    whole = (job >= 0) & (f.job_gpus[np.maximum(job, 0)] > 0)
+    share = (job >= 0) & ~whole & (f.job_share[np.maximum(job, 0)] > 0)
+    keys, holders, first = f.per_slot(whole, np.ones(len(job), dtype=np.int64))
+    if not len(keys):
+        return
+    sharers = np.isin(keys, f.slot[share & (f.slot >= 0)])
+    for k in np.flatnonzero((holders > 1) | sharers).tolist():
+        key = int(keys[k])
+        at = np.flatnonzero(f.slot == key)
+        names = {f.placements[int(f.entry[e])].job for e in at.tolist() if whole[e] or share[e]}
+        name, g = f.node_gpu(key)
+        yield Violation(
+            Kind.GPU_EXCLUSIVE,
+            f"node {name!r} GPU {g}: whole GPU held with others {sorted(names)}",
+            f.placements[int(f.entry[first[k]])].job,
+            name,
+            "gpu",
+        )
+
+
+def check_gpu_share(f: Facts) -> Iterator[Violation]:
+    """The shares on one GPU sum to at most 1000 milli."""
+    job = np.maximum(f.job[f.entry], 0)
+    share = (f.job[f.entry] >= 0) & (f.job_gpus[job] == 0) & (f.job_share[job] > 0)
+    keys, total, first = f.per_slot(share, f.job_share[job])
+    for k in np.flatnonzero(total > MILLI).tolist():
+        name, g = f.node_gpu(int(keys[k]))
+        yield Violation(
+            Kind.GPU_SHARE,
+            f"node {name!r} GPU {g}: shares sum to {total[k]} milli",
+            f.placements[int(f.entry[first[k]])].job,
+            name,
+            "gpu",
+        )
+
+
+def check_gpu_memory(f: Facts) -> Iterator[Violation]:
+    """The GPU memory placed on one GPU is at most the node's GPU memory."""
+    job = np.maximum(f.job[f.entry], 0)
+    need = np.where(f.job[f.entry] >= 0, f.job_gpu_memory[job], 0)
+    keys, used, _ = f.per_slot(need > 0, need)
+    if not len(keys):
+        return
+    cap = f.node_gpu_memory[keys // f.gpu_width]
+    for k in np.flatnonzero(used > cap).tolist():
+        name, g = f.node_gpu(int(keys[k]))
+        yield Violation(
+            Kind.GPU_MEMORY,
+            f"node {name!r} GPU {g}: {used[k]} MiB GPU memory placed, capacity {cap[k]}",
+            None,
+            name,
+            "gpu_memory",
+        )
+
+
+# Jobs ------------------------------------------------------------------------------------------
+def check_unplaced(f: Facts) -> Iterator[Violation]:
+    """The unplaced list names jobs of the problem, each once."""
+    known = {j.name for j in f.jobs}
+    for name, count in Counter(u.job for u in f.allocation.unplaced).items():
+        if name not in known:
+            yield Violation(
+                Kind.UNKNOWN_JOB, f"unplaced list names job {name!r}, which the problem does not have", name
+            )
+        if count > 1:
+            yield Violation(Kind.DUPLICATE_UNPLACED, f"job {name!r} is listed {count} times as unplaced", name)
+
+
+def check_replicas(f: Facts) -> Iterator[Violation]:
+    """Each replica is placed at most once; gangs complete (elastic jobs: at least ``min_replicas``)."""
+    per = f.per_job
+    for j, replica, times in per.repeated:
+        name = f.jobs[j].name
+        yield Violation(Kind.DUPLICATE_REPLICA, f"job {name!r} replica {replica} is placed {times} times", name)
+    need = _ints([j.min_replicas or j.replicas for j in f.jobs])
+    for j in np.flatnonzero((per.placements > 0) & (per.replicas < need)).tolist():
+        name = f.jobs[j].name
+        yield Violation(Kind.GANG, f"job {name!r}: {per.replicas[j]} of {need[j]} required replicas placed", name)
+
+
+def check_placement_rules(f: Facts) -> Iterator[Violation]:
+    """A single-node job runs on one node; a spread job has at most one replica per node."""
+    if all(j.placement is PlacementRule.ANY for j in f.jobs):
+        return
+    per = f.per_job
+    for j in np.flatnonzero(per.placements > 0).tolist():
+        job = f.jobs[j]
+        if job.placement is PlacementRule.SINGLE_NODE and per.nodes[j] > 1:
+            hosts = sorted({f.placements[p].node for p in np.flatnonzero(f.counted & (f.job == j)).tolist()})
+            yield Violation(Kind.SINGLE_NODE, f"job {job.name!r} spans nodes {hosts}", job.name)
+        if job.placement is PlacementRule.SPREAD and per.nodes[j] < per.placements[j]:
+            yield Violation(
+                Kind.SPREAD,
+                f"job {job.name!r} has {per.placements[j]} replicas on {per.nodes[j]} nodes",
+                job.name,
+            )
+
+
+def check_accounted(f: Facts) -> Iterator[Violation]:
+    """Every job is either placed or listed as unplaced, not both."""
+    unplaced = {u.job for u in f.allocation.unplaced}
+    placed = np.zeros(len(f.jobs), dtype=bool)
+    placed[f.job[f.counted]] = True
+    mentioned = np.zeros(len(f.jobs), dtype=bool)  # placed only on unknown nodes: reported as such
+    mentioned[f.job[(f.job >= 0) & (f.node < 0)]] = True
+    for j, job in enumerate(f.jobs):
+        if placed[j] and job.name in unplaced:
+            yield Violation(
+                Kind.PLACED_AND_UNPLACED, f"job {job.name!r} is both placed and listed as unplaced", job.name
+            )
+        elif not placed[j] and not mentioned[j] and job.name not in unplaced:
+            yield Violation(Kind.MISSING_JOB, f"job {job.name!r} is neither placed nor listed as unplaced", job.name)
+
+
+def check_not_preemptible(f: Facts) -> Iterator[Violation]:
+    """Running jobs that may not be preempted stay exactly where they run (node and GPU indices)."""
+    current = f.problem.current
+    if current is None:
+        return
+    jobs = {j.name: j for j in f.jobs}
+    pinned = {p.job for p in current.placements if p.job in jobs and not jobs[p.job].preemptible}
+    if not pinned:
+        return
+    before: dict[str, Counter[tuple[str, tuple[int, ...]]]] = {}
+    for p in current.placements:
+        if p.job in pinned:
+            before.setdefault(p.job, Counter())[(p.node, tuple(sorted(p.gpus)))] += 1
+    now: dict[str, Counter[tuple[str, tuple[int, ...]]]] = {name: Counter() for name in before}
+    for p in f.placements:
+        if p.job in now:
+            now[p.job][(p.node, tuple(sorted(p.gpus)))] += 1
+    for name, places in before.items():
+        if now[name] != places:
+            nodes = sorted(node for node, _ in places.elements())
+            yield Violation(
+                Kind.NOT_PREEMPTIBLE,
+                f"job {name!r} runs on {nodes} and may not be moved, rebound to other GPUs or stopped",
+                name,
+            )
+
+
+#: The rules an allocation must keep, in the order verify reports their violations.
+CHECKS: tuple[Check, ...] = (
+    check_names,
+    check_replica_range,
+    check_gpu_shape,
+    check_gpu_index,
+    check_gpu_model,
+    check_node_selector,
+    check_cpu,
+    check_memory,
+    check_gpu_exclusive,
+    check_gpu_share,
+    check_gpu_memory,
+    check_unplaced,
+    check_replicas,
+    check_placement_rules,
+    check_accounted,
+    check_not_preemptible,
+)
+
+
+def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
+    """Every violation of ``allocation`` against ``problem``; an empty list means valid.
+
+    Runs every check of :data:`CHECKS` (one per rule) on the allocation's :class:`Facts`.
+    """
+    facts = Facts(problem, allocation)
+    return [v for check in CHECKS for v in check(facts)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from optalloc.core import (
     Allocation,
@@ -13,6 +13,7 @@ from optalloc.core import (
     Job,
     Placement,
     Problem,
+    ProblemError,
     Reason,
     Status,
     Unplaced,
@@ -27,6 +28,12 @@ from optalloc.heuristics.registry import get_rule
 log = logging.getLogger(__name__)
 
 
+#: Jobs decided between two looks at the clock when a time limit is set.
+CLOCK_EVERY = 16
+#: Seconds kept back from a deadline per placement made, for building and scoring the answer.
+FINISH_PER_PLACEMENT = 3e-6
+
+
 def allocate(
     problem: Problem,
     *,
@@ -37,6 +44,9 @@ def allocate(
     workload: Workload | None = None,
     reference: Sequence[Job] | None = None,
     future: FutureValue | None = None,
+    time_limit: float | None = None,
+    deadline: float | None = None,
+    tie_break: str = "name",
 ) -> Allocation:
     """Allocate ``problem`` greedily: jobs in ``order``, each placed by ``rule`` or skipped.
 
@@ -47,25 +57,44 @@ def allocate(
     the next job is then tried. ``seed`` drives the random rule; ``round`` rotates round-robin.
     ``workload`` / ``reference``: see :class:`Placer` (the job mix the fgd rules expect).
     ``future``: admission control (:class:`Placer`); a share it holds back is left out with reason
-    ``held back``.
+    ``held back``. ``tie_break``: which of equally scored nodes wins, ``name`` (default: a seeded order
+    of the node names, so that listing the nodes in another order gives the same answer) or ``index``
+    (the first in the node list); see :func:`optalloc.heuristics.placer.node_keys`.
+
+    ``time_limit`` (seconds of wall time from the call, None = no limit) or ``deadline`` (an absolute
+    ``time.perf_counter()`` value; the earlier of the two counts): when the heuristic cannot finish
+    in time it stops deciding, keeps what it placed, and lists every job it did not decide with
+    reason ``time limit``; ``stats["undecided"]`` counts them. The answer is still valid and its
+    status ``feasible``. The clock is read every :data:`CLOCK_EVERY` jobs, and the time to build and
+    score the answer is kept back from the deadline, so the call returns within the budget unless
+    setting up (the ordering, the rule's workload model) alone exceeds it.
     """
     start = time.perf_counter()
     get_rule(rule)  # unknown names fail before any work
+    stop = _deadline(start, time_limit, deadline)
     queue = queue_order(problem, order, round=round)
-    placer = Placer(problem, rule, seed=seed, workload=workload, reference=reference, future=future)
+    placer = Placer(
+        problem, rule, seed=seed, workload=workload, reference=reference, future=future, tie_break=tie_break
+    )
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
     unplaced: list[Unplaced] = []
-    hostable: dict[tuple[Any, ...], bool] = {}
     placed_jobs = placed_replicas = 0
-    for j in queue.tolist():
-        spec = problem.jobs[j]
-        if spec.name in running:
+    jobs = problem.jobs
+    undecided = 0
+    todo = queue.tolist()
+    for k, j in enumerate(todo):
+        if (
+            stop is not None
+            and k % CLOCK_EVERY == 0
+            and time.perf_counter() + FINISH_PER_PLACEMENT * len(placements) >= stop
+        ):
+            undecided = _time_out(problem, todo[k:], running, unplaced)
+            break
+        spec = jobs[j]
+        if running and spec.name in running:
             continue
-        key = spec.demand_key
-        if key not in hostable:
-            hostable[key] = problem.hostable(j)
-        if not hostable[key]:
+        if not placer.hostable(j):
             unplaced.append(Unplaced(spec.name, Reason.FITS_NO_NODE.value))
             continue
         got = placer.place(j)
@@ -78,20 +107,50 @@ def allocate(
         placements.extend(got)
         placed_jobs += 1
         placed_replicas += len(got)
+    reasons = Counter(u.reason for u in unplaced)
     stats = {
         "order": order,
         "rule": rule,
         "seed": seed,
         "round": round,
+        "tie_break": tie_break,
         "jobs": len(problem.jobs),
         "running": len(running),
         "placed_jobs": placed_jobs,
         "placed_replicas": placed_replicas,
         "unplaced_jobs": len(unplaced),
-        "fits_no_node": sum(1 for u in unplaced if u.reason == Reason.FITS_NO_NODE.value),
-        "held_back": sum(1 for u in unplaced if u.reason == Reason.HELD_BACK.value),
+        "fits_no_node": reasons[Reason.FITS_NO_NODE.value],
+        "held_back": reasons[Reason.HELD_BACK.value],
+        "undecided": undecided,
     }
     answer = Allocation(tuple(placements), tuple(unplaced), method=rule, status=Status.FEASIBLE, stats=stats)
     answer = answer.replace(objective=float(evaluate(problem, answer).total), wall_time=time.perf_counter() - start)
+    if undecided:
+        log.info("%s/%s: time limit after %d of %d jobs", rule, order, len(problem.jobs) - undecided, len(problem.jobs))
     log.debug("%s/%s: placed %d of %d jobs in %.3fs", rule, order, placed_jobs, len(problem.jobs), answer.wall_time)
     return answer
+
+
+def _deadline(start: float, time_limit: float | None, deadline: float | None) -> float | None:
+    """The earlier of ``start + time_limit`` and ``deadline`` (None: no limit); bad values are misuse."""
+    out = None
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or not time_limit > 0:
+            raise ProblemError("time_limit", time_limit, "is not a positive number of seconds")
+        out = start + float(time_limit)
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline != deadline:
+            raise ProblemError("deadline", deadline, "is not a time.perf_counter() value")
+        out = float(deadline) if out is None else min(out, float(deadline))
+    return out
+
+
+def _time_out(problem: Problem, rest: list[int], running: frozenset[str], unplaced: list[Unplaced]) -> int:
+    """List the jobs of ``rest`` (not running) as left out for the time limit; return how many."""
+    before = len(unplaced)
+    reason = Reason.TIME_LIMIT.value
+    for j in rest:
+        name = problem.jobs[j].name
+        if name not in running:
+            unplaced.append(Unplaced(name, reason, "the heuristic stopped at its time limit before deciding it"))
+    return len(unplaced) - before

@@ -20,6 +20,7 @@ to the tightest GPU that fits (best-fit, dot-product, gpu-packing, gpu-clusterin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from optalloc.core import MILLI
-from optalloc.core.fragmentation import FragmentationModel
+from optalloc.core.fragmentation import FragmentationModel, GpuProfile
 
 NONE = -1  # no GPU index (whole-GPU or CPU-only replica)
+DECIMALS = 6  # fragmentation values are compared at this many decimals of a milli-GPU
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Candidates:
     model: np.ndarray  # (b,) GPU model index, -1 for none
     gpus: np.ndarray  # (b,) GPUs of the node
     tags: np.ndarray  # (b, T) replicas of each GPU kind on the node (see JobView.tag)
+    profile: GpuProfile | None = None  # fragmentation profile of each candidate (computed when absent)
+    fragmentation: np.ndarray | None = None  # (b,) its expected fragmentation (computed when absent)
 
     @property
     def free_gpu(self) -> np.ndarray:
@@ -96,6 +100,26 @@ class Context:
 ScoreFn = Callable[[Candidates, JobView, Context], tuple[np.ndarray, np.ndarray]]
 
 
+class NodeScalar:
+    """One candidate node in plain Python values, for the rules' scalar twins.
+
+    ``gpu``: free milli per GPU slot (-1 for absent slots), ``ok``: slots the replica's GPU can take
+    (filled for shares only), ``free``: free milli-GPU of the node, ``gpus``: its GPU count, ``tags``:
+    replicas per GPU kind (filled for rules that use them).
+    """
+
+    __slots__ = ("cpu", "free", "gpu", "gpus", "ok", "tags")
+
+    def __init__(self) -> None:
+        self.cpu = self.free = self.gpus = 0
+        self.gpu: list[int] = []
+        self.ok: list[bool] = []
+        self.tags: list[int] = []
+
+
+ScalarFn = Callable[[NodeScalar, JobView, Context], tuple[float, int]]
+
+
 @dataclass(frozen=True)
 class Rule:
     """A placement rule: ``score(candidates, job, context) -> (score (b,), share GPU (b,))``."""
@@ -106,13 +130,22 @@ class Rule:
     randomized: bool = False  # picks uniformly among feasible nodes instead of the best score
     needs_workload: bool = False  # uses the FGD target workload
     needs_profile: bool = False  # uses the demand profile of the reference jobs (fgd-plus)
+    uses_tags: bool = False  # reads ``Candidates.tags`` (the GPU kinds a node hosts)
+    uses_slots: bool = False  # reads the GPU slots of nodes also for whole-GPU replicas
+    integer_scores: bool = True  # scores are whole numbers (upstream's truncated 0-100 scale)
+    # The same score of one node in plain Python (optional). The placer uses it for the few nodes
+    # changed since a job class was last seen, where numpy's per-call cost exceeds the arithmetic.
+    # It must give exactly the vectorised score (tests check both on random states).
+    scalar: ScalarFn | None = None
 
 
 # GPU choice for a share --------------------------------------------------------------------
+_BIG = np.iinfo(np.int64).max
+
+
 def tightest_gpu(c: Candidates) -> np.ndarray:
     """The fitting GPU with the least free milli (lowest index on ties): upstream ``best``."""
-    big = np.iinfo(np.int64).max
-    choice: np.ndarray = np.where(c.ok, c.gpu, big).argmin(axis=1)
+    choice: np.ndarray = np.where(c.ok, c.gpu, _BIG).argmin(axis=1)
     return choice
 
 
@@ -217,32 +250,133 @@ def random_choice(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray
     return np.zeros(len(c.nodes)), _share(c, job, lambda cand: random_gpu(cand, ctx.rng))
 
 
-def after_states(c: Candidates, job: JobView) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Node states after placing one replica: ``(row, slot, gpu, cpu)`` per option.
+# Scalar twins: the same scores of one node, in plain Python --------------------------------------
+def _tightest(n: NodeScalar) -> int:
+    best = -1
+    for g, ok in enumerate(n.ok):
+        if ok and (best < 0 or n.gpu[g] < n.gpu[best]):
+            best = g
+    return best if best >= 0 else 0
 
-    A share has one option per fitting GPU (``slot`` = that GPU), whole GPUs and CPU-only replicas
-    one option per node (the lowest-index free GPUs; ``slot`` = -1).
-    """
+
+def _emptiest(n: NodeScalar) -> int:
+    best, value = 0, -2
+    for g, ok in enumerate(n.ok):
+        if ok and n.gpu[g] > value:
+            best, value = g, n.gpu[g]
+    return best
+
+
+def _first(n: NodeScalar) -> int:
+    for g, ok in enumerate(n.ok):
+        if ok:
+            return g
+    return 0
+
+
+def first_fit_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    return 0.0, _first(n) if job.share else NONE
+
+
+def best_fit_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    left = (n.cpu - job.cpu) / ctx.max_cpu * 0.5
+    left = left + (n.free - job.total_gpu) / ctx.max_gpu * 0.5
+    return float(math.trunc((1.0 - left) * 100.0)), _tightest(n) if job.share else NONE
+
+
+def worst_fit_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    left = (n.cpu - job.cpu) * 1.0 + (n.free - job.total_gpu) * 100.0
+    return float(math.trunc(left)), _emptiest(n) if job.share else NONE
+
+
+def dot_product_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    dot = (n.cpu / ctx.max_cpu) * (job.cpu / ctx.max_cpu) + (n.free / ctx.max_gpu) * (job.total_gpu / ctx.max_gpu)
+    return float(math.trunc(100.0 * (1.0 - dot / 2.0))), _tightest(n) if job.share else NONE
+
+
+def gpu_packing_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    share_gpu = _tightest(n) if job.share else NONE
+    if not job.per_gpu:
+        return 0.0, share_gpu
+    fully_free = sum(1 for v in n.gpu if v == MILLI)
+    if fully_free == n.gpus:
+        return float(max(33 - fully_free, fully_free)), share_gpu
     if job.share:
-        row, slot = np.nonzero(c.ok)
-        gpu = c.gpu[row].copy()
-        gpu[np.arange(len(row)), slot] -= job.share
-        return row, slot, gpu, c.cpu[row] - job.cpu
-    row = np.arange(len(c.nodes))
-    gpu = c.gpu
-    if job.gpus:
-        take = c.ok & (np.cumsum(c.ok, axis=1) <= job.gpus)
-        gpu = gpu - take * MILLI
-    return row, np.full(len(row), NONE, dtype=np.int64), gpu, c.cpu - job.cpu
+        left = n.gpu[share_gpu]
+        return float(max(50 - 1, 33) if left == MILLI else max(100 - (left * 100 // MILLI) // 10, 50)), share_gpu
+    return float(max(50 - job.gpus, 33)), share_gpu
+
+
+def gpu_clustering_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    share_gpu = _tightest(n) if job.share else NONE
+    if job.tag < 0:
+        return 0.0, share_gpu
+    kinds = sum(1 for t in n.tags if t > 0)
+    if n.tags[job.tag] > 0:
+        bonus = 75 if kinds == 1 else 50
+    else:
+        bonus = 25 if kinds == 0 else 0
+    return float(25 * (ctx.max_gpu - n.free) // ctx.max_gpu + bonus), share_gpu
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where one replica could go on each candidate, and how much each option lowers fragmentation.
+
+    A share has one option per distinct free amount among the GPUs it fits (GPUs equally free give
+    the same node state; ``slot`` is the lowest such GPU); whole GPUs and CPU-only replicas have one
+    option per candidate (the lowest-index free GPUs; ``slot`` = -1). ``free`` is the milli free on the
+    option's GPU before (0 without a share), ``drop`` the fall of the node's expected fragmentation
+    ``F(before) - F(after)`` (milli-GPU), ``total`` the node's free milli-GPU after and ``cpu`` its
+    free milli-cores after.
+    """
+
+    row: np.ndarray
+    slot: np.ndarray
+    free: np.ndarray
+    drop: np.ndarray
+    total: np.ndarray
+    cpu: np.ndarray
+
+
+def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
+    """Every option of one replica on the candidates (:class:`Options`), with its fragmentation drop.
+
+    The state after an option differs from the node's state by one GPU (a share) or by whole free
+    GPUs, so its fragmentation profile is the node's, changed in O(thresholds)
+    (:class:`~optalloc.core.fragmentation.GpuProfile`): the same numbers as rebuilding the node's
+    slots, without doing it.
+    """
+    model = ctx.fragmentation
+    assert model is not None
+    before = c.profile if c.profile is not None else model.profile(c.gpu)
+    f_before = c.fragmentation if c.fragmentation is not None else model.of_profile(before, c.cpu, c.model)
+    if job.share:
+        row, slot = np.nonzero(c.ok)  # row-major: lowest slot first within a row
+        free = c.gpu[row, slot]
+        if len(row) > 64:  # many options: one per distinct (candidate, free milli) is enough
+            _, first = np.unique(row * (MILLI + 1) + free, return_index=True)
+            row, slot, free = row[first], slot[first], free[first]
+        after = before.after_share(row, free, job.share, model.thresholds)
+    else:
+        row = np.arange(len(c.nodes))
+        slot = np.full(len(row), NONE, dtype=np.int64)
+        free = np.zeros(len(row), dtype=np.int64)
+        after = before.after_whole(row, job.gpus) if job.gpus else before
+    cpu = c.cpu[row] - job.cpu
+    # Rounded to 1e-6 milli: a drop that is 0 in exact arithmetic must score exactly 50, whatever order
+    # the sums were taken in (real drops are multiples of popularity x milli, far above that).
+    drop = np.round(f_before[row] - model.of_profile(after, cpu, c.model[row]), DECIMALS)
+    return Options(row, slot, free, drop, after.total, cpu)
 
 
 def best_option(n: int, row: np.ndarray, slot: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per node, the best ``value`` over its options and the option's slot (first on ties)."""
+    """Per candidate, the best ``value`` over its options and the option's slot (lowest slot on ties)."""
     if len(row) == n and (slot == NONE).all():
         return value, slot
     best = np.full(n, -np.inf)
     choice = np.full(n, NONE, dtype=np.int64)
-    order = np.lexsort((np.arange(len(row)), -value, row))  # per row: best value, then first slot
+    order = np.lexsort((slot, -value, row))  # per row: best value, then lowest slot
     first = np.ones(len(order), dtype=bool)
     first[1:] = row[order][1:] != row[order][:-1]
     pick = order[first]
@@ -251,37 +385,56 @@ def best_option(n: int, row: np.ndarray, slot: np.ndarray, value: np.ndarray) ->
     return best, choice
 
 
-def fragmentation_options(
-    c: Candidates, job: JobView, ctx: Context
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`after_states` plus, per option, how much it lowers the node's fragmentation (milli)."""
-    assert ctx.fragmentation is not None
-    row, slot, gpu, cpu = after_states(c, job)
-    b = len(c.nodes)
-    frag = ctx.fragmentation(
-        np.concatenate([c.gpu, gpu]), np.concatenate([c.cpu, cpu]), np.concatenate([c.model, c.model[row]])
-    )
-    return row, slot, gpu, cpu, frag[:b][row] - frag[b:]
-
-
 def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """Fragmentation gradient descent: the option whose expected fragmentation grows least.
 
     Upstream's score is ``int(100 * sigmoid((F_before - F_after) / 1000))`` per node (a share
     tries every fitting GPU and keeps the best, the first on ties).
     """
-    row, slot, _, _, delta = fragmentation_options(c, job, ctx)
-    score = _trunc((1.0 / (1.0 + np.exp(-delta / 1000.0))) * 100.0)
-    return best_option(len(c.nodes), row, slot, score)
+    opt = fragmentation_options(c, job, ctx)
+    score = _trunc((1.0 / (1.0 + np.exp(-opt.drop / 1000.0))) * 100.0)
+    return best_option(len(c.nodes), opt.row, opt.slot, score)
 
 
 RULE_LIST: tuple[Rule, ...] = (
-    Rule("first-fit", "first feasible node in node order (first fitting GPU for a share)", first_fit),
-    Rule("best-fit", "node with the least CPU and GPU left after placing (FGD paper's BestFit)", best_fit),
-    Rule("worst-fit", "node with the most left after placing: spread (Kubernetes LeastAllocated)", worst_fit),
-    Rule("dot-product", "Tetris alignment of free resources with the demand (FGD paper's DotProd)", dot_product),
-    Rule("gpu-packing", "partially used GPUs first, then used nodes, then idle nodes (FGD paper)", gpu_packing),
-    Rule("gpu-clustering", "keep jobs of the same GPU kind on the same nodes (FGD paper)", gpu_clustering),
+    Rule(
+        "first-fit",
+        "first feasible node in node order (first fitting GPU for a share)",
+        first_fit,
+        scalar=first_fit_one,
+    ),
+    Rule(
+        "best-fit",
+        "node with the least CPU and GPU left after placing (FGD paper's BestFit)",
+        best_fit,
+        scalar=best_fit_one,
+    ),
+    Rule(
+        "worst-fit",
+        "node with the most left after placing: spread (Kubernetes LeastAllocated)",
+        worst_fit,
+        scalar=worst_fit_one,
+    ),
+    Rule(
+        "dot-product",
+        "Tetris alignment of free resources with the demand (FGD paper's DotProd)",
+        dot_product,
+        scalar=dot_product_one,
+    ),
+    Rule(
+        "gpu-packing",
+        "partially used GPUs first, then used nodes, then idle nodes (FGD paper)",
+        gpu_packing,
+        uses_slots=True,
+        scalar=gpu_packing_one,
+    ),
+    Rule(
+        "gpu-clustering",
+        "keep jobs of the same GPU kind on the same nodes (FGD paper)",
+        gpu_clustering,
+        uses_tags=True,
+        scalar=gpu_clustering_one,
+    ),
     Rule("random", "a uniformly random feasible node (seeded)", random_choice, randomized=True),
     Rule("fgd", "fragmentation gradient descent: least growth of expected GPU fragmentation", fgd, needs_workload=True),
 )

@@ -1,0 +1,249 @@
+"""The heuristics at cluster scale: time and peak memory of every rule, and the online Placer's latency.
+
+Run: ``python benchmarks/heuristics_scale.py [--problems 10k,openb] [--methods ...] [--repeat 3]
+[--placer fgd,fgd-plus,best-fit] [--out benchmarks/results/heuristics_scale.md]``
+
+Problems: ``10k`` = ``optalloc.io.synthetic.openb_like(nodes=10000, jobs=70000, seed=1)``, ``20k`` =
+``openb_like(nodes=20000, jobs=150000, seed=1)``, ``openb`` = the whole openb default list on its 1213
+GPU nodes (``optalloc.io.openb.read_openb(..., gpu_nodes_only=True)``).
+
+For each problem and method, ``--repeat`` runs, each in a fresh process (so that peak memory is the
+method's own): the wall time of ``optalloc.solve(problem, method)`` (the heuristic, building the
+allocation and ``verify``, as a caller sees it), its CPU time, ``verify`` alone, ``summary`` alone, and
+the process's peak resident memory (``ru_maxrss``) after building the problem and after solving.
+Medians are reported.
+
+The online Placer: the problem's jobs placed one at a time in order, with departures: after each
+placement, while more than ``--full`` of the GPUs are allocated, a random running job leaves
+(seeded). Every ``place`` and ``release`` call is timed; the table gives p50 / p99 / max of the
+decision time (``place``) and of ``release``.
+
+Writes the markdown table to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = (
+    "first-fit",
+    "best-fit",
+    "worst-fit",
+    "dot-product",
+    "gpu-packing",
+    "gpu-clustering",
+    "random",
+    "fgd",
+    "fgd-plus",
+)
+PROBLEMS = {
+    "10k": "openb_like(nodes=10000, jobs=70000, seed=1)",
+    "20k": "openb_like(nodes=20000, jobs=150000, seed=1)",
+    "openb": "openb default list, 1213 GPU nodes",
+}
+
+
+def build(name: str, traces: str):
+    """The problem called ``name`` (see module doc)."""
+    from optalloc.io import openb, synthetic
+
+    if name == "10k":
+        return synthetic.openb_like(nodes=10000, jobs=70000, seed=1)
+    if name == "20k":
+        return synthetic.openb_like(nodes=20000, jobs=150000, seed=1)
+    if name == "openb":
+        data = Path(traces) / "alibaba-gpu-v2023"
+        return openb.read_openb(
+            data / "openb_node_list_all_node.csv", data / "openb_pod_list_default.csv", gpu_nodes_only=True
+        )
+    raise SystemExit(f"unknown problem {name!r} (known: {', '.join(PROBLEMS)})")
+
+
+def one_run(problem_name: str, method: str, traces: str) -> dict:
+    """Child process: build the problem, solve it once, report times and memory as JSON."""
+    import resource
+
+    import optalloc
+
+    problem = build(problem_name, traces)
+    problem.capacity, problem.demand  # noqa: B018 - the problem's own views, built before the clock
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start, cpu = time.perf_counter(), time.process_time()
+    answer = optalloc.solve(problem, method)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    start = time.perf_counter()
+    violations = optalloc.verify(problem, answer)
+    verify_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    summary = answer.summary(problem)
+    summary_seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "verify": verify_seconds,
+        "summary": summary_seconds,
+        "rss_before_mib": before / 1024,
+        "rss_peak_mib": peak / 1024,
+        "violations": len(violations),
+        "gpu_allocation": summary.gpu_allocation_ratio * 100,
+        "placed": summary.jobs_placed,
+    }
+
+
+def placer_run(problem_name: str, rule: str, traces: str, full: float, seed: int) -> dict:
+    """Child process: the online Placer over the problem's jobs, with departures (module doc)."""
+    import numpy as np
+
+    from optalloc.heuristics import Placer
+
+    problem = build(problem_name, traces)
+    capacity = float(problem.capacity[:, 2].sum())
+    placer = Placer(problem, rule, seed=seed)
+    rng = np.random.default_rng(seed)
+    live: list = []
+    used = 0.0
+    place_times, release_times = [], []
+    for j in range(len(problem.jobs)):
+        start = time.perf_counter()
+        got = placer.place(j)
+        place_times.append(time.perf_counter() - start)
+        if got:
+            live.append(got)
+            used += sum(p.gpu_milli * len(p.gpus) for p in got)
+        while live and used > full * capacity:
+            gone = live.pop(int(rng.integers(len(live))))
+            start = time.perf_counter()
+            placer.release(gone)
+            release_times.append(time.perf_counter() - start)
+            used -= sum(p.gpu_milli * len(p.gpus) for p in gone)
+    place = np.array(place_times) * 1e3
+    release = np.array(release_times) * 1e3 if release_times else np.zeros(1)
+    return {
+        "decisions": len(place),
+        "releases": len(release_times),
+        "place_p50": float(np.percentile(place, 50)),
+        "place_p99": float(np.percentile(place, 99)),
+        "place_max": float(place.max()),
+        "place_total": float(place.sum() / 1e3),
+        "release_p50": float(np.percentile(release, 50)),
+        "release_p99": float(np.percentile(release, 99)),
+    }
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=REPO, env=os.environ
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_traces = os.environ.get("OPTALLOC_TRACES", str(REPO.parent / "shared" / "data" / "traces"))
+    parser.add_argument("--traces", default=default_traces, help="folder of the public traces")
+    parser.add_argument("--problems", default="10k,openb", help=f"comma-separated: {', '.join(PROBLEMS)}")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--placer", default="best-fit,fgd,fgd-plus", help="rules for the online Placer ('' to skip)")
+    parser.add_argument("--placer-problem", default="10k")
+    parser.add_argument("--full", type=float, default=0.9, help="GPU allocation above which jobs depart")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "heuristics_scale.md"))
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, problem, method = args.child
+        if kind == "solve":
+            print(json.dumps(one_run(problem, method, args.traces)))
+        else:
+            print(json.dumps(placer_run(problem, method, args.traces, args.full, seed=0)))
+        return 0
+
+    problems = [p for p in args.problems.split(",") if p]
+    methods = [m for m in args.methods.split(",") if m]
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for problem in problems:
+        for method in methods:
+            runs = [_child(["--traces", args.traces, "--child", "solve", problem, method]) for _ in range(args.repeat)]
+            rows[problem, method] = runs
+            med = statistics.median(r["seconds"] for r in runs)
+            logline = f"{problem:6s} {method:15s} {med:7.2f} s  peak {max(r['rss_peak_mib'] for r in runs):7.0f} MiB"
+            print(logline, flush=True)
+    placer_rows = {}
+    for rule in [r for r in args.placer.split(",") if r]:
+        child = ["--traces", args.traces, "--full", str(args.full), "--child", "placer", args.placer_problem, rule]
+        placer_rows[rule] = _child(child)
+        print(f"placer {rule:12s} p99 {placer_rows[rule]['place_p99']:.3f} ms", flush=True)
+
+    command = "python benchmarks/heuristics_scale.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    Path(args.out).write_text(report(problems, methods, rows, placer_rows, args, command.strip()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def report(problems, methods, rows, placer_rows, args, command: str) -> str:
+    med = statistics.median
+    out = [
+        "# Heuristics at scale: time, memory, online latency",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Medians of {args.repeat} runs, each in a fresh process. *solve*: wall seconds of "
+        "`optalloc.solve(problem, method)` (heuristic, allocation, objective and `verify`) / CPU seconds; "
+        "*verify* and *summary*: each alone, wall; *peak*: the process's peak resident memory after "
+        "solving (the problem alone: *base*). Problems: " + "; ".join(f"`{p}` = {PROBLEMS[p]}" for p in problems) + ".",
+        "",
+    ]
+    for problem in problems:
+        out += [
+            f"## {problem}: {PROBLEMS[problem]}",
+            "",
+            "| method | solve s (wall / CPU) | verify s | summary s | peak MiB (base) | GPU allocated % | jobs placed |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for method in methods:
+            runs = rows[problem, method]
+            out.append(
+                f"| {method} | {med(r['seconds'] for r in runs):.2f} / {med(r['cpu_seconds'] for r in runs):.2f} | "
+                f"{med(r['verify'] for r in runs):.3f} | {med(r['summary'] for r in runs):.3f} | "
+                f"{max(r['rss_peak_mib'] for r in runs):.0f} ({med(r['rss_before_mib'] for r in runs):.0f}) | "
+                f"{runs[0]['gpu_allocation']:.2f} | {runs[0]['placed']} |"
+            )
+        out.append("")
+    if placer_rows:
+        out += [
+            f"## The online Placer on `{args.placer_problem}`",
+            "",
+            f"Every job placed in order; after each placement, random running jobs leave while more than "
+            f"{args.full:.0%} of the GPUs are allocated. Milliseconds per call.",
+            "",
+            "| rule | decisions | releases | place p50 | place p99 | place max | release p50 | release p99 | all places, s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rule, r in placer_rows.items():
+            out.append(
+                f"| {rule} | {r['decisions']} | {r['releases']} | {r['place_p50']:.3f} | {r['place_p99']:.3f} | "
+                f"{r['place_max']:.1f} | {r['release_p50']:.3f} | {r['release_p99']:.3f} | {r['place_total']:.2f} |"
+            )
+        out.append("")
+    cpu = platform.processor() or platform.machine()
+    out += [
+        f"Machine: {cpu}, {os.cpu_count()} cores shared with other work while measuring (wall times include "
+        f"waiting for a core; CPU times do not), Python {platform.python_version()}.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
