@@ -87,6 +87,7 @@ def run_heuristic(
         seed=options.seed,
         round=options.round,
         future=future,
+        deadline=budget.deadline if budget.limited else None,
     )
     budget.improve(rule, objective=answer.objective)
     return answer
@@ -109,14 +110,12 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
         if budget.expired(CONFIG.min_exact):
             return _fallback(warm, None, "no time left for the program")
-        keep = CONFIG.finish_factor * max(warm.wall_time, 0.001)
         exact = solve_exact(
             problem,
             options,
             budget,
             backend=backend,
             hint=warm,
-            reserve=keep,
             repair=_filler(problem, options),  # type: ignore[arg-type]
         )
         return _better(problem, options, future, warm, exact, ties_to_exact=True)

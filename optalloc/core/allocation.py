@@ -73,19 +73,6 @@ class Placement:
         _set(self, "gpus", tuple(_check.integer(f"gpus[{i}]", g) for i, g in enumerate(gpus)))
         _set(self, "gpu_milli", _check.integer("gpu_milli", self.gpu_milli))
 
-    @classmethod
-    def trusted(cls, job: str, replica: int, node: str, gpus: tuple[int, ...], gpu_milli: int) -> Placement:
-        """A placement built by an engine from names and ints it already checked, without validating
-        them again (engines build tens of thousands per answer; ``verify`` checks every answer)."""
-        placement = object.__new__(cls)
-        _set = object.__setattr__
-        _set(placement, "job", job)
-        _set(placement, "replica", replica)
-        _set(placement, "node", node)
-        _set(placement, "gpus", gpus)
-        _set(placement, "gpu_milli", gpu_milli)
-        return placement
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.job,

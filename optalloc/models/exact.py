@@ -118,22 +118,10 @@ def solve_exact(
         if hint is not None:
             search.hints.append(encode(form, hint))
         # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
-        # A second vertex (another LP method) decodes differently; it is tried when there is time.
-        for i, (solver, presolve) in enumerate(_lp_methods(form)):
-            if i and budget.expired(reserve + 3 * search.cost):
-                break
-            t0 = time.perf_counter()
-            lp = relax(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
-            stats.setdefault("lp_time", round(lp.wall_time, 4))
-            if lp.bound is not None:
-                bounds["lp"] = min(bounds.get("lp", np.inf), float(np.floor(lp.bound + 1e-6)))
-                budget.improve("lp", bound=bounds["lp"])
-            if lp.values is None:
-                break
-            rounded = round_solution(form, lp.values)
-            search.hints.append(rounded)
-            search.decode(form, rounded, Status.FEASIBLE, f"lp-{solver}")
-            search.cost = max(search.cost, time.perf_counter() - t0)
+        # Other vertices (other LP methods) decode differently; they are tried once the backend has run,
+        # with the time it leaves.
+        methods = _lp_methods(form)
+        _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve)
         warm = search.best_hint(form)
         stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
         stats["prepare_time"] = round(time.perf_counter() - start, 4)
@@ -155,6 +143,10 @@ def solve_exact(
             bounds[backend] = float(np.floor(run.bound + 1e-6))
         if run.values is not None and not search.decoded(run.values):
             search.decode(form, run.values, run.status, backend)
+        for lp_method in methods:
+            if budget.expired(reserve + 1.5 * search.cost):
+                break
+            _try_vertex(form, weights, lp_method, search, bounds, stats, reserve)
     except OutOfTime:
         stats["out_of_time"] = True
     stats["bounds"] = dict(bounds)
@@ -187,6 +179,32 @@ def solve_exact(
 
 
 Repair = Callable[[Allocation, Budget], Allocation]
+
+
+def _try_vertex(
+    form: Formulation,
+    weights: dict[str, int],
+    lp_method: tuple[str | None, bool],
+    search: _Search,
+    bounds: dict[str, float],
+    stats: dict,
+    reserve: float,
+) -> None:
+    """Solve the LP relaxation with one method: its value bounds the objective; its vertex, rounded, is
+    a warm start and, decoded, an answer."""
+    solver, presolve = lp_method
+    t0 = time.perf_counter()
+    lp = relax(form.program, weights, search.budget, reserve=reserve, solver=solver, presolve=presolve)
+    stats.setdefault("lp_time", round(lp.wall_time, 4))
+    if lp.bound is not None:
+        bounds["lp"] = min(bounds.get("lp", np.inf), float(np.floor(lp.bound + 1e-6)))
+        search.budget.improve("lp", bound=bounds["lp"])
+    if lp.values is None:
+        return
+    rounded = round_solution(form, lp.values)
+    search.hints.append(rounded)
+    search.decode(form, rounded, Status.FEASIBLE, f"lp-{solver or 'default'}")
+    search.cost = max(search.cost, time.perf_counter() - t0)
 
 
 def _lp_methods(form: Formulation) -> list[tuple[str | None, bool]]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from optalloc.core import MILLI, ClusterState, Placement, PlacementRule
 from optalloc.core.budget import Budget
+from optalloc.core.state import placement_of
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _pack_heap(
             gpus = [() for _ in unit.members]
         node = names[pick]
         for (j, r, milli), gs in zip(unit.members, gpus, strict=True):
-            placed[j].append(Placement.trusted(jobs[j].name, r, node, gs, milli if gs else 0))
+            placed[j].append(placement_of(jobs[j].name, r, node, gs, milli if gs else 0))
             for g in gs:
                 touched.append((index[pick], g, milli, jobs[j].gpu_memory))
         by_free[len(idle[pick])][pick] = None
@@ -437,7 +438,7 @@ def _commit(
     for (j, r, milli), gs in zip(unit.members, gpus, strict=True):
         job = problem.jobs[j]
         gpus_taken = tuple(int(g) for g in gs)
-        p = Placement.trusted(job.name, int(r), node, gpus_taken, int(milli) if gs else 0)
+        p = placement_of(job.name, int(r), node, gpus_taken, int(milli) if gs else 0)
         state.cpu[n] -= job.cpu
         state.memory[n] -= job.memory
         for g in gpus_taken:
