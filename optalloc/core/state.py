@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optalloc.core.allocation import Allocation, Placement
+from optalloc.core.allocation import Allocation, Placement, Unplaced
 from optalloc.core.job import MILLI
 from optalloc.core.problem import CPU, MEMORY, Problem
 
@@ -113,3 +113,10 @@ def placement_of(job: str, replica: int, node: str, gpus: tuple[int, ...], gpu_m
     placement = object.__new__(Placement)
     placement.__dict__.update(job=job, replica=replica, node=node, gpus=gpus, gpu_milli=gpu_milli)
     return placement
+
+
+def unplaced_of(job: str, reason: str, detail: str = "") -> Unplaced:
+    """An :class:`Unplaced` of values the engine made itself, without re-validating them (see :func:`placement_of`)."""
+    out = object.__new__(Unplaced)
+    out.__dict__.update(job=job, reason=reason, detail=detail)
+    return out

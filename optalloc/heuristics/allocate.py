@@ -21,6 +21,7 @@ from optalloc.core import (
     evaluate,
 )
 from optalloc.core.future_value import HELD_BACK_DETAIL
+from optalloc.core.state import unplaced_of
 from optalloc.heuristics.orders import order as queue_order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import get_rule
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 CLOCK_EVERY = 16
 #: Seconds kept back from a deadline per placement made, for building and scoring the answer.
 FINISH_PER_PLACEMENT = 3e-6
+#: Seconds kept back per job still to decide, for listing it as undecided.
+FINISH_PER_JOB = 1e-6
 
 
 def allocate(
@@ -123,8 +126,17 @@ def allocate(
         "held_back": reasons[Reason.HELD_BACK.value],
         "undecided": undecided,
     }
-    answer = Allocation(tuple(placements), tuple(unplaced), method=rule, status=Status.FEASIBLE, stats=stats)
-    answer = answer.replace(objective=float(evaluate(problem, answer).total), wall_time=time.perf_counter() - start)
+    placed = tuple(placements)
+    objective = float(evaluate(problem, Allocation(placed)).total)
+    answer = Allocation(
+        placed,
+        tuple(unplaced),
+        method=rule,
+        status=Status.FEASIBLE,
+        objective=objective,
+        wall_time=time.perf_counter() - start,
+        stats=stats,
+    )
     if undecided:
         log.info("%s/%s: time limit after %d of %d jobs", rule, order, len(problem.jobs) - undecided, len(problem.jobs))
     log.debug("%s/%s: placed %d of %d jobs in %.3fs", rule, order, placed_jobs, len(problem.jobs), answer.wall_time)
@@ -148,9 +160,7 @@ def _deadline(start: float, time_limit: float | None, deadline: float | None) ->
 def _time_out(problem: Problem, rest: list[int], running: frozenset[str], unplaced: list[Unplaced]) -> int:
     """List the jobs of ``rest`` (not running) as left out for the time limit; return how many."""
     before = len(unplaced)
-    reason = Reason.TIME_LIMIT.value
-    for j in rest:
-        name = problem.jobs[j].name
-        if name not in running:
-            unplaced.append(Unplaced(name, reason, "the heuristic stopped at its time limit before deciding it"))
+    reason, detail = Reason.TIME_LIMIT.value, "the heuristic stopped at its time limit before deciding it"
+    jobs = problem.jobs
+    unplaced.extend(unplaced_of(jobs[j].name, reason, detail) for j in rest if jobs[j].name not in running)
     return len(unplaced) - before

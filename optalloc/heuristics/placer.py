@@ -252,9 +252,18 @@ def node_keys(problem: Problem, tie_break: str = "name", seed: int = 0) -> np.nd
         rank = np.arange(n)
     else:
         salt = int(seed).to_bytes(16, "little", signed=True)
-        digests = [hashlib.blake2b(node.name.encode(), digest_size=8, key=salt).digest() for node in problem.nodes]
+        digest = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(node.name.encode(), digest_size=8, key=salt).digest(), "big")
+                for node in problem.nodes
+            ],
+            dtype=np.uint64,
+        )
         rank = np.empty(n, dtype=np.int64)
-        rank[sorted(range(n), key=lambda i: (digests[i], problem.nodes[i].name))] = np.arange(n)
+        if len(np.unique(digest)) == n:
+            rank[np.argsort(digest, kind="stable")] = np.arange(n)
+        else:  # pragma: no cover - a 64-bit collision: settle it by the names
+            rank[sorted(range(n), key=lambda i: (int(digest[i]), problem.nodes[i].name))] = np.arange(n)
     out: np.ndarray = (n - rank) / (n + 1.0)
     return out
 
