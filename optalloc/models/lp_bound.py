@@ -57,6 +57,82 @@ def lp_bound(problem: Problem, options: SolveOptions | None = None) -> float:
     return float(np.floor(run.bound + 1e-6))
 
 
+def quick_bound(problem: Problem, budget: Budget | None = None) -> float | None:
+    """The pooled-capacity bound computed from ``problem``'s arrays alone (no compression): jobs grouped
+    by their demand row and the nodes they may use, free capacity summed per GPU model. Tens of
+    milliseconds on 150,000 jobs, so an anytime solve reports a bound before its first heuristic."""
+    w = problem.weights
+    if not w.lexicographic and min(w.migration, w.fragmentation, w.spread) < 0:
+        return None
+    if not problem.jobs:
+        return 0.0 if problem.current is None else None
+    from optalloc.core import ClusterState
+
+    running = problem.running_jobs
+    state = ClusterState.of(problem)  # free capacity after what runs now (kept where it runs)
+    models = problem.node_model
+    pool_of = {m: i for i, m in enumerate(np.unique(models).tolist())}
+    node_pool = np.array([pool_of[m] for m in models.tolist()], dtype=np.int64)
+    pools = len(pool_of)
+    gpu_free = np.where(state.gpu > 0, state.gpu, 0).sum(axis=1)
+    cap = np.zeros((pools, 3), dtype=np.int64)
+    np.add.at(cap, node_pool, np.stack([state.cpu, state.memory, gpu_free], axis=1))
+    # Job groups: equal demand row, replicas, value and eligible pools (jobs already running are fixed).
+    waiting = np.ones(len(problem.jobs), dtype=bool)
+    if running:
+        waiting[[problem.job_index[name] for name in running]] = False
+    eligible = np.ones((len(problem.jobs), pools), dtype=bool)
+    keys: dict[tuple, np.ndarray] = {}
+    for j, job in enumerate(problem.jobs):
+        if not (job.gpu_models and job.gpu_demand) and not job.node_selector:
+            continue  # every node passes its rules
+        key = (tuple(sorted(job.gpu_models)) if job.gpu_demand else (), tuple(sorted(job.node_selector.items())))
+        if key not in keys:
+            ok = np.zeros(pools, dtype=bool)
+            ok[np.unique(node_pool[problem.allowed_nodes(j)])] = True
+            keys[key] = ok
+        eligible[j] = keys[key]
+    demand = problem.demand
+    rows = np.concatenate(
+        [demand, problem.job_replicas[:, None], problem.replica_value[:, None], eligible.astype(np.int64)], axis=1
+    )[waiting]
+    groups, counts = _unique_rows(rows)
+    prog = Program()
+    use: dict[int, list[tuple[int, int, int, int]]] = {}
+    for g, (row, count) in enumerate(zip(groups.tolist(), counts.tolist(), strict=True)):
+        cpu, memory, milli, replicas, value = row[:5]
+        total = count * replicas
+        cols = []
+        for m in np.flatnonzero(row[5:]).tolist():
+            v = prog.var(f"y[{g},{m}]", 0, total)
+            cols.append(v)
+            use.setdefault(m, []).append((v, cpu, memory, milli))
+            prog.add_term("primary", v, value)
+        if len(cols) > 1:
+            prog.row(f"count[{g}]", cols, [1] * len(cols), hi=total)
+    for m, items in use.items():
+        for r, name in enumerate(("cpu", "memory", "gpu")):
+            cols = [v for v, *need in items if need[r]]
+            if cols:
+                prog.row(f"{name}[{m}]", cols, [need[r] for _, *need in items if need[r]], hi=int(cap[m, r]))
+    placed = problem.current.placements if problem.current is not None else ()
+    prog.offsets["primary"] = int(sum(int(problem.replica_value[problem.job_index[p.job]]) for p in placed))
+    run = highs.solve_lp(prog, {"primary": 1}, budget if budget is not None else Budget())
+    if run.bound is None:
+        return None
+    return float(np.floor(run.bound + 1e-6))
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an integer matrix and how often each occurs (np.unique(axis=0) sorts row
+    views as bytes, ten times slower than one lexsort of the columns)."""
+    if not len(rows):
+        return rows, np.zeros(0, dtype=np.int64)
+    ordered = rows[np.lexsort(rows.T[::-1])]
+    starts = np.concatenate([[0], np.flatnonzero((ordered[1:] != ordered[:-1]).any(axis=1)) + 1])
+    return ordered[starts], np.diff(np.append(starts, len(ordered)))
+
+
 def capacity_bound(comp: Compression, budget: Budget | None = None) -> float | None:
     """The pooled-capacity bound of the objective (None when a secondary weight is negative, which
     would let the secondary terms add value, or when the LP did not finish in the budget)."""
