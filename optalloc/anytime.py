@@ -36,10 +36,14 @@ class PortfolioConfig:
     ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
     openb lists), run second when the time left is at least twice ``strong_cost`` times what the first
     heuristic took (its usual cost relative to best-fit).
-    ``min_exact``: the fewest seconds worth starting the exact program with.
+    ``min_exact``: the fewest seconds worth starting the exact program with, beyond its setup (compressing
+    the problem, building and solving its LP: ``setup_per_job`` x jobs + ``setup_per_node`` x nodes
+    seconds, about what it takes on this machine).
     ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound.
     ``search_share``: on programs over node types (more than ``EXACT_NODES`` nodes), the share of the time
-    left once the LP roundings are decoded that CP-SAT gets; the large neighbourhood search gets the rest.
+    left once the first LP rounding is decoded that CP-SAT gets; the large neighbourhood search gets the
+    rest. 0 by default: on the openb lists CP-SAT's answers on the aggregated program decode no better
+    than the LP roundings (docs/benchmarks.md), while the search gains steadily.
     ``finish_factor``: time kept back for the fill pass and the re-placing of the program's selection,
     as a multiple of what the first heuristic took (each is about one heuristic run).
     ``verify_base`` + ``verify_per_replica`` x replicas: the time ``solve()`` keeps for verifying the
@@ -50,8 +54,10 @@ class PortfolioConfig:
     strong_rule: str = "fgd-plus"
     strong_cost: float = 4.0
     min_exact: float = 0.05
+    setup_per_job: float = 40e-6
+    setup_per_node: float = 60e-6
     early_bound_from: float = 0.4
-    search_share: float = 0.3
+    search_share: float = 0.0
     finish_factor: float = 2.0
     verify_base: float = 0.003
     verify_per_replica: float = 2e-6
@@ -61,6 +67,11 @@ CONFIG = PortfolioConfig()
 
 #: Up to this many nodes the program is exact per node (``optalloc.models.exact.EXACT_NODE_LIMIT``).
 EXACT_NODES = 24
+
+
+def exact_setup(problem: Problem, config: PortfolioConfig = CONFIG) -> float:
+    """Seconds the exact program needs before it has an answer (compress, build, LP, decode), estimated."""
+    return config.min_exact + config.setup_per_job * len(problem.jobs) + config.setup_per_node * len(problem.nodes)
 
 
 def verify_reserve(problem: Problem, config: PortfolioConfig = CONFIG) -> float:
@@ -111,7 +122,7 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         future = forecast(problem, options)
         early_bound(problem, budget)
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
-        if budget.expired(CONFIG.min_exact):
+        if budget.expired(exact_setup(problem)):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
             problem,
@@ -140,8 +151,8 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if budget.expired(CONFIG.min_exact):
-        answer = _fallback(warm, None, "no time left for CP-SAT")
+    if budget.expired(exact_setup(problem)):
+        answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
     lns = grouped and future is None and options.fragmentation_guide <= 0

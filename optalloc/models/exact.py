@@ -75,8 +75,9 @@ def solve_exact(
     node by node, and the answer is ``optimal`` only when it reaches the bound. ``hint``: a heuristic
     allocation to start from. ``repair(allocation, budget) -> allocation``: applied to every decoded
     answer before answers are compared (the portfolio passes a fill pass that places what decoding lost).
-    ``search_share``: the share of the time left after the LP roundings that the backend's search gets
-    (the caller keeps the rest, e.g. for a neighbourhood search).
+    ``search_share``: the share of the time left after the first LP rounding that the backend's search
+    gets (the caller keeps the rest, e.g. for a neighbourhood search); 0 skips the backend: the answer is
+    then the best decoded LP rounding.
     """
     budget = budget if budget is not None else Budget(options.time_limit)
     start = time.perf_counter()
@@ -137,12 +138,13 @@ def solve_exact(
         )
         if search_share < 1.0:
             keep += (1.0 - search_share) * max(0.0, budget.left() - keep)
-        run = _run_backend(backend, form, options, budget, warm, lexicographic, keep, report_bound=not guided)
-        stats.update(_run_stats(run, stats["prepare_time"]))
-        if run.bound is not None and not guided:
-            bounds[backend] = float(np.floor(run.bound + 1e-6))
-        if run.values is not None and not search.decoded(run.values):
-            search.decode(form, run.values, run.status, backend)
+        if search_share > 0:
+            run = _run_backend(backend, form, options, budget, warm, lexicographic, keep, report_bound=not guided)
+            stats.update(_run_stats(run, stats["prepare_time"]))
+            if run.bound is not None and not guided:
+                bounds[backend] = float(np.floor(run.bound + 1e-6))
+            if run.values is not None and not search.decoded(run.values):
+                search.decode(form, run.values, run.status, backend)
         for lp_method in methods:
             if budget.expired(reserve + 1.5 * search.cost):
                 break

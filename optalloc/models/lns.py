@@ -27,11 +27,14 @@ from optalloc.core.options import SolveOptions
 log = logging.getLogger(__name__)
 
 #: Nodes per neighbourhood (at most ``EXACT_NODE_LIMIT``, so that the sub-program is exact per node).
-NODES = 12
-#: Jobs left out offered to one neighbourhood (the most valuable first, at most this many).
-CANDIDATES = 160
+NODES = 8
+#: Jobs left out offered to one neighbourhood: at most this many, and this many of one kind.
+CANDIDATES = 240
+PER_CLASS = 12
+#: The search ends after this many steps in a row without a gain (nothing left to find nearby).
+STALE_STEPS = 400
 #: Seconds one sub-problem may take at most (and the least worth starting one with).
-STEP_LIMIT = 0.25
+STEP_LIMIT = 0.2
 MIN_STEP = 0.1
 
 
@@ -63,14 +66,14 @@ def improve(
     running = problem.running_jobs
     fixed_jobs = running | {j.name for j in problem.jobs if j.replicas > 1}
     allowed_cache: dict[tuple, np.ndarray] = {}
+    state = ClusterState.of(problem, current)
     stale = 0
-    while not budget.expired(reserve + MIN_STEP) and stale < 200:
+    while not budget.expired(reserve + MIN_STEP) and stale < STALE_STEPS:
         steps += 1
-        state = ClusterState.of(problem, current)
         hood = _neighbourhood(problem, state, rng)
         if hood is None:
             break
-        sub, sub_current = _sub_problem(problem, current, hood, fixed_jobs, allowed_cache)
+        sub, sub_current = _sub_problem(problem, current, hood, fixed_jobs, allowed_cache, rng)
         if sub is None:
             stale += 1
             continue
@@ -92,13 +95,13 @@ def improve(
         if not answer.status.has_solution or answer.objective is None or answer.objective <= before:
             stale += 1
             continue
-        merged = _merge(problem, current, hood, answer)
-        new_value = _objective(problem, merged)
-        if new_value <= value:  # should not happen (the objective adds up); keep the safe answer
-            log.debug("lns: a better neighbourhood (%s > %s) did not improve the whole", answer.objective, before)
-            stale += 1
-            continue
-        current, value = merged, new_value
+        current = _merge(problem, current, hood, answer, sub_current)
+        # The objective adds up node by node for the single-replica jobs the neighbourhood moves.
+        value += answer.objective - before
+        for p in sub_current.placements:
+            state.apply(p, sign=+1)
+        for p in answer.placements:
+            state.apply(p, sign=-1)
         improved += 1
         stale = 0
         budget.improve(engine, objective=value)
@@ -137,7 +140,12 @@ def _neighbourhood(problem: Problem, state: ClusterState, rng: np.random.Generat
 
 
 def _sub_problem(
-    problem: Problem, current: Allocation, hood: np.ndarray, fixed_jobs: frozenset[str] | set[str], allowed_cache: dict
+    problem: Problem,
+    current: Allocation,
+    hood: np.ndarray,
+    fixed_jobs: frozenset[str] | set[str],
+    allowed_cache: dict,
+    rng: np.random.Generator,
 ) -> tuple[Problem | None, Allocation]:
     """The neighbourhood as a problem: its nodes, the single-replica jobs on them (free to move or stop),
     the jobs left out that could run there, and what must stay (running or multi-replica jobs) as current."""
@@ -153,13 +161,18 @@ def _sub_problem(
         for u in current.unplaced
         if u.reason in (Reason.INSUFFICIENT_CAPACITY, Reason.NOT_SELECTED) and u.job not in fixed_jobs
     ]
+    # Every kind of job left out is offered (at most ``PER_CLASS`` of a kind, chosen at random), so
+    # that the sub-problem can pair what its nodes have left with whatever fits it.
+    kinds: dict[tuple, list[int]] = {}
+    for j in left_out:
+        kinds.setdefault(problem.jobs[j].demand_key, []).append(j)
     candidates = []
-    for j in sorted(left_out, key=lambda j: -int(value[j])):
-        key = problem.jobs[j].demand_key
+    for key, members in sorted(kinds.items(), key=lambda kv: -int(value[kv[1][0]])):
         if key not in allowed_cache:
-            allowed_cache[key] = problem.fits_empty(j)
+            allowed_cache[key] = problem.fits_empty(members[0])
         if allowed_cache[key][mask].any():
-            candidates.append(j)
+            take = members if len(members) <= PER_CLASS else rng.choice(members, PER_CLASS, replace=False).tolist()
+            candidates.extend(take)
             if len(candidates) >= CANDIDATES:
                 break
     if not candidates:
@@ -173,12 +186,13 @@ def _sub_problem(
     return sub, hint
 
 
-def _merge(problem: Problem, current: Allocation, hood: np.ndarray, answer: Allocation) -> Allocation:
-    """``current`` with the neighbourhood's placements replaced by ``answer``'s."""
-    names = {problem.nodes[n].name for n in hood.tolist()}
+def _merge(
+    problem: Problem, current: Allocation, hood: np.ndarray, answer: Allocation, before: Allocation
+) -> Allocation:
+    """``current`` with the neighbourhood's placements (``before``) replaced by ``answer``'s."""
     sub_jobs = answer.placed_jobs | answer.unplaced_jobs
-    placements = [p for p in current.placements if p.node not in names]
-    placements += answer.placements
+    gone = set(before.placements)
+    placements = [p for p in current.placements if p not in gone] + list(answer.placements)
     placed = {p.job for p in placements}
     unplaced = [u for u in current.unplaced if u.job not in placed]
     known = {u.job for u in unplaced}
