@@ -116,14 +116,18 @@ def _objective(problem: Problem, allocation: Allocation) -> float:
 
 
 def _neighbourhood(problem: Problem, state: ClusterState, rng: np.random.Generator) -> np.ndarray | None:
-    """Node indices of one neighbourhood: a node with stranded GPU capacity, the nodes of its GPU model
-    with the most free CPU and memory (what it lacks), and a few at random."""
+    """Node indices of one neighbourhood: a node with stranded GPU capacity (any node when no GPU is
+    free), the nodes of its GPU model with the most free CPU and memory (what it lacks), and a few at
+    random."""
+    if not len(problem.nodes):
+        return None
     free_gpu = np.where(state.gpu > 0, state.gpu, 0).sum(axis=1)
     stranded = np.flatnonzero(free_gpu >= 1)
-    if not len(stranded):
-        return None
-    weights = free_gpu[stranded].astype(np.float64)
-    seed = int(rng.choice(stranded, p=weights / weights.sum()))
+    if len(stranded):
+        weights = free_gpu[stranded].astype(np.float64)
+        seed = int(rng.choice(stranded, p=weights / weights.sum()))
+    else:  # every GPU is taken: swaps may still place more valuable jobs; any node
+        seed = int(rng.integers(len(problem.nodes)))
     same = np.flatnonzero(problem.node_model == problem.node_model[seed])
     same = same[same != seed]
     if not len(same):

@@ -1,0 +1,86 @@
+"""The anytime engine's parts: the early bound, the neighbourhood search, tiny budgets, the portfolio."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from optalloc import Status, solve, verify
+from optalloc.core import Reason
+from optalloc.core.budget import Budget
+from optalloc.core.options import SolveOptions
+from optalloc.io import synthetic
+from optalloc.models.classes import compress
+from optalloc.models.lns import improve
+from optalloc.models.lp_bound import capacity_bound, quick_bound
+from optalloc.solve import methods
+from optalloc.testing import brute_force, objective
+from optalloc.testing import strategies as ost
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ost.problems(min_jobs=1, max_jobs=5, max_nodes=3, with_running=True))
+def test_the_early_bound_is_never_below_the_optimum(problem):
+    bound = quick_bound(problem)
+    optimum = brute_force(problem, keep_running=True).objective
+    assert optimum is not None
+    assert bound is None or bound >= optimum
+
+
+def test_the_early_bound_equals_the_pooled_bound_of_the_compressed_problem():
+    problem = synthetic.openb_like(nodes=200, jobs=2000, seed=2)
+    assert quick_bound(problem) == capacity_bound(compress(problem))
+
+
+def test_the_neighbourhood_search_improves_a_poor_answer_and_keeps_it_valid():
+    problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
+    start = solve(problem, "first-fit", order="ljf")
+    result = improve(problem, start, SolveOptions(seed=0), Budget(3.0))
+    assert result.allocation.objective is not None and start.objective is not None
+    assert result.allocation.objective >= start.objective
+    assert result.allocation.objective == pytest.approx(objective(problem, result.allocation))
+    assert verify(problem, result.allocation) == []
+    assert result.allocation.placed_jobs | result.allocation.unplaced_jobs == {j.name for j in problem.jobs}
+    assert result.improved > 0
+
+
+def test_the_neighbourhood_search_leaves_running_jobs_where_they_run():
+    base = synthetic.openb_like(nodes=40, jobs=400, seed=5)
+    first = solve(base, "best-fit")
+    running = first.replace(placements=first.placements[: len(first.placements) // 2])
+    problem = base.replace(current=running)
+    start = solve(problem, "best-fit")
+    result = improve(problem, start, SolveOptions(seed=0), Budget(2.0))
+    kept = set(result.allocation.placements)
+    assert all(p in kept for p in running.placements)
+    assert verify(problem, result.allocation) == []
+
+
+@pytest.mark.parametrize("method", [m.name for m in methods()])
+def test_a_tiny_budget_gives_a_valid_complete_answer_with_an_honest_status(method: str):
+    problem = synthetic.openb_like(nodes=300, jobs=6000, seed=6)
+    answer = solve(problem, method, time_limit=0.02)
+    assert verify(problem, answer) == []
+    assert answer.placed_jobs | answer.unplaced_jobs == {j.name for j in problem.jobs}
+    undecided = [u for u in answer.unplaced if u.reason == Reason.TIME_LIMIT]
+    if undecided:
+        assert answer.status is not Status.OPTIMAL
+    if answer.status is Status.OPTIMAL:
+        assert answer.bound is not None and answer.objective is not None and answer.objective >= answer.bound
+
+
+def test_auto_is_never_worse_than_the_heuristics_it_runs():
+    problem = synthetic.openb_like(nodes=80, jobs=900, seed=7)
+    answer = solve(problem, "auto", time_limit=5)
+    for rule in ("best-fit", "fgd-plus"):
+        assert answer.objective >= solve(problem, rule).objective
+    assert answer.bound is not None and answer.gap is not None
+
+
+def test_a_budget_reaches_every_stage_of_auto():
+    """With half a second on a problem whose program needs more, auto answers from its heuristics, with
+    the early bound, and says the program had no time."""
+    problem = synthetic.openb_like(nodes=2000, jobs=20000, seed=8)
+    answer = solve(problem, "auto", time_limit=0.6)
+    assert answer.bound is not None
+    assert answer.stats.get("portfolio") == "no time left for the program" or "candidates" in answer.stats
