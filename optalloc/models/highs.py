@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -82,19 +83,88 @@ def solve_program(
     report_bound: bool = True,
 ) -> ProgramRun:
     """Maximise the weighted objective of ``prog`` with HiGHS branch-and-bound (``hint``: a feasible
-    start). Returns at the latest ``reserve`` seconds before the budget's deadline."""
-    return _run(
-        prog,
-        weights,
-        budget,
-        integer=True,
-        hint=hint,
-        relative_gap=relative_gap,
-        threads=threads,
-        seed=seed,
-        reserve=reserve,
-        report_bound=report_bound,
-    )
+    start). Returns at the latest ``reserve`` seconds before the budget's deadline.
+
+    With a deadline, the search runs in a child process that is stopped at the deadline: HiGHS's
+    interrupt callbacks are not called during some phases (presolve, the root LP, repairing a start),
+    which on the 10k-node programs last tens of seconds. Its answer and bound come back when it ends.
+    """
+
+    def search(child_budget: Budget) -> ProgramRun:
+        return _run(
+            prog,
+            weights,
+            child_budget,
+            integer=True,
+            hint=hint,
+            relative_gap=relative_gap,
+            threads=threads,
+            seed=seed,
+            reserve=0.0,
+            report_bound=False,
+        )
+
+    if not budget.limited:
+        return search(budget)
+    run = in_child(search, budget, reserve)
+    if report_bound and run.bound is not None:
+        budget.improve("highs", bound=run.bound)
+    return run
+
+
+#: Seconds a child process gets to exit after it is told to, before it is killed.
+CHILD_GRACE = 0.05
+
+
+def in_child(search: Callable[[Budget], ProgramRun], budget: Budget, reserve: float) -> ProgramRun:
+    """``search(budget)`` in a forked child process, ended ``reserve`` seconds before the deadline (or
+    when the caller sets stop): its answer when it finished, else ``unknown`` with no values."""
+    import multiprocessing as mp
+
+    start = time.perf_counter()
+    limit = budget.seconds(reserve=reserve + CHILD_GRACE)
+    if limit is not None and limit <= 0.01:
+        return ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats={"engine": "highs", "message": "no time"})
+    context = mp.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        receive.close()
+        import highspy._core as hc
+
+        # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
+        hc._Highs.resetGlobalScheduler(True)
+        try:
+            send.send(search(Budget(limit)))
+        finally:
+            send.close()
+
+    process = context.Process(target=child, name="optalloc-highs", daemon=True)
+    process.start()
+    send.close()
+    run: ProgramRun | None = None
+    try:
+        while run is None:
+            left = budget.left() - reserve - CHILD_GRACE
+            if left <= 0 or (not process.is_alive() and not receive.poll()):
+                break
+            if receive.poll(min(0.02, max(0.0, left))):
+                try:
+                    run = receive.recv()
+                except EOFError:
+                    break
+    finally:
+        receive.close()
+        if process.is_alive():
+            process.terminate()
+            process.join(CHILD_GRACE)
+            if process.is_alive():
+                process.kill()
+        process.join()
+    if run is None:
+        stats = {"engine": "highs", "message": "stopped at the deadline"}
+        return ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats=stats)
+    return run
 
 
 def _run(

@@ -185,7 +185,9 @@ def _sub_problem(
     sub_jobs = tuple(job for job in problem.jobs if job.name in jobs)
     sub_nodes = tuple(problem.nodes[n] for n in hood.tolist())
     fixed = Allocation(tuple(kept), method="fixed", status=Status.FEASIBLE)
-    sub = Problem(sub_nodes, sub_jobs, current=fixed if kept else None, weights=problem.weights)
+    sub = Problem(
+        sub_nodes, sub_jobs, current=fixed if kept else None, weights=problem.weights, gpu_models=problem.gpu_models
+    )
     hint = Allocation(tuple(kept) + tuple(movable), method="current", status=Status.FEASIBLE)
     return sub, hint
 
