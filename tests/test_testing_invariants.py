@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from optalloc import Allocation, Job, Node, Placement, Problem, Unplaced
 from optalloc.testing import (
     assert_bound_holds,
-    assert_compression_roundtrip,
     assert_monotone_in_capacity,
     assert_no_job_lost,
     assert_optimal_dominates,
@@ -167,27 +166,3 @@ def test_same_problem_names_the_first_difference():
 def test_problem_files_round_trip(problem, suffix):
     with tempfile.TemporaryDirectory() as tmp:
         assert_roundtrip(problem, Path(tmp) / f"problem{suffix}")
-
-
-# Compression -----------------------------------------------------------------------------------------------
-@RELAXED
-@given(ost.problems(max_jobs=6, max_nodes=4, with_running=True), st.booleans(), st.booleans())
-def test_compression_preserves_generated_problems(problem, allow_migration, group_nodes):
-    assert_compression_roundtrip(problem, allow_migration=allow_migration, group_nodes=group_nodes)
-
-
-def test_compression_check_names_a_node_whose_type_misstates_its_capacity(monkeypatch):
-    import dataclasses
-
-    import optalloc.models
-
-    real = optalloc.models.compress
-
-    def lying(problem, **kwargs):
-        comp = real(problem, **kwargs)
-        first = dataclasses.replace(comp.types[0], cpu=comp.types[0].cpu + 1)
-        return dataclasses.replace(comp, types=(first, *comp.types[1:]))
-
-    monkeypatch.setattr(optalloc.models, "compress", lying)
-    with pytest.raises(AssertionError, match=r"node 'n0' in type 0: type states \(4001,"):
-        assert_compression_roundtrip(PROBLEM)

@@ -20,14 +20,18 @@ RELAXED = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filt
 
 
 def public_names(module: types.ModuleType) -> set[str]:
-    """What a module offers: non-underscore names defined in it (a package: re-exported), no submodules."""
+    """What a module offers: non-underscore names defined in it or re-exported from a private module
+    of the package (a package: everything it re-exports), no submodules."""
     package = hasattr(module, "__path__")
+
+    def offered(value: object) -> bool:
+        home = getattr(value, "__module__", module.__name__)
+        return package or home == module.__name__ or home.startswith("optalloc.testing._")
+
     return {
         name
         for name, value in vars(module).items()
-        if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
-        and (package or getattr(value, "__module__", module.__name__) == module.__name__)
+        if not name.startswith("_") and not isinstance(value, types.ModuleType) and offered(value)
     }
 
 

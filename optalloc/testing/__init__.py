@@ -14,7 +14,6 @@ See docs/testing.md.
 from optalloc.testing._bruteforce import SearchTooLarge, brute_force
 from optalloc.testing.invariants import (
     assert_bound_holds,
-    assert_compression_roundtrip,
     assert_monotone_in_capacity,
     assert_no_job_lost,
     assert_optimal_dominates,
@@ -28,7 +27,6 @@ from optalloc.testing.invariants import (
 __all__ = [
     "SearchTooLarge",
     "assert_bound_holds",
-    "assert_compression_roundtrip",
     "assert_monotone_in_capacity",
     "assert_no_job_lost",
     "assert_optimal_dominates",
