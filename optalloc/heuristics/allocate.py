@@ -86,28 +86,29 @@ def allocate(
     jobs = problem.jobs
     undecided = 0
     todo = queue.tolist()
+    place, hostable, add = placer.place, placer.hostable, placements.extend
+    no_node, short, held = Reason.FITS_NO_NODE.value, Reason.INSUFFICIENT_CAPACITY.value, Reason.HELD_BACK.value
     for k, j in enumerate(todo):
         if (
             stop is not None
             and k % CLOCK_EVERY == 0
-            and time.perf_counter() + FINISH_PER_PLACEMENT * len(placements) >= stop
+            and time.perf_counter() + FINISH_PER_PLACEMENT * len(placements) + FINISH_PER_JOB * (len(todo) - k) >= stop
         ):
             undecided = _time_out(problem, todo[k:], running, unplaced)
             break
-        spec = jobs[j]
-        if running and spec.name in running:
+        if running and jobs[j].name in running:
             continue
-        if not placer.hostable(j):
-            unplaced.append(Unplaced(spec.name, Reason.FITS_NO_NODE.value))
+        if not hostable(j):
+            unplaced.append(unplaced_of(jobs[j].name, no_node))
             continue
-        got = placer.place(j)
-        if got is None and placer.held:
-            unplaced.append(Unplaced(spec.name, Reason.HELD_BACK.value, HELD_BACK_DETAIL))
-            continue
+        got = place(j)
         if got is None:
-            unplaced.append(Unplaced(spec.name, Reason.INSUFFICIENT_CAPACITY.value))
+            if placer.held:
+                unplaced.append(unplaced_of(jobs[j].name, held, HELD_BACK_DETAIL))
+            else:
+                unplaced.append(unplaced_of(jobs[j].name, short))
             continue
-        placements.extend(got)
+        add(got)
         placed_jobs += 1
         placed_replicas += len(got)
     reasons = Counter(u.reason for u in unplaced)
