@@ -103,7 +103,7 @@ def test_profile_deltas_equal_the_rebuilt_profile():
             after = gpu.copy()
             after[rows, slot] -= share
             want = model.profile(after[fits])
-            got = before.after_share(rows[fits], free[fits], share, model.thresholds)
+            got = before.after_share(rows[fits], free[fits], share, model.columns)
             for name in ("total", "count", "usable"):
                 assert np.array_equal(getattr(got, name), getattr(want, name))
         whole = (gpu == 1000).sum(axis=1) >= 2

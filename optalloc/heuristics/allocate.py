@@ -18,10 +18,10 @@ from optalloc.core import (
     Status,
     Unplaced,
     Workload,
-    evaluate,
 )
 from optalloc.core.future_value import HELD_BACK_DETAIL
-from optalloc.core.state import unplaced_of
+from optalloc.core.objective import evaluate_placements
+from optalloc.core.state import allocation_of, unplaced_of
 from optalloc.heuristics.orders import order as queue_order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import get_rule
@@ -128,8 +128,8 @@ def allocate(
         "undecided": undecided,
     }
     placed = tuple(placements)
-    objective = float(evaluate(problem, Allocation(placed)).total)
-    answer = Allocation(
+    objective = float(evaluate_placements(problem, placed).total)
+    answer = allocation_of(
         placed,
         tuple(unplaced),
         method=rule,

@@ -43,7 +43,16 @@ import numpy as np
 
 from optalloc.core import MILLI, Job
 from optalloc.heuristics.fragmentation import typical_workload
-from optalloc.heuristics.rules import DECIMALS, Candidates, Context, JobView, Rule, best_option, fragmentation_options
+from optalloc.heuristics.rules import (
+    DECIMALS,
+    Candidates,
+    Context,
+    JobView,
+    Rule,
+    best_option,
+    fragmentation_options,
+    sigmoid_points,
+)
 
 BALANCE = 8.0  # weight of the CPU/memory balance loss (FGD's drop has weight 1)
 LOOKAHEAD = 30.0  # chances a hole gets at each class before the cluster fills (kappa)
@@ -124,7 +133,7 @@ def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.
     penalty = BALANCE * np.maximum(before - after - job.total_gpu, 0.0)
     if job.share:
         penalty = penalty + HOLE_WEIGHT * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
-    points = np.trunc((1.0 / (1.0 + np.exp(-opt.drop / SCALE))) * 100.0)  # FGD's score of the drop
+    points = sigmoid_points(opt.drop, SCALE)  # FGD's score of the drop
     score = points - np.trunc(np.round(penalty, DECIMALS) / POINT)  # exact ties stay ties
     return best_option(len(c.nodes), row, opt.slot, score)
 

@@ -146,7 +146,7 @@ class _FragCache:
     def __init__(self, model: FragmentationModel, states: _States) -> None:
         self.model = model
         self.states = states
-        t = len(model.thresholds)
+        t = len(model.columns)
         self.count = np.zeros((states.capacity, t), dtype=np.int64)
         self.usable = np.zeros((states.capacity, t), dtype=np.int64)
         self.value = np.zeros(states.capacity)
@@ -169,7 +169,7 @@ class _FragCache:
         self.done = hi
 
     def profile(self, rows: np.ndarray) -> GpuProfile:
-        return GpuProfile(self.states.free[rows], self.count[rows], self.usable[rows])
+        return GpuProfile(self.states.free.take(rows), self.count.take(rows, axis=0), self.usable.take(rows, axis=0))
 
 
 class _States:
@@ -479,8 +479,8 @@ class Placer:
             cache = self._class_of[job] or self._cache(job)
             s = self.problem.jobs[job]
             if s.replicas == 1:  # one replica: whether the class fits an empty node
-                if cache.hostable is None:
-                    cache.hostable = self.problem.hostable(job)
+                if cache.hostable is None:  # Problem.hostable for one replica: some empty node fits it
+                    cache.hostable = bool(self.problem.fits_empty(job).any())
                 self._hostable_of[job] = cache.hostable
                 return cache.hostable
             key = (id(cache), s.replicas, s.min_replicas, s.placement)
@@ -837,45 +837,48 @@ class Placer:
             grow = states.capacity - len(cache.memo_score)
             cache.memo_score = np.concatenate([cache.memo_score, np.full(grow, _UNKNOWN, dtype=np.float32)])
             cache.memo_slot = np.concatenate([cache.memo_slot, np.full(grow, NONE, dtype=np.int16)])
-        sids = states.node_state[nodes]
-        values = cache.memo_score[sids]
+        sids = states.node_state.take(nodes)
+        values = cache.memo_score.take(sids)
         unknown = np.isnan(values)
         if unknown.any():
             new = sids[unknown]
             if len(new) > 1:
-                new = np.array(sorted(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
+                new = np.array(list(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
             self._score_new_states(cache, new)
-            values = cache.memo_score[sids]
-        cache.score[nodes] = values + self._key[nodes] if self._fold else values
+            values = cache.memo_score.take(sids)
+        cache.score[nodes] = values + self._key.take(nodes) if self._fold else values
         if cache.job.share:
-            cache.share_gpu[nodes] = cache.memo_slot[sids]
+            cache.share_gpu[nodes] = cache.memo_slot.take(sids)
 
     def _score_new_states(self, cache: _ClassCache, sids: np.ndarray) -> None:
         states = self._states
         assert states is not None and cache.memo_score is not None and cache.memo_slot is not None
         assert cache.allowed_static is not None
         job = cache.job
-        fit = (states.feat[sids] >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
+        fit = (states.feat.take(sids, axis=0) >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
         if not cache.everywhere:
-            fit &= cache.allowed_static[states.static[sids]]
+            fit &= cache.allowed_static.take(states.static.take(sids))
         if job.gpu_memory and job.gpus_used:
             ok = (states.gpu[sids] >= job.per_gpu) & (states.gpu_mem[sids] >= job.gpu_memory)
             fit &= ok.sum(axis=1) >= job.gpus_used
-        good = sids[fit]
-        if len(good) < len(sids):
-            cache.memo_score[sids[~fit]] = -np.inf
+        good = sids
+        if np.count_nonzero(fit) < len(sids):
+            cache.memo_score[sids] = -np.inf  # the fitting ones are overwritten below
+            good = sids[fit]
             if not len(good):
                 return
-        ok = None
+        ok = gpu = None
         if job.share:
-            ok = states.gpu[good] >= job.share
+            gpu = states.gpu.take(good, axis=0)
+            ok = gpu >= job.share
             if job.gpu_memory:
-                ok &= states.gpu_mem[good] >= job.gpu_memory
+                ok &= states.gpu_mem.take(good, axis=0) >= job.gpu_memory
         if self._frag is not None:
             self._frag.update()
-        score, share_gpu = self.rule.score(_Batch(states, good, ok, self._frag), job, self.context)  # type: ignore[arg-type]
+        score, share_gpu = self.rule.score(_Batch(states, good, ok, self._frag, gpu), job, self.context)  # type: ignore[arg-type]
         cache.memo_score[good] = score
-        cache.memo_slot[good] = share_gpu
+        if job.share:
+            cache.memo_slot[good] = share_gpu
 
     # Multi-replica helpers ------------------------------------------------------------------
     def _capacity(self, job: int) -> np.ndarray:
