@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,11 @@ from optalloc.heuristics.rules import NONE, Context, JobView, NodeScalar, Rule
 log = logging.getLogger(__name__)
 
 _UNKNOWN = np.float32(np.nan)
+_NINF = -math.inf
 _ALL_FOUR = np.frombuffer(np.ones(4, dtype=bool).tobytes(), dtype=np.uint32)[0]
-#: Up to this many changed nodes, a class re-scores them one by one with the rule's scalar twin.
-SCALAR_NODES = 24
+#: Up to this many changes (log entries) since a class last looked, it re-scores the nodes one by one with
+#: the rule's scalar twin (each once, and only those it may use).
+SCALAR_NODES = 48
 #: Up to this many log entries since a class last looked, they are deduplicated in plain Python.
 SMALL_LOG = 64
 
@@ -399,7 +402,7 @@ class Placer:
             if self._simple:  # the best score wins
                 score = cache.score
                 node = int(score.argmax())
-                if not score[node] > -np.inf:
+                if not score.item(node) > _NINF:
                     return None
             else:
                 node = self._best(cache)
@@ -716,14 +719,16 @@ class Placer:
             # The nodes changed since the class last looked, each once, less those it could not use
             # then and that got nothing back since (they still cannot take it).
             since = self._log_base + seen
+            if end - seen <= SCALAR_NODES and cache.scalar:
+                self._score_scalar(cache, self._log[seen:end].tolist(), since)
+                return cache
             if end - seen <= SMALL_LOG:
-                row, freed = cache.score, self._freed
-                check = self._last_freed >= since
-                todo = [
-                    i
-                    for i in set(self._log[seen:end].tolist())
-                    if row.item(i) > -np.inf or (check and freed.item(i) >= since)
-                ]
+                usable = cache.score.item
+                if self._last_freed >= since:
+                    freed = self._freed.item
+                    todo = [i for i in set(self._log[seen:end].tolist()) if usable(i) > _NINF or freed(i) >= since]
+                else:
+                    todo = [i for i in set(self._log[seen:end].tolist()) if usable(i) > _NINF]
                 if cache.scalar and len(todo) <= SCALAR_NODES:
                     self._score_scalar(cache, todo)
                     return cache
@@ -731,10 +736,13 @@ class Placer:
             else:
                 if end - seen > self._n:
                     stale = self._every
+                elif (end - seen) * 8 < self._n:
+                    stale = np.sort(self._log[seen:end])
+                    stale = stale[np.concatenate(([True], stale[1:] != stale[:-1]))]
                 else:
                     flag = self._flag
                     flag[self._log[seen:end]] = True
-                    stale = np.flatnonzero(flag)
+                    stale = flag.nonzero()[0]
                     flag[stale] = False
                 keep = cache.score.take(stale) > -np.inf
                 if self._last_freed >= since:
@@ -788,8 +796,22 @@ class Placer:
         if job.share:
             cache.share_gpu[nodes] = share_gpu
 
-    def _score_scalar(self, cache: _ClassCache, nodes: Iterable[int]) -> None:
-        """:meth:`_score_nodes` for a few nodes, one by one with the rule's scalar twin."""
+    def _score_scalar(self, cache: _ClassCache, nodes: Iterable[int], since: int | None = None) -> None:
+        """:meth:`_score_nodes` for a few nodes, one by one with the rule's scalar twin.
+
+        With ``since`` (an absolute log position), ``nodes`` are log entries: each node is scored
+        once, and not at all where the class could not use it and it got nothing back since.
+        """
+        if since is not None:
+            usable, freed, done = cache.score.item, self._freed.item, set()
+            check = self._last_freed >= since
+            todo = []
+            for node in nodes:
+                if node not in done:
+                    done.add(node)
+                    if usable(node) > _NINF or (check and freed(node) >= since):
+                        todo.append(node)
+            nodes = todo
         scalar = self.rule.scalar
         assert scalar is not None
         job, ctx, one = cache.job, self.context, self._scalar
