@@ -36,13 +36,14 @@ and CPU-heavy lists, then everything on the other lists, held-out seeds and the 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from optalloc.core import MILLI, Job
-from optalloc.heuristics.fragmentation import typical_workload
+from optalloc.heuristics.fragmentation import JobKind, job_kinds, typical_workload
 from optalloc.heuristics.rules import (
     DECIMALS,
     Candidates,
@@ -74,13 +75,24 @@ class DemandProfile:
     hole_value: np.ndarray
 
     @classmethod
-    def of(cls, jobs: Iterable[Job], model_names: tuple[str, ...], *, lookahead: float | None = None) -> DemandProfile:
-        jobs = list(jobs)
-        gpu_jobs = [j for j in jobs if j.gpu_demand]
-        milli = sum(j.gpu_demand * j.replicas for j in gpu_jobs)
-        cpu = sum(j.cpu * j.replicas for j in gpu_jobs)
-        memory = sum(j.memory * j.replicas for j in gpu_jobs)
-        workload = typical_workload(gpu_jobs, model_names, popularity=1.0)
+    def of(
+        cls,
+        jobs: Iterable[Job],
+        model_names: tuple[str, ...],
+        *,
+        lookahead: float | None = None,
+        kinds: Counter[JobKind] | None = None,
+    ) -> DemandProfile:
+        """The profile of ``jobs`` (``kinds``: their :func:`job_kinds`, when the caller has it)."""
+        jobs = jobs if isinstance(jobs, tuple | list) else list(jobs)
+        kinds = job_kinds(jobs) if kinds is None else kinds
+        milli = cpu = memory = 0
+        for (c, m, gpus, share, _models, replicas), times in kinds.items():
+            if gpus or share:
+                milli += (gpus * MILLI + share) * replicas * times
+                cpu += c * replicas * times
+                memory += m * replicas * times
+        workload = typical_workload(jobs, model_names, popularity=1.0, include_cpu_only=False, kinds=kinds)
         return cls(
             cpu_per_milli=cpu / milli if milli else 0.0,
             memory_per_milli=memory / milli if milli else 0.0,

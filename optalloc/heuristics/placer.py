@@ -48,7 +48,7 @@ from optalloc.core import (
 )
 from optalloc.core.fragmentation import FragmentationModel, GpuProfile
 from optalloc.core.state import placement_of
-from optalloc.heuristics.fragmentation import typical_workload
+from optalloc.heuristics.fragmentation import job_kinds, typical_workload
 from optalloc.heuristics.rules import NONE, Context, JobView, NodeScalar, Rule
 
 log = logging.getLogger(__name__)
@@ -353,11 +353,12 @@ class Placer:
         self._scalar = NodeScalar()
         jobs = problem.jobs if reference is None else tuple(reference)
         frag = profile = None
+        kinds = job_kinds(jobs) if self.rule.needs_profile or (self.rule.needs_workload and workload is None) else None
         if self.rule.needs_workload:
-            wl = workload if workload is not None else typical_workload(jobs, problem.model_names)
+            wl = workload if workload is not None else typical_workload(jobs, problem.model_names, kinds=kinds)
             frag = FragmentationModel.of(wl, len(problem.model_names))
         if self.rule.needs_profile:
-            profile = DemandProfile.of(jobs, problem.model_names)
+            profile = DemandProfile.of(jobs, problem.model_names, kinds=kinds)
         capacity = problem.capacity
         self.context = Context(
             max_cpu=int(capacity[:, 0].max()) if n and capacity[:, 0].max() > 0 else 1,
