@@ -167,3 +167,15 @@ def test_fgd_reproduces_the_paper_and_fgd_plus_beats_it_on_the_default_trace(tra
     fgd = _protocol_run(traces, "fgd")
     assert abs(fgd - 95.39) < 1.0  # upstream's mean over 10 seeds
     assert _protocol_run(traces, "fgd-plus") > fgd + 0.3
+
+
+def test_fgd_plus_weighs_the_balance_loss_only_while_gpus_are_the_scarcer_resource():
+    from optalloc.heuristics.fgd_plus import BALANCE, cpu_pressure
+
+    gpu_bound = [Job("g", cpu=4000, memory=1000, gpus=1), Job("c", cpu=1000, memory=1000)]
+    cpu_bound = [Job("g", cpu=4000, memory=1000, gpus=1), Job("c", cpu=60000, memory=1000)]
+    cluster = (64000, 8000)  # 64 cores, 8 GPUs
+    assert cpu_pressure(5000, 1000, *cluster) < 1 < cpu_pressure(64000, 1000, *cluster)
+    assert DemandProfile.of(gpu_bound, MODELS, cluster=cluster).balance == BALANCE
+    assert DemandProfile.of(cpu_bound, MODELS, cluster=cluster).balance == 0.0
+    assert DemandProfile.of(cpu_bound, MODELS).balance == BALANCE  # no cluster given: as before

@@ -358,7 +358,8 @@ class Placer:
             wl = workload if workload is not None else typical_workload(jobs, problem.model_names, kinds=kinds)
             frag = FragmentationModel.of(wl, len(problem.model_names))
         if self.rule.needs_profile:
-            profile = DemandProfile.of(jobs, problem.model_names, kinds=kinds)
+            cluster = (int(problem.capacity[:, 0].sum()), int(problem.capacity[:, 2].sum())) if n else None
+            profile = DemandProfile.of(jobs, problem.model_names, kinds=kinds, cluster=cluster)
         capacity = problem.capacity
         self.context = Context(
             max_cpu=int(capacity[:, 0].max()) if n and capacity[:, 0].max() > 0 else 1,
