@@ -22,6 +22,39 @@ DOCS = HERE.parent / "docs" / "benchmarks.md"
 BENCHMARKS: list[tuple[str, ...]] = [
     ("bench_io.py", "io.md", "Foundation: reading traces, verifying, memory (issue 2)"),
     ("fgd_protocol.py", "fgd.md", "Heuristics: reproducing the FGD paper, and beating it (issue 3)"),
+    (
+        "fgd_protocol.py",
+        "fgd_lists_rerun.md",
+        "Heuristics: FGD and fgd-plus on gpushare100 and multigpu50, rerun (issue 19)",
+        "--lists gpushare100,multigpu50 --rules fgd,fgd-plus --heldout= --out benchmarks/results/fgd_lists_rerun.md "
+        "--img /tmp/optalloc-fgd-img",
+    ),
+    ("heuristics_scale.py", "heuristics_scale.md", "Heuristics at scale: 10,000 and 20,000 nodes (issue 14)"),
+    (
+        "heuristics_scale.py",
+        "heuristics_scale_20k.md",
+        "Heuristics at scale: every rule on 20,000 nodes and 150,000 jobs (issue 14)",
+        "--problems 20k --repeat 1 --placer= --budgets= --out benchmarks/results/heuristics_scale_20k.md",
+    ),
+    (
+        "fgd_protocol.py",
+        "fgd_order.md",
+        "Heuristics: node order (issue 19)",
+        "--order-study --lists default,default-cpu-heavy,gpushare100,multigpu50 --rules fgd,fgd-plus --seeds 42 "
+        "--heldout=",
+    ),
+    (
+        "fgd_protocol.py",
+        "fgd_families.md",
+        "Heuristics: fgd-plus against FGD on every family (issue 19)",
+        "--families all --seeds 1-3",
+    ),
+    (
+        "fgd_protocol.py",
+        "fgd_families_heldout.md",
+        "Heuristics: fgd-plus against FGD on every family, held-out seeds (issue 19)",
+        "--families all --seeds 4-6 --out benchmarks/results/fgd_families_heldout.md",
+    ),
     ("exact_openb.py", "exact_openb.md", "Exact: the whole openb lists within 10 s (issue 4)"),
     ("exact_scaling.py", "exact_scaling.md", "Exact: scaling against naive models (issue 4)"),
     ("exact_batches.py", "exact_batches.md", "Exact: the FGD protocol in batches, and the offline optimum (issue 4)"),
