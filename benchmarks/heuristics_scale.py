@@ -39,6 +39,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -186,11 +187,44 @@ def placer_run(problem_name: str, rule: str, traces: str, full: float, seed: int
     }
 
 
-def _child(args: list[str]) -> dict:
+def _child(args: list[str], baseline: str | None = None) -> dict:
+    env = dict(os.environ)
+    if baseline:  # another version's optalloc package comes first on the path
+        env["PYTHONPATH"] = os.pathsep.join([baseline, *filter(None, [env.get("PYTHONPATH")])])
     out = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=REPO, env=os.environ
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=REPO, env=env
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def side_by_side(problems: list[str], methods: list[str], args) -> list[str]:
+    """``--baseline``: each method run alternately with the baseline's optalloc and this one's."""
+    med = statistics.median
+    out = [
+        f"## Side by side with `{args.baseline_name}`",
+        "",
+        f"The same `solve(problem, method, time_limit=None)` in fresh processes, alternating {args.repeat} times "
+        f"between `{args.baseline_name}` and this version (so both see the same load); medians, wall / CPU "
+        "seconds; *ratio*: this version's CPU over the baseline's.",
+        "",
+        "| problem | method | before s (wall / CPU) | after s (wall / CPU) | ratio (CPU) | same allocation % |",
+        "|---|---|---:|---:|---:|:---:|",
+    ]
+    for problem in problems:
+        for method in methods:
+            before, after = [], []
+            for _ in range(args.repeat):
+                child = ["--traces", args.traces, "--child", "solve", problem, method]
+                before.append(_child(child, args.baseline))
+                after.append(_child(child))
+            b_cpu, a_cpu = med(r["cpu_seconds"] for r in before), med(r["cpu_seconds"] for r in after)
+            same = "yes" if before[0]["gpu_allocation"] == after[0]["gpu_allocation"] else "no"
+            out.append(
+                f"| {problem} | {method} | {med(r['seconds'] for r in before):.2f} / {b_cpu:.2f} | "
+                f"{med(r['seconds'] for r in after):.2f} / {a_cpu:.2f} | {a_cpu / b_cpu:.2f} | {same} |"
+            )
+            print(out[-1], flush=True)
+    return [*out, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="0.2,0.5,1,2,5", help="time limits in seconds ('' to skip)")
     parser.add_argument("--budget-problems", default="10k,20k")
     parser.add_argument("--budget-rules", default="best-fit,fgd,fgd-plus")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="instead: another version, run side by side with this one: a git revision of this repository, or "
+        "a folder holding its optalloc package",
+    )
+    parser.add_argument("--baseline-name", default="baseline", help="what to call it in the table")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "heuristics_scale.md"))
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -222,6 +263,22 @@ def main(argv: list[str] | None = None) -> int:
 
     problems = [p for p in args.problems.split(",") if p]
     methods = [m for m in args.methods.split(",") if m]
+    if args.baseline:
+        command = "python benchmarks/heuristics_scale.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        if not Path(args.baseline).is_dir():  # a git revision of this repository: its optalloc package
+            folder = tempfile.mkdtemp(prefix="optalloc-baseline-")
+            archive = subprocess.run(
+                ["git", "archive", args.baseline, "optalloc"], cwd=REPO, capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+            args.baseline_name = args.baseline if args.baseline_name == "baseline" else args.baseline_name
+            args.baseline = folder
+        head = ["# Heuristics at scale, side by side", "", f"Command: `{command.strip()}`", ""]
+        cpu = platform.processor() or platform.machine()
+        tail = [f"Machine: {cpu}, {os.cpu_count()} cores shared with other work while measuring.", ""]
+        Path(args.out).write_text("\n".join(head + side_by_side(problems, methods, args) + tail))
+        print(f"wrote {args.out}")
+        return 0
     rows: dict[tuple[str, str], list[dict]] = {}
     for problem in problems:
         for method in methods:

@@ -16,7 +16,7 @@ class mix of the reference jobs, as FGD's target workload). Each placement optio
    GPU-dense nodes (8 GPUs, 96 cores) while CPU-rich nodes (2 GPUs, 104 cores) keep idle cores.
    Only while GPUs are the scarcer resource: when the mix asks more of the cluster's CPU than of its
    GPUs (:func:`cpu_pressure` > 1), the CPU runs out first, GPUs stranded behind it were lost anyway,
-   and the loss weighs 0 (``DemandProfile.balance``).
+   and both penalties weigh 0 (``DemandProfile.balance``, ``holes``): fgd-plus places as FGD.
 3. ``hole``: **hole lookahead** (shares only). ``V(h)`` is the expected milli-GPU a GPU with ``h``
    free ends up wasting as later shares arrive: each class ``k`` fills it with probability
    ``pi_k = min(1, LOOKAHEAD x p_k)`` (renormalised when they sum above 1), else it stays empty:
@@ -72,14 +72,16 @@ class DemandProfile:
 
     ``cpu_per_milli`` (milli-cores) and ``memory_per_milli`` (MiB) per milli-GPU of the reference GPU
     jobs; ``hole_value`` (1001,) expected final waste (milli-GPU) of a GPU with ``h`` milli free;
-    ``balance``: the weight of the balance loss, :data:`BALANCE` while GPUs are the scarcer resource
-    and 0 when the mix asks more of the cluster's CPU than of its GPUs (:func:`cpu_pressure` > 1).
+    ``balance`` and ``holes``: the weights of the balance loss and of the hole lookahead,
+    :data:`BALANCE` and :data:`HOLE_WEIGHT` while GPUs are the scarcer resource, 0 when the mix asks
+    more of the cluster's CPU than of its GPUs (:func:`cpu_pressure` > 1): fgd-plus is then FGD.
     """
 
     cpu_per_milli: float
     memory_per_milli: float
     hole_value: np.ndarray
     balance: float = BALANCE
+    holes: float = HOLE_WEIGHT
 
     @classmethod
     def of(
@@ -112,6 +114,7 @@ class DemandProfile:
             memory_per_milli=memory / milli if milli else 0.0,
             hole_value=hole_values(workload.milli, workload.popularity, LOOKAHEAD if lookahead is None else lookahead),
             balance=BALANCE if pressure <= 1.0 else 0.0,
+            holes=HOLE_WEIGHT if pressure <= 1.0 else 0.0,
         )
 
 
@@ -121,7 +124,8 @@ def cpu_pressure(cpu: int, milli: int, cluster_cpu: int, cluster_milli: int) -> 
     jobs included). Above 1 the cluster runs out of CPU before it runs out of GPUs: stranding GPUs
     behind CPU, which the balance loss prevents, then costs nothing that was not lost anyway, and the
     loss only moves CPU-hungry pods off the nodes FGD would pick (on the generator's cpu-heavy mix,
-    pressure 1.37, fgd-plus fell 0.7 points behind FGD with it and is 0.2 ahead without)."""
+    pressure 1.37-1.42, fgd-plus fell 0.7 points behind FGD with it); nor are GPU holes what limits
+    the allocation, so the hole lookahead steps aside too and fgd-plus places as FGD."""
     if cluster_cpu <= 0:
         return math.inf
     if milli <= 0 or cluster_milli <= 0:
@@ -173,7 +177,7 @@ def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.
     after = _effective(opt.total, opt.cpu, c.memory[row] - job.memory, profile)
     penalty = profile.balance * np.maximum(before - after - job.total_gpu, 0.0)
     if job.share:
-        penalty = penalty + HOLE_WEIGHT * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
+        penalty = penalty + profile.holes * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
     points = sigmoid_points(opt.drop, SCALE)  # FGD's score of the drop
     score = points - np.trunc(np.round(penalty, DECIMALS) / POINT)  # exact ties stay ties
     return best_option(len(c.nodes), row, opt.slot, score)
