@@ -15,6 +15,7 @@ as what runs now, so the service comes back with the same plan (and does not re-
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import sqlite3
@@ -198,7 +199,11 @@ class Cluster:
         state = ControllerState.initial(problem, self.config, now=now, started=started)
         if stored is not None:
             # The plan was solved before the restart: no "initial" re-solve, events and drift decide as before.
-            state = replace(state, drift=state.drift.replace(last_resolve=now), dirty=True)
+            # Admit at once only if something changed after that plan was written (jobs or nodes it never saw).
+            seen = {p["job"] for p in stored.allocation.get("placements", ())}
+            seen |= {u["job"] for u in stored.allocation.get("unplaced", ())}
+            dirty = seen != set(self.jobs) or stored.info.get("nodes_digest") != _nodes_digest(active)
+            state = replace(state, drift=state.drift.replace(last_resolve=now), dirty=dirty)
             allocation = allocation_from_dict(stored.allocation)
             kept = current.placed_jobs if current is not None else frozenset()
             allocation = allocation.replace(
@@ -231,14 +236,20 @@ class Cluster:
         ok = {j for j, ps in by_job.items() if j in names and all(p.node in node_names for p in ps)}
         placements = tuple(p for p in allocation.placements if p.job in ok)
         running = Allocation(placements, method="running", status=Status.FEASIBLE)
-        problem = Problem(nodes, jobs, weights=self.config.weights)
+
+        def broken() -> list[Any]:
+            problem = Problem(
+                nodes, tuple(j for j in jobs if j.name in running.placed_jobs), weights=self.config.weights
+            )
+            return verify(problem, running)
+
         for _ in range(3):
-            bad = {v.job for v in verify(problem, running) if v.job is not None}
+            bad = {v.job for v in broken() if v.job is not None}
             if not bad:
                 break
             log.warning("restored plan: %s no longer fit; they wait again", ", ".join(sorted(bad)))
             running = running.replace(placements=tuple(p for p in running.placements if p.job not in bad))
-        if verify(problem, running):
+        if broken():
             log.error("the stored plan breaks the cluster's rules; starting from an empty allocation")
             return Allocation(status=Status.FEASIBLE)
         return running
@@ -433,8 +444,8 @@ class Cluster:
         self.state = state
         self.error = ""
         changed = plan.allocation is not before.allocation and (
-            plan.allocation.placements != self.view.allocation.placements
-            or plan.allocation.unplaced != self.view.allocation.unplaced
+            set(plan.allocation.placements) != set(self.view.allocation.placements)
+            or set(plan.allocation.unplaced) != set(self.view.allocation.unplaced)
         )
         if changed:
             self._publish(now, plan, state)
@@ -480,6 +491,7 @@ class Cluster:
             return
         version = self.view.version + 1
         info = _info(plan, self.config.budget)
+        info["nodes_digest"] = _nodes_digest(state.nodes)
         view = self._build_view(version, now, info, allocation, state)
         decisions = [Decision(now, a.kind.value, a.job, a.reason) for a in plan.actions]
         try:
@@ -699,6 +711,12 @@ def _same_job(known: Job, new: Job, arrival_given: bool) -> bool:
     if not arrival_given:
         new = replace(new, arrival=known.arrival)
     return known == new and known.to_dict() == new.to_dict()
+
+
+def _nodes_digest(nodes: tuple[Node, ...]) -> str:
+    """A fingerprint of the nodes a plan was made for (names and shapes)."""
+    text = repr(sorted((n.name, n.shape) for n in nodes))
+    return hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _finite(value: float) -> float | None:
