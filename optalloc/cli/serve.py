@@ -44,6 +44,7 @@ def serve(
     ] = 64 << 20,
     max_solve_time: Annotated[float, typer.Option(help="Largest time_limit of POST /v1/solve.", min=0.01)] = 60.0,
     max_concurrent_solves: Annotated[int, typer.Option(help="Stateless solves at once.", min=1)] = 2,
+    ui_refresh: Annotated[float, typer.Option(help="Seconds between two refreshes of the dashboard.", min=0.2)] = 2.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
     """Run the allocation service: a stateless solve, a stateful cluster kept by the adaptive loop and
@@ -94,6 +95,7 @@ def serve(
         max_solve_time=max_solve_time,
         max_concurrent_solves=max_concurrent_solves,
         sync=sync,
+        ui_refresh=ui_refresh,
     )
     app = create_app(settings)
     auth = "with a bearer token" if token else "without a token (loopback only)"

@@ -145,6 +145,7 @@ def page(data: Mapping[str, Any], refresh: float) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>optalloc</title>"
+        '<link rel="icon" href="/ui/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/ui/static/ui.css"></head>'
         f'<body data-refresh="{refresh:g}"><header class="top"><h1>optalloc</h1>'
         '<span id="updated" class="updated"></span></header>'

@@ -16,7 +16,11 @@ from optalloc.service.runtime import Cluster
 
 router = APIRouter(tags=["dashboard"])
 Clu = Annotated[Cluster, Depends(cluster)]
-STATIC = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+STATIC = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "ui.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 # The page loads its own script and style only; nothing from elsewhere, no inline script.
 CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self'"
 
