@@ -226,7 +226,8 @@ def test_solve_answers_exactly_the_allocation_file(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({"problem": {"jobs": [{"name": "j", "gpus": -1}]}}, "problem.jobs[0].gpus", "is negative"),
+        ({"problem": {"jobs": [{"name": "j", "gpus": -1}]}}, "problem.jobs[0].gpus", "greater than or equal to 0"),
+        ({"problem": {"jobs": [{"name": "j", "replicas": 10**9}]}}, "problem.jobs[0].replicas", "less than or equal"),
         ({"problem": {"jobs": [{"name": "j", "gpu": 1}]}}, "problem.jobs[0].gpu", "not a known field"),
         ({"problem": {"nodes": [{"cpu": 1}]}}, "problem.nodes[0].name", "required"),
         ({"problem": {}, "method": "magic"}, "method", "magic"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -97,6 +98,9 @@ def serve(
         sync=sync,
         ui_refresh=ui_refresh,
     )
+    # The loop's thread shares the interpreter with the requests: hand the GIL back to them more often than
+    # every 5 ms (Python's default) while it solves, so that a re-solve does not stretch request latency.
+    sys.setswitchinterval(0.001)
     app = create_app(settings)
     auth = "with a bearer token" if token else "without a token (loopback only)"
     errors.print(f"optalloc service on http://{host}:{port} {auth}; state in {db}", markup=False, highlight=False)

@@ -67,7 +67,7 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Dependency of every mutating route: the request must carry ``Authorization: Bearer <token>``
     when the service has a token."""
     expected: str | None = request.app.state.settings.token

@@ -40,7 +40,7 @@ class Settings:
     token: str | None = None
     controller: ControllerConfig = field(default_factory=default_controller)
     tick: float = 1.0
-    batch_window: float = 0.05
+    batch_window: float = 0.25
     prometheus: str | None = None
     observe_interval: float = 15.0
     observation_max_age: float = 120.0

@@ -8,7 +8,7 @@ from optalloc.service.errors import ApiError
 from optalloc.service.runtime import Cluster
 
 
-def cluster(request: Request) -> Cluster:
+async def cluster(request: Request) -> Cluster:
     """The service's stateful cluster (503 until it has been restored from the store)."""
     found: Cluster | None = getattr(request.app.state, "cluster", None)
     if found is None or found.state is None:

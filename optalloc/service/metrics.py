@@ -58,6 +58,9 @@ class ServiceMetrics(ControllerMetrics):
         )
         self.budget = Gauge("optalloc_service_solve_budget_seconds", "Budget of one re-solve.", registry=r)
         self.last_solve = Gauge("optalloc_service_last_solve_seconds", "Wall time of the last solve.", registry=r)
+        self.max_solve = Gauge(
+            "optalloc_service_solve_seconds_max", "Longest solve since the service started.", registry=r
+        )
         self.store_seconds = Histogram(
             "optalloc_service_store_write_seconds",
             "Time to commit one accepted change to SQLite.",
@@ -74,6 +77,7 @@ class ServiceMetrics(ControllerMetrics):
         self.plan_version = Gauge("optalloc_service_plan_version", "Version of the published plan.", registry=r)
         self.nodes = Gauge("optalloc_service_nodes", "Nodes known (drained included).", registry=r)
         self.jobs = Gauge("optalloc_service_jobs", "Jobs known (running and waiting).", registry=r)
+        self._max_solve = 0.0
 
     def record_step(self, state: Any, plan: Any, took: float, events: int, budget: float) -> None:
         self.record(state, plan)
@@ -82,6 +86,8 @@ class ServiceMetrics(ControllerMetrics):
         self.budget.set(budget)
         if plan.trigger is not None and plan.method:
             self.last_solve.set(plan.solve_time)
+            self._max_solve = max(self._max_solve, plan.solve_time)
+            self.max_solve.set(self._max_solve)
             if plan.solve_time > budget + BUDGET_SLACK:
                 self.over_budget.inc()
         cap = state.capacity.sum(axis=0) if len(state.capacity) else None

@@ -13,12 +13,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-NAME_MAX = 253  # Kubernetes' object name limit, as the core's (docs/limits.md)
+# The core's size limits (docs/limits.md), stated in the schema so that a request beyond them is refused
+# before any work: GPUs per node, replicas per job, any integer quantity, priorities and seconds.
+NAME_MAX = 253
+GPUS_PER_NODE = 64
+REPLICAS = 10_000
+QUANTITY = 2**40
+PRIORITY = 10**9
+SECONDS = 1e12
 
 
 def _quantity(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("is not an integer in canonical units or a quantity string such as 500m or 16Gi")
+    if isinstance(value, int) and not 0 <= value <= QUANTITY:
+        raise ValueError("is not between 0 and the limit of 2**40 (docs/limits.md)")
     if isinstance(value, str) and len(value) > 64:
         raise ValueError("is longer than 64 characters: not a quantity")
     return value
@@ -37,7 +46,7 @@ Quantity = Annotated[
     PlainValidator(_quantity),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
+            "anyOf": [{"type": "integer", "minimum": 0, "maximum": QUANTITY}, {"type": "string", "maxLength": 64}],
             "description": "canonical integer (milli-cores, MiB) or a Kubernetes quantity string (500m, 16Gi)",
         }
     ),
@@ -63,8 +72,8 @@ class NodeSpec(_Strict):
     name: Name
     cpu: Quantity = 0
     memory: Quantity = 0
-    gpus: int = 0
-    gpu_model: str | None = None
+    gpus: int = Field(0, ge=0, le=GPUS_PER_NODE)
+    gpu_model: str | None = Field(None, max_length=NAME_MAX)
     gpu_memory: Quantity = 0
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -75,8 +84,8 @@ class NodeUpdate(_Strict):
     name: Name | None = None
     cpu: Quantity = 0
     memory: Quantity = 0
-    gpus: int = 0
-    gpu_model: str | None = None
+    gpus: int = Field(0, ge=0, le=GPUS_PER_NODE)
+    gpu_model: str | None = Field(None, max_length=NAME_MAX)
     gpu_memory: Quantity = 0
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -88,16 +97,16 @@ class JobSpec(_Strict):
     name: Name
     cpu: Quantity = 0
     memory: Quantity = 0
-    gpus: int = 0
-    gpu_milli: int = 0
+    gpus: int = Field(0, ge=0, le=GPUS_PER_NODE)
+    gpu_milli: int = Field(0, ge=0, le=999)
     gpu_memory: Quantity = 0
-    replicas: int = 1
-    min_replicas: int | None = None
+    replicas: int = Field(1, ge=1, le=REPLICAS)
+    min_replicas: int | None = Field(None, ge=1, le=REPLICAS)
     gpu_models: list[str] | str | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
-    priority: int = 0
-    arrival: float | None = None
-    duration: float | None = None
+    priority: int = Field(0, ge=-PRIORITY, le=PRIORITY)
+    arrival: float | None = Field(None, ge=-SECONDS, le=SECONDS)
+    duration: float | None = Field(None, ge=0, le=SECONDS)
     placement: Literal["any", "pack", "spread", "single-node"] = "any"
     preemptible: bool = True
 
@@ -162,8 +171,8 @@ class ProblemFile(_Strict):
 
     version: int = 1
     description: str | None = None
-    nodes: list[NodeSpec] = Field(default_factory=list)
-    jobs: list[JobSpec] = Field(default_factory=list)
+    nodes: list[NodeSpec] = Field(default_factory=list, max_length=100_000)
+    jobs: list[JobSpec] = Field(default_factory=list, max_length=1_000_000)
     current: AllocationIn | None = None
     weights: dict[str, Any] | None = None
     gpu_models: list[str] | None = None

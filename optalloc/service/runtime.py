@@ -38,7 +38,7 @@ from optalloc.adaptive import (
     step,
 )
 from optalloc.core import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced, verify
-from optalloc.io import allocation_from_dict, allocation_to_dict
+from optalloc.io import allocation_from_dict
 from optalloc.service.config import Settings
 from optalloc.service.errors import ApiError
 from optalloc.service.store import Decision, Store, StoredPlan
@@ -540,7 +540,7 @@ class Cluster:
         if cap is not None and used is not None:
             for key, col in (("gpu", 0), ("cpu", 2), ("memory", 3)):
                 ratios[key] = float(used[col] / cap[col]) if cap[col] > 0 else 0.0
-        doc = allocation_to_dict(allocation)
+        doc = _allocation_doc(allocation)
         doc["summary"].update(
             jobs=len(state.jobs),
             jobs_placed=len(by_job),
@@ -713,13 +713,35 @@ def _same_job(known: Job, new: Job, arrival_given: bool) -> bool:
     return known == new and known.to_dict() == new.to_dict()
 
 
+def _allocation_doc(allocation: Allocation) -> dict[str, Any]:
+    """The allocation file's JSON of ``allocation`` (what ``allocation_to_dict`` gives, built in one pass)."""
+    gap = allocation.gap
+    summary: dict[str, Any] = {
+        "method": allocation.method,
+        "status": allocation.status.value,
+        "objective": _finite(allocation.objective),
+        "bound": _finite(allocation.bound),
+        "gap": _finite(gap),
+        "wall_time": float(allocation.wall_time),
+    }
+    placements = [
+        {"job": p.job, "replica": p.replica, "node": p.node, "gpus": list(p.gpus), "gpu_milli": p.gpu_milli}
+        for p in allocation.placements
+    ]
+    unplaced = [
+        {"job": u.job, "reason": str(u.reason), **({"detail": u.detail} if u.detail else {})}
+        for u in allocation.unplaced
+    ]
+    return {"summary": summary, "placements": placements, "unplaced": unplaced}
+
+
 def _nodes_digest(nodes: tuple[Node, ...]) -> str:
     """A fingerprint of the nodes a plan was made for (names and shapes)."""
     text = repr(sorted((n.name, n.shape) for n in nodes))
     return hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def _finite(value: float) -> float | None:
+def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 

@@ -40,7 +40,7 @@ def _job(spec: JobSpec, prefix: str = "") -> tuple[Job, bool]:
     },
     summary="Submit a job",
 )
-def submit_job(body: JobSpec, response: Response, c: Clu) -> Any:
+async def submit_job(body: JobSpec, response: Response, c: Clu) -> Any:
     """Submit a job (a problem file's job). It is stored before the answer (201), and waits for the loop:
     ``GET /v1/jobs/{name}`` says where it runs, or why it waits. Submitting an identical job again
     answers 200 (safe to retry); another job of that name is a 409."""
