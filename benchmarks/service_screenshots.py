@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import Service, free_port  # noqa: E402
+from service_load import Service, free_port
 
 TOKEN_HEADERS = {"Authorization": "Bearer bench-token-0123456789abcdef"}
 
@@ -48,10 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=service.url, timeout=30, headers=TOKEN_HEADERS) as c:
             for i in range(3):
-                c.post("/v1/nodes", json={"name": f"a100-{i}", "cpu": "64", "memory": "512Gi", "gpus": 8, "gpu_model": "A100"})
+                c.post(
+                    "/v1/nodes",
+                    json={"name": f"a100-{i}", "cpu": "64", "memory": "512Gi", "gpus": 8, "gpu_model": "A100"},
+                )
             c.post("/v1/nodes", json={"name": "t4-0", "cpu": "32", "memory": "128Gi", "gpus": 4, "gpu_model": "T4"})
             jobs = [
-                {"name": "llm-pretrain", "cpu": "16", "memory": "128Gi", "gpus": 4, "replicas": 2, "gpu_models": "A100"},
+                {
+                    "name": "llm-pretrain",
+                    "cpu": "16",
+                    "memory": "128Gi",
+                    "gpus": 4,
+                    "replicas": 2,
+                    "gpu_models": "A100",
+                },
                 {"name": "finetune", "cpu": "8", "memory": "64Gi", "gpus": 2, "gpu_models": "A100"},
                 {"name": "sweep", "cpu": "4", "memory": "16Gi", "gpus": 1, "replicas": 3},
                 {"name": "notebook-alice", "cpu": "2", "memory": "8Gi", "gpu_milli": 300},
