@@ -18,12 +18,14 @@ from optalloc.core import (
     Allocation,
     FutureValue,
     MethodUnavailable,
+    Placement,
     Problem,
     ProblemError,
     Reason,
     SolverError,
     Status,
     Unplaced,
+    check_running,
     verify,
 )
 from optalloc.core.options import SolveOptions
@@ -98,9 +100,24 @@ def solve(
     """
     if not isinstance(problem, Problem):
         raise ProblemError("problem", type(problem).__name__, "is not a Problem")
+    if not isinstance(method, str):
+        raise ProblemError("method", method, "is not a method name (see optalloc.solve.methods())")
+    if previous is not None and not isinstance(previous, Allocation):
+        raise ProblemError("previous", previous, "is not an Allocation (the last answer) or None")
+    if options is not None and not isinstance(options, SolveOptions):
+        raise ProblemError("options", options, "is not a SolveOptions")
     opts = options if options is not None else SolveOptions()
     if option_values:
         opts = SolveOptions.from_dict({**opts.to_dict(), **option_values})
+    # What runs now is the caller's input: one that cannot run, or (when nothing may move and the answer
+    # is verified) one that no longer fits, is a ProblemError naming the placement, not an engine failure.
+    if previous is not None or problem.current is not None:
+        # Only the exact engines move running jobs (heuristics never do; auto may answer with its heuristic).
+        movable = opts.allow_migration and get_method(method).kind == "exact"
+        if previous is not None:
+            with_previous(problem, previous, fits=opts.verify, movable=movable)
+        else:
+            check_running(problem, problem.current, "problem.current", fits=opts.verify, movable=movable)
     engine = get_method(method)
     for module in engine.preload:
         __import__(module)
@@ -142,12 +159,55 @@ def _recheck_held_back(problem: Problem, answer: Allocation) -> Allocation:
     return answer.replace(unplaced=tuple(out))
 
 
-def with_previous(problem: Problem, previous: Allocation) -> Problem:
-    """``problem`` whose current allocation also holds ``previous``'s placements."""
-    placements = list(problem.current.placements) if problem.current is not None else []
-    held = {p.job for p in placements}
-    placements += [p for p in previous.placements if p.job not in held]
-    return problem.replace(current=Allocation(tuple(placements), method="previous", status="feasible"))
+def with_previous(problem: Problem, previous: Allocation, *, fits: bool = False, movable: bool = False) -> Problem:
+    """``problem`` whose current allocation also holds ``previous``'s placements: the scheduler's cycle.
+
+    ``previous`` is the last cycle's answer, as it is. Its placements of jobs that are no longer jobs
+    of ``problem`` are dropped: those jobs finished (``answer.diff(previous, problem)`` lists them as
+    ``finished``). So are the placements of a job with a replica on a node that is no longer in the
+    problem (the job lost that node: it is placed again, whole). A job running in both
+    ``problem.current`` and ``previous`` must run at the same places in both. What remains must be
+    something that can run (with ``fits``, also fit where it runs: see
+    :func:`optalloc.core.verify.check_running`); if not, :class:`ProblemError` names the placement
+    (``previous.placements[3]``): it is the caller's input.
+    """
+    if not isinstance(previous, Allocation):
+        raise ProblemError("previous", previous, "is not an Allocation (the last answer) or None")
+    current = problem.current
+    if current is not None:
+        check_running(problem, current, "problem.current", fits=fits, movable=movable)
+    jobs, nodes = problem.job_index, problem.node_index
+    lost = {p.job for p in previous.placements if p.job in jobs and p.node not in nodes}
+    kept = [(i, p) for i, p in enumerate(previous.placements) if p.job in jobs and p.job not in lost]
+    placements = list(current.placements) if current is not None else []
+    mine = current.by_job() if current is not None else {}
+    theirs: dict[str, list[Placement]] = {}
+    for _, p in kept:
+        theirs.setdefault(p.job, []).append(p)
+
+    def key(p: Placement) -> tuple[str, int, tuple[int, ...], int]:
+        return (p.node, p.replica, tuple(sorted(p.gpus)), p.gpu_milli)
+
+    for name, places in theirs.items():
+        if name in mine and sorted(mine[name], key=key) != sorted(places, key=key):
+            i = next(i for i, p in kept if p.job == name)
+            raise ProblemError(
+                f"previous.placements[{i}]", name, "runs elsewhere in problem.current (pass one of the two)"
+            )
+    added = [(i, p) for i, p in kept if p.job not in mine]
+    merged = Allocation(tuple(placements) + tuple(p for _, p in added), method="previous", status="feasible")
+    try:
+        check_running(problem, merged, "previous", fits=fits, movable=movable)
+    except ProblemError as err:
+        # Name the placement in the caller's own list: current's first, then previous's index.
+        rest = err.field.partition(".placements[")[2]
+        if rest:
+            k = int(rest.rstrip("]"))
+            if k < len(placements):
+                raise ProblemError(f"problem.current.placements[{k}]", err.value, err.reason) from None
+            raise ProblemError(f"previous.placements[{added[k - len(placements)][0]}]", err.value, err.reason) from None
+        raise
+    return problem.replace(current=merged)
 
 
 def _registry() -> dict[str, Method]:

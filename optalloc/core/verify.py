@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from optalloc.core.allocation import Allocation, Placement
+from optalloc.core.errors import ProblemError
 from optalloc.core.job import MILLI, PlacementRule
 from optalloc.core.problem import Problem
 
@@ -54,6 +55,10 @@ class Violation:
 
 def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
     """Every violation of ``allocation`` against ``problem``; an empty list means valid."""
+    if not isinstance(problem, Problem):
+        raise ProblemError("problem", problem, "is not a Problem")
+    if not isinstance(allocation, Allocation):
+        raise ProblemError("allocation", allocation, "is not an Allocation")
     out: list[Violation] = []
     jobs = {j.name: j for j in problem.jobs}
     nodes = {n.name: n for n in problem.nodes}
@@ -243,6 +248,90 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
                     )
                 )
     return out
+
+
+#: What no running allocation can be, whatever the problem's jobs and nodes became: a placement naming
+#: an unknown job or node, a replica index out of range or twice, a GPU index out of range, a GPU held
+#: whole by two replicas, or a replica holding other GPUs than its job asks for.
+STRUCTURAL_RULES = frozenset(
+    {
+        Kind.UNKNOWN_JOB,
+        Kind.UNKNOWN_NODE,
+        Kind.REPLICA_RANGE,
+        Kind.DUPLICATE_REPLICA,
+        Kind.GPU_INDEX,
+        Kind.GPU_EXCLUSIVE,
+        Kind.GPU_SHAPE,
+    }
+)
+#: What a running job breaks when it no longer fits where it runs (a node shrank, a job's needs or
+#: constraints changed): the problem is then solved only by moving or stopping it.
+FIT_RULES = (
+    frozenset(Kind)
+    - STRUCTURAL_RULES
+    - {
+        Kind.MISSING_JOB,
+        Kind.DUPLICATE_UNPLACED,
+        Kind.PLACED_AND_UNPLACED,
+        Kind.NOT_PREEMPTIBLE,
+    }
+)
+
+
+def check_running(
+    problem: Problem, allocation: Allocation, label: str = "current", *, fits: bool = True, movable: bool = False
+) -> None:
+    """Raise :class:`ProblemError` when ``allocation``, given as what runs now on ``problem``, is not
+    something that can run: a GPU index out of range, a double-booked GPU, a duplicate replica...
+    (:data:`STRUCTURAL_RULES`); with ``fits``, also a running job that no longer fits where it runs
+    (a node over capacity, a GPU model or selector no longer matched, an incomplete gang:
+    :data:`FIT_RULES`). With ``movable`` (the engine may move preemptible running jobs), a job that
+    no longer fits is the engine's to move, unless no preemptible job is involved.
+
+    The error names the first offending placement (``previous.placements[3]``) and says it is the
+    caller's input: engines take what runs now as given, so an invalid one would otherwise surface as
+    an engine's invalid answer. ``label`` is the name of the allocation in the caller's terms.
+    """
+    if not isinstance(allocation, Allocation):
+        raise ProblemError(label, allocation, "is not an Allocation")
+    rules = STRUCTURAL_RULES | FIT_RULES if fits else STRUCTURAL_RULES
+    found = [v for v in verify(problem, allocation.replace(unplaced=())) if v.kind in rules]
+    if movable and found:
+        jobs = {j.name: j for j in problem.jobs}
+        preemptible_on = {p.node for p in allocation.placements if p.job in jobs and jobs[p.job].preemptible}
+
+        def resolvable(v: Violation) -> bool:
+            if v.kind in STRUCTURAL_RULES:
+                return False
+            if v.job is not None and v.job in jobs:
+                return jobs[v.job].preemptible
+            return v.node in preemptible_on
+
+        found = [v for v in found if not resolvable(v)]
+    if not found:
+        return
+    v = found[0]
+    i = _culprit(allocation, v)
+    more = f" ({len(found) - 1} more)" if len(found) > 1 else ""
+    why = "is not a valid running placement" if v.kind in STRUCTURAL_RULES else "no longer fits where it runs"
+    if i is None:
+        raise ProblemError(label, v.job or v.node, f"{why} (the caller's input): {v}{more}")
+    raise ProblemError(
+        f"{label}.placements[{i}]", allocation.placements[i].job, f"{why} (the caller's input): {v}{more}"
+    )
+
+
+def _culprit(allocation: Allocation, v: Violation) -> int | None:
+    """The index of the first placement a violation is about (its job and node, else its job or node)."""
+    first_job = first_node = None
+    for i, p in enumerate(allocation.placements):
+        if p.job == v.job and p.node == v.node:
+            return i
+        if first_job is None and v.job is not None and p.job == v.job:
+            first_job = i
+        if first_node is None and v.node is not None and p.node == v.node:
+            first_node = i
+    return first_job if first_job is not None else first_node
 
 
 def _where(places: list[Placement]) -> Counter[tuple[str, tuple[int, ...]]]:
