@@ -86,9 +86,9 @@ def test_an_error_message_never_materialises_a_huge_value():
     finally:
         tracemalloc.stop()
     assert time.perf_counter() - started < 1.0 and peak < 1_000_000
-    assert len(str(err.value)) < 200
+    assert len(str(err.value)) < 300
     assert short_repr(10**100_000) == "<an integer of about 100001 digits>"
-    assert short_repr("x" * 10**7).endswith("xx'") and len(short_repr("x" * 10**7)) < 80
+    assert short_repr("x" * 10**7).endswith("xx'") and len(short_repr("x" * 10**7)) <= 160
 
 
 def test_synthetic_clusters_are_bounded_before_building_nodes():

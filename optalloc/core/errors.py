@@ -89,9 +89,9 @@ class _ShortRepr(reprlib.Repr):
         self.maxlevel = 3
         self.maxdict = self.maxlist = self.maxtuple = 4
         self.maxset = self.maxfrozenset = self.maxdeque = self.maxarray = 4
-        self.maxstring = 60
+        self.maxstring = 160
         self.maxlong = 40
-        self.maxother = 60
+        self.maxother = 80
 
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > 128:  # beyond 38 digits: the digits themselves would be the cost
@@ -120,6 +120,6 @@ _SHORT = _ShortRepr()
 
 
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to about 80 characters, in bounded time and memory (for error messages)."""
+    """``repr(value)`` cut to about 160 characters, in bounded time and memory (for error messages)."""
     shown = _SHORT.repr(value)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
+    return shown if len(shown) <= 160 else shown[:157] + "..."
