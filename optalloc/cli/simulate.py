@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -139,6 +140,7 @@ def simulate(
     stop = until
     if until_last_arrival and scenario.jobs:
         stop = float(scenario.problem.job_arrival.max())
+    _check_ticks(scenario, tick, stop)
     config = SimConfig(
         tick=tick,
         react=react,
@@ -267,6 +269,27 @@ class _ProgressLines:
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+#: Controller ticks one job's run may take, at most: the simulator ticks every --tick seconds while a
+#: job runs, so a job of 30 years at the default 60 s would be 16 million steps (hours of work).
+MAX_TICKS = 1_000_000
+
+
+def _check_ticks(scenario: Scenario, tick: float, until: float | None) -> None:
+    if not tick:
+        return
+    runtime = scenario.runtime[np.isfinite(scenario.runtime)]
+    longest = float(runtime.max()) if runtime.size else 0.0
+    if until is not None:
+        longest = min(longest, max(0.0, until - float(scenario.problem.job_arrival.min())))
+    if longest / tick > MAX_TICKS:
+        raise ProblemError(
+            "--tick",
+            tick,
+            f"seconds would make {longest / tick:,.0f} controller ticks while the longest job runs ({longest:g} s), "
+            f"more than {MAX_TICKS:,}: pass a larger --tick or an earlier --until",
+        )
 
 
 def _clock(seconds: float) -> str:

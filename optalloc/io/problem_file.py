@@ -72,7 +72,7 @@ def problem_from_dict(data: Any) -> Problem:
     version = top.get("version", VERSION)
     if version != VERSION or isinstance(version, bool):
         raise ProblemError("version", version, f"is not a supported version ({VERSION})")
-    if not isinstance(top.get("description", ""), str):
+    if top.get("description") is not None and not isinstance(top["description"], str):
         raise ProblemError("description", top["description"], "is not a string")
     raw_nodes = doc.listing("nodes", _or_empty(top.get("nodes")), "of nodes")
     raw_jobs = doc.listing("jobs", _or_empty(top.get("jobs")), "of jobs")
