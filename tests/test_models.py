@@ -5,6 +5,7 @@ import pytest
 
 from optalloc import Allocation, Job, MethodUnavailable, Node, ObjectiveWeights, Placement, Problem, Status, verify
 from optalloc.core import evaluate
+from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
 from optalloc.models import build, compress, encode, solve_exact
 from optalloc.models.lp_bound import lp_bound, relax
@@ -130,7 +131,7 @@ def test_migration_is_used_only_when_allowed():
 def test_re_placing_the_programs_selection_survives_a_preempted_running_job():
     # A running low-priority job the program stops is not in the selection: re-placing the selection
     # must not keep it in ``current`` (it once raised "is not a job of this problem").
-    from optalloc.solve import _replace_with_heuristic
+    from optalloc.anytime import replace_with_heuristic as _replace_with_heuristic
 
     nodes = [Node("n", cpu=8000, memory=100, gpus=1, gpu_model="T4")]
     jobs = [Job("low", gpus=1, priority=0), Job("high", gpus=1, priority=5)]
@@ -186,7 +187,7 @@ def test_cpsat_stopped_before_it_searched_claims_no_bound():
     form = build(compress(problem))
     warm = solve(problem, "best-fit")
     run = cpsat.solve_program(
-        form.program, form.weights, SolveOptions(workers=1), hint=encode(form, warm), time_limit=1e-4
+        form.program, form.weights, SolveOptions(workers=1), Budget(1e-4), hint=encode(form, warm)
     )
     assert run.status is Status.FEASIBLE and run.stats["solution"] == "hint"
     assert run.bound is None
@@ -195,8 +196,8 @@ def test_cpsat_stopped_before_it_searched_claims_no_bound():
 def test_filling_what_decoding_lost_up_to_the_proven_bound_reports_optimal() -> None:
     """An exact answer whose fill pass reaches the program's bound is proven optimal (the demo showed
     'feasible' with a 0.00% gap when decoding lost one replica and the fill pass put it back)."""
+    from optalloc.anytime import fill as _fill
     from optalloc.core import Reason, Unplaced
-    from optalloc.solve import _fill
 
     problem = Problem(nodes=(Node("n0", cpu=8000, memory=32000, gpus=2),), jobs=(Job("a", cpu=1000, gpus=1),))
     best = solve(problem, "best-fit")
@@ -212,7 +213,7 @@ def test_filling_what_decoding_lost_up_to_the_proven_bound_reports_optimal() -> 
 def test_re_placing_the_selection_claims_optimal_by_its_objective_not_its_ranking_score() -> None:
     """With a fragmentation guide answers rank by the primary term only; a primary term at the bound
     of the whole objective is no proof (the secondary terms can still be below it)."""
-    from optalloc.solve import _replace_with_heuristic
+    from optalloc.anytime import replace_with_heuristic as _replace_with_heuristic
 
     problem = Problem(nodes=(Node("n0", cpu=8000, memory=32000, gpus=2),), jobs=(Job("a", cpu=1000, gpu_milli=500),))
     placed = solve(problem, "best-fit")

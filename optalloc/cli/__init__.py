@@ -331,10 +331,16 @@ def demo(
     answers.append(solve(problem, "auto", time_limit=time_limit, seed=seed, deterministic=True))
     out_console.print(render.comparison_table(problem, answers))
     out_console.print(render.comparison_table.__doc__ or "")
-    out_console.print(
-        "Deterministic: CP-SAT ran with one worker and a deterministic time limit; every figure but the times "
-        "repeats run to run (a multi-worker search, e.g. `optalloc plan --method auto`, can differ between runs)."
-    )
+    if answers[-1].stats.get("wall_clock_stopped"):
+        out_console.print(
+            "CP-SAT was stopped by the wall clock before its deterministic limit (a busy or slow machine): "
+            "these figures may differ from another run's; a larger --time-limit repeats them."
+        )
+    else:
+        out_console.print(
+            "Deterministic: CP-SAT ran with one worker and a deterministic time limit; every figure but the "
+            "times repeats run to run (a multi-worker search, e.g. `optalloc plan --method auto`, may differ)."
+        )
     best = max(answers, key=lambda a: a.objective or 0)
     out_console.print(
         f"Every answer passed optalloc.verify. Best: {best.method}"

@@ -278,15 +278,12 @@ FIT_RULES = (
 )
 
 
-def check_running(
-    problem: Problem, allocation: Allocation, label: str = "current", *, fits: bool = True, movable: bool = False
-) -> None:
+def check_running(problem: Problem, allocation: Allocation, label: str = "current", *, fits: bool = True) -> None:
     """Raise :class:`ProblemError` when ``allocation``, given as what runs now on ``problem``, is not
     something that can run: a GPU index out of range, a double-booked GPU, a duplicate replica...
     (:data:`STRUCTURAL_RULES`); with ``fits``, also a running job that no longer fits where it runs
     (a node over capacity, a GPU model or selector no longer matched, an incomplete gang:
-    :data:`FIT_RULES`). With ``movable`` (the engine may move preemptible running jobs), a job that
-    no longer fits is the engine's to move, unless no preemptible job is involved.
+    :data:`FIT_RULES`).
 
     The error names the first offending placement (``previous.placements[3]``) and says it is the
     caller's input: engines take what runs now as given, so an invalid one would otherwise surface as
@@ -296,18 +293,6 @@ def check_running(
         raise ProblemError(label, allocation, "is not an Allocation")
     rules = STRUCTURAL_RULES | FIT_RULES if fits else STRUCTURAL_RULES
     found = [v for v in verify(problem, allocation.replace(unplaced=())) if v.kind in rules]
-    if movable and found:
-        jobs = {j.name: j for j in problem.jobs}
-        preemptible_on = {p.node for p in allocation.placements if p.job in jobs and jobs[p.job].preemptible}
-
-        def resolvable(v: Violation) -> bool:
-            if v.kind in STRUCTURAL_RULES:
-                return False
-            if v.job is not None and v.job in jobs:
-                return jobs[v.job].preemptible
-            return v.node in preemptible_on
-
-        found = [v for v in found if not resolvable(v)]
     if not found:
         return
     v = found[0]

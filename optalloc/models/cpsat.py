@@ -10,6 +10,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from optalloc.core import SolverError, Status
+from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
 from optalloc.models.program import INF, Program
 from optalloc.models.run import ProgramRun
@@ -28,13 +29,20 @@ _STATUS = {
 
 
 class _Progress(cp_model.CpSolverSolutionCallback):
-    """Records when each improving solution was found (time to first solution, to a gap)."""
+    """Records when each improving solution was found (time to first solution, to a gap), and reports
+    CP-SAT's proven bound to the budget as it tightens (``engine`` None: not reported)."""
 
-    def __init__(self, offset: int, start: float) -> None:
+    def __init__(self, offset: int, start: float, budget: Budget, engine: str | None) -> None:
         super().__init__()
         self.offset = offset
         self.start = start
+        self.budget = budget
+        self.engine = engine
         self.points: list[tuple[float, float, float]] = []
+
+    def on_bound(self, bound: float) -> None:
+        if self.engine is not None:
+            self.budget.improve(self.engine, bound=float(np.floor(bound + self.offset + 1e-6)))
 
     def on_solution_callback(self) -> None:
         self.points.append(
@@ -70,19 +78,21 @@ def solve_program(
     prog: Program,
     weights: dict[str, int],
     options: SolveOptions,
+    budget: Budget,
     *,
     hint: np.ndarray | None = None,
     lexicographic: bool = False,
-    time_limit: float | None = None,
-    stop: threading.Event | None = None,
+    reserve: float = 0.0,
+    report_bound: bool = True,
 ) -> ProgramRun:
-    """Maximise the weighted objective of ``prog`` with CP-SAT.
+    """Maximise the weighted objective of ``prog`` with CP-SAT, returning ``reserve`` seconds before the
+    budget's deadline at the latest (or soon after the caller's stop flag is set).
 
     ``lexicographic``: first the ``primary`` term alone, then the other terms with the primary held at
-    its best value. ``time_limit`` (seconds) overrides ``options.time_limit`` (the caller's remaining budget).
+    its best value. ``report_bound``: report CP-SAT's proven bound to the budget's progress (off when the
+    program's objective is not the problem's, e.g. with the fragmentation guide).
     """
     start = time.perf_counter()
-    limit = options.time_limit if time_limit is None else time_limit
     model, xs = build_model(prog)
     build_time = time.perf_counter() - start
     if hint is not None:
@@ -94,15 +104,18 @@ def solve_program(
         c, offset = prog.objective(stage_weights)
         nz = np.flatnonzero(c)
         model.maximize(cp_model.LinearExpr.weighted_sum([xs[i] for i in nz], [int(c[i]) for i in nz]))
-        remaining = None if limit is None else max(0.05, limit - (time.perf_counter() - start))
+        remaining = budget.seconds(reserve=reserve)
         if lexicographic and stage == 0 and remaining is not None:
             remaining *= 0.7
+        if remaining is not None and remaining <= 0.005:
+            break
         solver = _solver(options, remaining)
-        progress = _Progress(offset, start)
-        watcher = _watch(solver, stop) if stop is not None else None
-        code = solver.solve(model, progress)
-        if watcher is not None:
-            watcher.set()
+        bound_engine = "cpsat" if report_bound and (not lexicographic or stage == 0) else None
+        progress = _Progress(offset, start, budget, bound_engine)
+        if bound_engine is not None:
+            solver.best_bound_callback = progress.on_bound
+        with _watch(solver, budget):
+            code = solver.solve(model, progress)
         status = _STATUS.get(code)
         if status is None:
             raise SolverError(f"CP-SAT answered {solver.status_name(code)}: {solver.solution_info()}")
@@ -127,6 +140,14 @@ def solve_program(
                 "deterministic_time": solver.deterministic_time,
                 "solution_info": solver.solution_info(),
                 "workers": options.num_workers,
+                # With deterministic=True, whether the wall-clock cap (not the work limit) ended the search:
+                # then the answer may differ run to run.
+                "wall_clock_stopped": bool(
+                    options.deterministic
+                    and remaining is not None
+                    and solver.deterministic_time < 0.99 * remaining
+                    and status is not Status.OPTIMAL
+                ),
             },
         )
         if not lexicographic or values is None:
@@ -147,7 +168,8 @@ def solve_program(
             run.bound = primary_bound
             run.objective = prog.value(values, {"primary": 1})
             run.stats["secondary_objective"] = solver.objective_value + offset
-    assert run is not None
+    if run is None:
+        run = ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats={"message": "no time"})
     if run.values is None and run.status is Status.UNKNOWN and hint is not None and not prog.check(hint):
         # No solution in time (presolve can eat a short budget): the warm start is feasible, return it.
         run.values = np.asarray(hint, dtype=np.int64)
@@ -157,18 +179,33 @@ def solve_program(
     return run
 
 
-def _watch(solver: cp_model.CpSolver, stop: threading.Event) -> threading.Event:
-    """Stop ``solver`` as soon as ``stop`` is set (another engine proved the optimum); returns a done flag."""
-    done = threading.Event()
+class _watch:
+    """Stop ``solver`` soon after the budget's stop flag is set; the watcher thread ends with the block."""
 
-    def run() -> None:
-        while not done.is_set():
-            if stop.wait(0.05):
-                solver.stop_search()
+    POLL = 0.02
+
+    def __init__(self, solver: cp_model.CpSolver, budget: Budget) -> None:
+        self.solver = solver
+        self.budget = budget
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _watch:
+        if self.budget.stop is not None or self.budget.on_progress is not None:
+            self.thread = threading.Thread(target=self._run, name="optalloc-cpsat-stop", daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.done.wait(self.POLL):
+            if self.budget.stopped:
+                self.solver.stop_search()
                 return
 
-    threading.Thread(target=run, daemon=True).start()
-    return done
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolver:
@@ -176,17 +213,28 @@ def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolve
     p = solver.parameters
     p.num_workers = options.num_workers
     p.random_seed = options.seed
+    # The host process keeps its signals: Ctrl-C is the caller's (stop the search with ``stop=``).
+    p.catch_sigint_signal = False
     if options.relative_gap:
         p.relative_gap_limit = options.relative_gap
+    if time_limit is not None:
+        # The wall-clock limit always holds; with deterministic=True the work limit usually ends the
+        # search first, which is what makes the answer the same run to run.
+        p.max_time_in_seconds = time_limit
     if options.deterministic:
-        # Same answer run to run: interleaved workers and a deterministic (work-based) time limit.
         p.interleave_search = options.num_workers > 1
         if time_limit is not None:
             p.max_deterministic_time = time_limit
-    elif time_limit is not None:
-        p.max_time_in_seconds = time_limit
     if time_limit is not None and time_limit < SHORT_BUDGET:
         # Short budgets: skip probing in presolve, which alone can take a second on large programs.
         p.cp_model_probing_level = 0
-    p.log_search_progress = options.log_search
+    if options.log_search:
+        # The search log goes to this module's logger, never to the process's stdout.
+        p.log_search_progress = True
+        p.log_to_stdout = False
+        solver.log_callback = _log_line
     return solver
+
+
+def _log_line(line: str) -> None:
+    log.info("cp-sat: %s", line)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optalloc.core import MILLI, Allocation, ClusterState, Placement, PlacementRule, Reason, Status, Unplaced
+from optalloc.core.budget import Budget
 from optalloc.models.formulation import ArcFlow, Formulation
 
 
@@ -73,7 +74,19 @@ LOST_IN_PACKING = "placed by the program but lost in packing"
 NOT_CHOSEN = "the solver gave the capacity to other jobs"
 
 
-def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status) -> Decoded:
+def decode(
+    form: Formulation,
+    values: np.ndarray,
+    *,
+    method: str,
+    status: Status,
+    budget: Budget | None = None,
+    reserve: float = 0.0,
+) -> Decoded:
+    """The allocation ``values`` describe. Alternative packing rules and restarts for the units a type
+    loses run only while ``budget`` has time for them; past ``reserve`` seconds before its deadline the
+    decoding stops (:class:`~optalloc.core.budget.OutOfTime`)."""
+    budget = budget if budget is not None else Budget()
     comp = form.compression
     problem = comp.problem
     state = ClusterState.of(problem, comp.fixed)
@@ -95,24 +108,34 @@ def decode(form: Formulation, values: np.ndarray, *, method: str, status: Status
         items.sort(key=lambda u: (-u.gpus, -u.block_shares, -(u.fresh or u.level > 0 or u.gpus > 0), -u.cpu, -u.memory))
         best = None
         for rule in PACKING_RULES:
-            trial = _pack_type(problem, state.copy(), full.copy(), nodes, items, rule)
+            t0 = budget.clock()
+            trial = _pack_type(problem, state.copy(), full.copy(), nodes, items, rule, budget, reserve)
             if best is None or trial[3] < best[3]:
                 best = trial
-            if trial[3] == 0:
+            # Another rule only while there is time for one more pass over the type.
+            if trial[3] == 0 or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
                 break
         assert best is not None
         if best[3] and len(nodes) <= RESTART_NODES:
             # Small types that still lose units: seeded restarts, shuffling items of equal GPU demand.
             rng = np.random.default_rng(len(items))
             for attempt in range(RESTARTS):
+                t0 = budget.clock()
                 keys = rng.random(len(items))
                 shuffled = [items[i] for i in np.lexsort((keys, [-(u.gpus + u.block_shares) for u in items]))]
                 trial = _pack_type(
-                    problem, state.copy(), full.copy(), nodes, shuffled, PACKING_RULES[attempt % len(PACKING_RULES)]
+                    problem,
+                    state.copy(),
+                    full.copy(),
+                    nodes,
+                    shuffled,
+                    PACKING_RULES[attempt % len(PACKING_RULES)],
+                    budget,
+                    reserve,
                 )
                 if trial[3] < best[3]:
                     best = trial
-                if best[3] == 0:
+                if best[3] == 0 or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
                     break
         trial_state, trial_full, placed, _, missed = best
         state.cpu[:], state.memory[:], state.gpu[:], state.gpu_mem[:] = (
@@ -182,13 +205,24 @@ RESTARTS = 8
 PACKING_RULES = ("shortfall", "balanced-worst-fit", "slack", "cpu-worst-fit", "cpu-best-fit")
 
 
-def _pack_type(problem, state: ClusterState, full: np.ndarray, nodes: np.ndarray, items: list[_Unit], rule: str):  # type: ignore[no-untyped-def]
+def _pack_type(  # type: ignore[no-untyped-def]
+    problem,
+    state: ClusterState,
+    full: np.ndarray,
+    nodes: np.ndarray,
+    items: list[_Unit],
+    rule: str,
+    budget: Budget,
+    reserve: float,
+):
     """Pack ``items`` on ``nodes`` with ``rule`` (on copies); returns the state, placements, lost value, misses."""
     placed: dict[int, list[Placement]] = defaultdict(list)
     missed: list[_Unit] = []
     need = _Need.of(items)
     lost_value = 0
-    for unit in items:
+    for i, unit in enumerate(items):
+        if i % 64 == 0:
+            budget.check(reserve)
         need.remove(unit)
         if not _pack(problem, state, full, nodes, unit, placed, need, rule):
             missed.append(unit)

@@ -1,53 +1,212 @@
-"""HiGHS branch-and-bound on the Program through scipy (no modelling layer): the portfolio's second engine.
+"""HiGHS on the Program through highspy's core API: the LP relaxation and branch-and-bound.
 
-The compressed program is LP-heavy (counts, arc-flows): an LP-based MIP solver often closes it faster
-than CP-SAT on large instances, while CP-SAT is stronger on small combinatorial ones. ``solve_exact``
-runs both side by side on large programs and keeps the better solution.
+Why the core API (``highspy._core._Highs``) rather than a modelling layer: the program goes in as
+arrays in one call; HiGHS's interrupt callbacks stop a solve within milliseconds of the budget's
+deadline or the caller's stop flag (its own time limit is loose during presolve and the root LP); the
+improving-solution callback reports the incumbent and the dual bound as they come; and the core prints
+nothing (the Python wrapper prints a banner on its first construction).
+
+The compressed program is LP-heavy (counts, arc-flows): its LP relaxation is the bound that gaps are
+measured against, and its rounding a warm start for CP-SAT.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from optalloc.core import Status
+from optalloc.core.budget import Budget
 from optalloc.models.program import INF, Program
 from optalloc.models.run import ProgramRun
 
+log = logging.getLogger(__name__)
+
+#: LP relaxations with at least this many variables are solved by interior point, smaller ones by simplex.
+IPM_VARS = 5000
+
+#: Seconds kept free before the deadline: HiGHS checks its interrupt callbacks often, not continuously.
+MARGIN = 0.01
+
+
+def _no_answer() -> frozenset:  # type: ignore[type-arg]
+    import highspy._core as hc
+
+    s = hc.HighsModelStatus
+    return frozenset({s.kNotset, s.kLoadError, s.kModelError, s.kPresolveError, s.kSolveError, s.kPostsolveError})
+
+
+def available() -> bool:
+    try:
+        import highspy._core  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def solve_lp(prog: Program, weights: dict[str, int], budget: Budget, *, reserve: float = 0.0) -> ProgramRun:
+    """Maximise the weighted objective over the LP relaxation (interior point with crossover).
+
+    ``objective`` and ``bound`` are the LP value; ``values`` the (vertex) solution. Stops ``reserve``
+    seconds before the budget's deadline with status ``unknown`` and no values.
+    """
+    return _run(prog, weights, budget, integer=False, reserve=reserve)
+
 
 def solve_program(
-    prog: Program, weights: dict[str, int], *, time_limit: float | None, relative_gap: float = 0.0
+    prog: Program,
+    weights: dict[str, int],
+    budget: Budget,
+    *,
+    hint: np.ndarray | None = None,
+    relative_gap: float = 0.0,
+    threads: int = 1,
+    seed: int = 0,
+    reserve: float = 0.0,
+    report_bound: bool = True,
 ) -> ProgramRun:
-    """Maximise the weighted objective of ``prog`` with HiGHS (scipy.optimize.milp)."""
+    """Maximise the weighted objective of ``prog`` with HiGHS branch-and-bound (``hint``: a feasible
+    start). Returns at the latest ``reserve`` seconds before the budget's deadline."""
+    return _run(
+        prog,
+        weights,
+        budget,
+        integer=True,
+        hint=hint,
+        relative_gap=relative_gap,
+        threads=threads,
+        seed=seed,
+        reserve=reserve,
+        report_bound=report_bound,
+    )
+
+
+def _run(
+    prog: Program,
+    weights: dict[str, int],
+    budget: Budget,
+    *,
+    integer: bool,
+    hint: np.ndarray | None = None,
+    relative_gap: float = 0.0,
+    threads: int = 1,
+    seed: int = 0,
+    reserve: float = 0.0,
+    report_bound: bool = True,
+) -> ProgramRun:
+    import highspy._core as hc
+    from highspy._core import cb
+
     start = time.perf_counter()
     c, offset = prog.objective(weights)
     if prog.num_vars == 0:
         return ProgramRun(Status.OPTIMAL, np.zeros(0, dtype=np.int64), float(offset), float(offset), 0.0)
+    limit = budget.seconds(reserve=reserve + MARGIN)
+    if limit is not None and limit <= 0:
+        return ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats={"engine": "highs", "message": "no time"})
+    h = hc._Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("random_seed", int(seed) % (2**31))
+    # (No "threads" option: HiGHS fixes its thread pool once per process, and a different value later fails.)
+    del threads
+    if limit is not None:
+        h.setOptionValue("time_limit", float(limit))
+    if integer:
+        h.setOptionValue("mip_rel_gap", max(relative_gap, 1e-9))
+    else:
+        # Presolve off: its chains of substitutions along the arc-flows take seconds on programs that dual
+        # simplex solves in milliseconds. Large programs: interior point (then crossover), about twice as
+        # fast as simplex on the whole openb lists.
+        h.setOptionValue("presolve", "off")
+        h.setOptionValue("solver", "ipm" if prog.num_vars >= IPM_VARS else "simplex")
+    h.passModel(_lp(hc, prog, c, integer))
+    if hint is not None and integer:
+        solution = hc.HighsSolution()
+        solution.col_value = np.asarray(hint, dtype=np.float64)
+        solution.value_valid = True
+        h.setSolution(solution)
+    deadline = budget.clock() + (limit if limit is not None else np.inf)
+    progress: list[tuple[float, float, float]] = []
+
+    def callback(kind, message, out, into, data) -> None:  # type: ignore[no-untyped-def]
+        if kind == cb.HighsCallbackType.kCallbackMipImprovingSolution:
+            objective = -out.objective_function_value + offset
+            bound = -out.mip_dual_bound + offset
+            progress.append((time.perf_counter() - start, objective, bound))
+            if report_bound and np.isfinite(bound):
+                budget.improve("highs", bound=np.floor(bound + 1e-6))
+        if into is not None and (budget.stopped or budget.clock() >= deadline):
+            into.user_interrupt = True
+
+    h.setCallback(callback, None)
+    kinds = [cb.HighsCallbackType.kCallbackSimplexInterrupt, cb.HighsCallbackType.kCallbackIpmInterrupt]
+    if integer:
+        kinds += [cb.HighsCallbackType.kCallbackMipInterrupt, cb.HighsCallbackType.kCallbackMipImprovingSolution]
+    for kind in kinds:
+        h.startCallback(kind)
+    no_answer = _no_answer()
+    code = h.run()
+    wall = time.perf_counter() - start
+    model_status = h.getModelStatus()
+    info = h.getInfo()
+    stats: dict[str, object] = {"engine": "highs", "message": h.modelStatusToString(model_status)}
+    if code == hc.HighsStatus.kError or model_status in no_answer:
+        log.warning("HiGHS ended without an answer: %s", stats["message"])
+        return ProgramRun(Status.UNKNOWN, None, None, None, wall, stats=stats)
+    if model_status == hc.HighsModelStatus.kInfeasible:
+        return ProgramRun(Status.INFEASIBLE, None, None, None, wall, stats=stats)
+    solution = h.getSolution()
+    has_values = (
+        info.primal_solution_status == hc.SolutionStatus.kSolutionStatusFeasible
+        and len(solution.col_value) == prog.num_vars
+    )
+    if not integer:
+        if model_status != hc.HighsModelStatus.kOptimal or not has_values:
+            return ProgramRun(Status.UNKNOWN, None, None, None, wall, stats=stats)
+        value = -info.objective_function_value + offset
+        stats["iterations"] = info.ipm_iteration_count
+        return ProgramRun(Status.OPTIMAL, np.asarray(solution.col_value), value, value, wall, stats=stats)
+    bound = -info.mip_dual_bound + offset if np.isfinite(info.mip_dual_bound) else None
+    if not has_values:
+        return ProgramRun(Status.UNKNOWN, None, None, bound, wall, progress=progress, stats=stats)
+    values = np.round(np.asarray(solution.col_value)).astype(np.int64)
+    if prog.check(values):  # rounding a numerically tolerant answer broke a row: do not use it
+        return ProgramRun(Status.UNKNOWN, None, None, bound, wall, stats={**stats, "message": "tolerance"})
+    objective = float(prog.value(values, weights))
+    status = Status.OPTIMAL if model_status == hc.HighsModelStatus.kOptimal else Status.FEASIBLE
+    return ProgramRun(
+        status,
+        values,
+        objective,
+        None if bound is None else float(np.floor(bound + 1e-6)),
+        wall,
+        first_solution_time=progress[0][0] if progress else wall,
+        progress=progress,
+        stats={**stats, "nodes": info.mip_node_count},
+    )
+
+
+def _lp(hc, prog: Program, c: np.ndarray, integer: bool):  # type: ignore[no-untyped-def]
+    """The program as a HighsLp (minimising -c . x), column-wise."""
+    a = prog.matrix().tocsc()
     lo = np.array(prog.row_lo, dtype=np.float64)
     hi = np.array(prog.row_hi, dtype=np.float64)
-    lo[lo <= -INF] = -np.inf
-    hi[hi >= INF] = np.inf
-    options: dict[str, object] = {"disp": False, "mip_rel_gap": max(relative_gap, 1e-6)}
-    if time_limit is not None:
-        options["time_limit"] = float(max(time_limit, 0.05))
-    res = milp(
-        -c.astype(np.float64),
-        constraints=[LinearConstraint(prog.matrix(), lo, hi)] if prog.num_rows else [],
-        bounds=Bounds(np.array(prog.lb, dtype=np.float64), np.array(prog.ub, dtype=np.float64)),
-        integrality=np.ones(prog.num_vars),
-        options=options,
-    )
-    wall = time.perf_counter() - start
-    if res.x is None:
-        status = Status.INFEASIBLE if res.status == 2 else Status.UNKNOWN
-        return ProgramRun(status, None, None, None, wall, stats={"engine": "highs", "message": res.message})
-    values = np.round(res.x).astype(np.int64)
-    if prog.check(values):  # rounding of a numerically tolerant answer broke a row: do not use it
-        return ProgramRun(Status.UNKNOWN, None, None, None, wall, stats={"engine": "highs", "message": "tolerance"})
-    objective = float(prog.value(values, weights))
-    bound = getattr(res, "mip_dual_bound", None)
-    bound = None if bound is None or not np.isfinite(bound) else float(-bound) + offset
-    status = Status.OPTIMAL if res.status == 0 else Status.FEASIBLE
-    return ProgramRun(status, values, objective, bound, wall, first_solution_time=wall, stats={"engine": "highs"})
+    lo[lo <= -INF] = -hc.kHighsInf
+    hi[hi >= INF] = hc.kHighsInf
+    lp = hc.HighsLp()
+    lp.num_col_ = prog.num_vars
+    lp.num_row_ = prog.num_rows
+    lp.col_cost_ = -c.astype(np.float64)
+    lp.col_lower_ = np.asarray(prog.lb, dtype=np.float64)
+    lp.col_upper_ = np.asarray(prog.ub, dtype=np.float64)
+    lp.row_lower_ = lo
+    lp.row_upper_ = hi
+    lp.a_matrix_.format_ = hc.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    if integer:
+        lp.integrality_ = [hc.HighsVarType.kInteger] * prog.num_vars
+    return lp

@@ -1,0 +1,201 @@
+"""A solve's budget: the wall-clock deadline, the caller's stop event, and progress reports.
+
+Every stage of one ``solve()`` call (heuristics, presolve, LP, CP-SAT/HiGHS, decoding, repair, the
+final verification) draws on the same :class:`Budget`, so that the whole call returns within its time
+limit and stops as soon as the caller sets ``stop``. ``on_progress`` receives a :class:`Progress` each
+time the incumbent or the bound improves (and on the first report of each): an anytime engine's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class StopFlag(Protocol):
+    """What ``stop=`` accepts: a :class:`threading.Event`, or anything with ``is_set()``."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A report of an anytime solve: ``elapsed`` seconds since it started, the ``engine`` that found
+    the news (``best-fit``, ``lp``, ``cpsat``, ``highs``, ``lns``, ...), the best ``objective`` found so
+    far and the best proven upper ``bound`` (None while unknown)."""
+
+    elapsed: float
+    engine: str
+    objective: float | None
+    bound: float | None
+
+    @property
+    def gap(self) -> float | None:
+        """``(bound - objective) / |bound|``, as ``Allocation.gap`` (None unless both are known)."""
+        return relative_gap(self.objective, self.bound)
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """The relative gap of ``objective`` to ``bound`` (0 when equal, None when either is unknown)."""
+    if objective is None or bound is None:
+        return None
+    if bound == objective:
+        return 0.0
+    return max(0.0, (bound - objective) / max(abs(bound), 1e-9))
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class OutOfTime(Exception):
+    """Raised inside an engine stage when its budget has run out or the caller asked to stop.
+
+    Internal: engines catch it around an optional stage and keep the answer they already have; it never
+    leaves ``solve()``.
+    """
+
+
+class _Record:
+    """What the stages of one solve share: the caller's stop flag and callback, the best objective and
+    bound reported so far, and the callback's error if it raised."""
+
+    def __init__(self, stop: StopFlag | None, on_progress: ProgressCallback | None) -> None:
+        self.stop = stop
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.failed = threading.Event()
+        self.error: Exception | None = None
+        self.objective: float | None = None
+        self.bound: float | None = None
+        self.events: list[Progress] = []
+
+
+class Budget:
+    """The time and the stop signal of one solve, shared by its stages (and its threads).
+
+    ``time_limit`` seconds from now (None: no limit); ``stop``: set by the caller (another thread, a
+    Ctrl-C handler) to end the solve early with the best answer so far; ``on_progress``: called from the
+    thread that found the news, with the incumbent and the bound (monotone: a report never goes back).
+    :meth:`narrow` gives a stage the same budget with an earlier deadline (time kept for what follows).
+    """
+
+    def __init__(
+        self,
+        time_limit: float | None = None,
+        *,
+        stop: StopFlag | None = None,
+        on_progress: ProgressCallback | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.clock = clock
+        self.start = clock()
+        self.deadline = math.inf if time_limit is None else self.start + float(time_limit)
+        self._record = _Record(stop, on_progress)
+
+    def narrow(self, keep: float) -> Budget:
+        """This budget (same start, stop flag and progress) ending ``keep`` seconds earlier."""
+        child = Budget.__new__(Budget)
+        child.clock = self.clock
+        child.start = self.start
+        child.deadline = self.deadline - max(0.0, keep)
+        child._record = self._record
+        return child
+
+    # Time ------------------------------------------------------------------------------------
+    @property
+    def limited(self) -> bool:
+        return self.deadline < math.inf
+
+    @property
+    def stop(self) -> StopFlag | None:
+        return self._record.stop
+
+    @property
+    def on_progress(self) -> ProgressCallback | None:
+        return self._record.on_progress
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def left(self) -> float:
+        """Seconds left before the deadline (``inf`` without a limit; 0 once stopped)."""
+        if self.stopped:
+            return 0.0
+        return self.deadline - self.clock()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the caller asked the solve to stop (or its ``on_progress`` callback failed)."""
+        record = self._record
+        return record.failed.is_set() or (record.stop is not None and record.stop.is_set())
+
+    def expired(self, reserve: float = 0.0) -> bool:
+        """Whether fewer than ``reserve`` seconds are left (or the caller asked to stop)."""
+        return self.left() <= reserve
+
+    def check(self, reserve: float = 0.0) -> None:
+        """Raise :class:`OutOfTime` once fewer than ``reserve`` seconds are left or on stop."""
+        if self.expired(reserve):
+            raise OutOfTime
+
+    def seconds(self, share: float = 1.0, *, reserve: float = 0.0, cap: float | None = None) -> float | None:
+        """A time limit for a sub-stage: ``share`` of what is left after ``reserve``, at most ``cap``
+        (None without a deadline and without a cap; never negative)."""
+        left = self.left()
+        if left == math.inf:
+            return cap
+        out = max(0.0, (left - reserve) * share)
+        return out if cap is None else min(out, cap)
+
+    # Progress --------------------------------------------------------------------------------
+    @property
+    def objective(self) -> float | None:
+        """The best objective reported so far."""
+        return self._record.objective
+
+    @property
+    def bound(self) -> float | None:
+        """The best (lowest) proven bound reported so far."""
+        return self._record.bound
+
+    @property
+    def events(self) -> list[Progress]:
+        return list(self._record.events)
+
+    @property
+    def error(self) -> Exception | None:
+        return self._record.error
+
+    def improve(self, engine: str, *, objective: float | None = None, bound: float | None = None) -> bool:
+        """Record an incumbent ``objective`` and/or a proven ``bound``; report when either improved."""
+        record = self._record
+        with record.lock:
+            better = False
+            if objective is not None and (record.objective is None or objective > record.objective):
+                record.objective = float(objective)
+                better = True
+            if bound is not None and math.isfinite(bound) and (record.bound is None or bound < record.bound):
+                record.bound = float(bound)
+                better = True
+            # A proven bound is never below a feasible objective.
+            if record.bound is not None and record.objective is not None and record.bound < record.objective:
+                record.bound = record.objective
+            if not better:
+                return False
+            event = Progress(round(self.elapsed(), 4), engine, record.objective, record.bound)
+            record.events.append(event)
+        log.debug("progress %s", event)
+        if record.on_progress is not None and not record.failed.is_set():
+            try:
+                record.on_progress(event)
+            except Exception as error:  # the caller's bug: it stops the solve, and solve() raises it again
+                record.error = error
+                record.failed.set()
+        return True

@@ -1,0 +1,108 @@
+"""One budget per solve: the caller's stop flag, progress reports, and the host's signals left alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from optalloc import ProblemError, solve, verify
+from optalloc.core.budget import Budget, OutOfTime, Progress
+from optalloc.io import synthetic
+
+METHODS = ["auto", "cpsat", "milp", "milp-highs", "lp-bound", "best-fit", "fgd"]
+
+
+def busy_problem():
+    """Big enough that the exact engines search for seconds without a stop."""
+    return synthetic.openb_like(nodes=120, jobs=1500, seed=4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_stop_set_before_the_solve_returns_a_verified_answer_marked_stopped(method: str):
+    stop = threading.Event()
+    stop.set()
+    problem = busy_problem()
+    answer = solve(problem, method, time_limit=60, stop=stop)
+    assert answer.stats["stopped"] is True
+    assert verify(problem, answer) == []
+    assert {u.job for u in answer.unplaced} | answer.placed_jobs == {j.name for j in problem.jobs}
+
+
+@pytest.mark.parametrize("method", ["auto", "cpsat", "milp-highs"])
+def test_a_stop_set_during_the_search_ends_it_long_before_the_time_limit(method: str):
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    problem = busy_problem()
+    before = threading.active_count()
+    start = time.perf_counter()
+    timer.start()
+    answer = solve(problem, method, time_limit=120, relative_gap=0.0, stop=stop)
+    elapsed = time.perf_counter() - start
+    timer.join()
+    assert elapsed < 30, f"{method} took {elapsed:.1f}s after a stop at 0.5s"
+    assert answer.stats.get("stopped") is True or answer.status.value == "optimal"
+    assert answer.status.has_solution and verify(problem, answer) == []
+    assert threading.active_count() <= before  # nothing of the solve keeps running
+
+
+def test_progress_reports_improve_monotonically_and_end_at_the_answer():
+    events: list[Progress] = []
+    problem = busy_problem()
+    answer = solve(problem, "auto", time_limit=3, on_progress=events.append)
+    assert events, "no progress was reported"
+    objectives = [e.objective for e in events if e.objective is not None]
+    bounds = [e.bound for e in events if e.bound is not None]
+    assert objectives == sorted(objectives) and bounds == sorted(bounds, reverse=True)
+    assert [e.elapsed for e in events] == sorted(e.elapsed for e in events)
+    assert objectives[-1] == pytest.approx(answer.objective)
+    assert all(e.gap is None or e.gap >= 0 for e in events)
+    assert {e.engine for e in events} >= {"best-fit"}
+
+
+def test_a_progress_callback_that_raises_stops_the_solve_and_its_error_reaches_the_caller():
+    def broken(event: Progress) -> None:
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="callback bug"):
+        solve(busy_problem(), "auto", time_limit=30, on_progress=broken)
+
+
+def test_stop_and_on_progress_are_checked_for_type():
+    with pytest.raises(ProblemError, match="stop"):
+        solve(busy_problem(), "best-fit", stop=True)  # type: ignore[arg-type]
+    with pytest.raises(ProblemError, match="on_progress"):
+        solve(busy_problem(), "best-fit", on_progress="print")  # type: ignore[arg-type]
+
+
+def test_the_host_process_keeps_its_sigint_handler_after_a_cpsat_solve():
+    """CP-SAT installs its own SIGINT handler unless told not to; a library must leave the host's."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        solve(busy_problem(), "cpsat", time_limit=1)
+        assert signal.getsignal(signal.SIGINT) is not previous
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert caught == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_budget_narrowed_for_a_stage_shares_its_progress_and_stop():
+    stop = threading.Event()
+    seen: list[Progress] = []
+    budget = Budget(10, stop=stop, on_progress=seen.append)
+    stage = budget.narrow(4)
+    assert stage.deadline == pytest.approx(budget.deadline - 4)
+    stage.improve("x", objective=5, bound=9)
+    budget.improve("y", objective=4)  # not an improvement: not reported
+    assert [(e.engine, e.objective, e.bound) for e in seen] == [("x", 5, 9)]
+    assert budget.objective == 5 and budget.bound == 9
+    stop.set()
+    assert stage.stopped and stage.left() == 0
+    with pytest.raises(OutOfTime):
+        stage.check()
