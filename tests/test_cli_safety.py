@@ -7,6 +7,7 @@ Commands run in-process through ``optalloc.cli.main`` (fast) unless the test nee
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -407,3 +408,100 @@ def test_simulate_stopped_before_any_policy_finished_writes_nothing(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: interrupted: no policy finished, nothing written"
     assert not (tmp_path / "sim").exists()
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory) -> Path:
+    """A problem CP-SAT does not prove within a minute: the openb-like default mix on 128 nodes."""
+    from optalloc.io import synthetic
+
+    path = tmp_path_factory.mktemp("hard") / "hard.json"
+    write_problem(synthetic.openb_like(nodes=128, load=1.3, seed=3), path)
+    return path
+
+
+def interrupted_plan(hard: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    proc = start(["plan", str(hard), "--method", "cpsat", "--time-limit", "120", "--out", "a.json", *extra], tmp_path)
+    time.sleep(4)  # reading, importing, searching
+    proc.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - stopped
+
+
+def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_path):
+    proc, took = interrupted_plan(hard, tmp_path)
+    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: interrupted: the search stopped before its end; nothing written "
+        "(--keep-partial keeps the best answer found so far)"
+    ]
+    assert proc.stdout == "" and not (tmp_path / "a.json").exists()
+
+
+def test_plan_keep_partial_writes_the_best_answer_so_far_and_still_exits_130(hard, tmp_path):
+    proc, took = interrupted_plan(hard, tmp_path, "--keep-partial")
+    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted: kept the best answer found so far (feasible, gap ")
+    assert last.endswith(" in a.json")
+    answer = read_allocation(tmp_path / "a.json")
+    assert answer.stats["stopped"] is True and answer.placements
+    assert "GPU allocated" in proc.stdout
+
+
+def run_on_terminal(args: list[str], cwd: Path) -> tuple[int, bytes, str]:
+    """Run ``optalloc ARGS`` with stderr on a pseudo-terminal (stdout a pipe): (status, stderr bytes, stdout)."""
+    import threading
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "optalloc", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))  # a full pipe must not block it
+    reader.start()
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    reader.join(timeout=60)
+    os.close(master)
+    return proc.returncode, b"".join(chunks), b"".join(out).decode()
+
+
+def test_plan_shows_a_live_status_line_on_a_terminal_and_erases_it(hard, tmp_path):
+    code, err, out = run_on_terminal(["plan", str(hard), "--method", "auto", "--time-limit", "3"], tmp_path)
+    assert code == 0 and "GPU allocated" in out
+    assert b"\rauto: searching" in err and b"objective " in err and b" bound " in err and b" gap " in err
+    assert err.endswith(b"\r\x1b[K")  # the status is erased: nothing of it stays on the screen
+
+
+def test_plan_prints_no_status_when_piped_or_with_json(hard, tmp_path, capsys):
+    proc = subprocess.run(
+        [sys.executable, "-m", "optalloc", "plan", str(hard), "--method", "best-fit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stderr == ""
+    code, err, out = run_on_terminal(["plan", str(hard), "--method", "best-fit", "--json"], tmp_path)
+    assert code == 0 and err == b"" and json.loads(out)["summary"]["method"] == "best-fit"
+
+
+def test_watch_with_the_default_auto_prints_stopped_on_ctrl_c(hard, tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    proc = start(["watch", str(hard), "--prometheus", url, "--interval", "1", "--budget", "3"], tmp_path)
+    wait_for(proc, "watching ")
+    time.sleep(1.0)  # within the first step's auto solve
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "stopped"

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from optalloc import OptallocError, ProblemError, Status, __version__
+from optalloc import Allocation, OptallocError, ProblemError, Status, __version__
 from optalloc.cli import render, whatif
 from optalloc.cli._files import check_output_file
-from optalloc.cli._run import Interrupted
+from optalloc.cli._run import Interrupted, run_interruptibly
+from optalloc.cli.status import StatusLine
 from optalloc.core import LIMITS, OutputError
 
 app = typer.Typer(
@@ -156,8 +158,17 @@ def plan(
     ] = False,
     show_unplaced: Annotated[int, typer.Option(help="How many unplaced jobs to list.", min=0)] = 10,
     force: Force = False,
+    keep_partial: Annotated[
+        bool,
+        typer.Option(
+            "--keep-partial", help="On Ctrl-C, still write and print the best answer found so far (exit status 130)."
+        ),
+    ] = False,
 ) -> None:
-    """Allocate a problem and print a summary (write the allocation with --out)."""
+    """Allocate a problem and print a summary (write the allocation with --out).
+
+    On a terminal a status line shows the search (engine, incumbent, bound, gap, time). Ctrl-C stops
+    the search: nothing is written unless --keep-partial (exit status 130 either way)."""
     from optalloc.io import allocation_to_dict, read_allocation, read_problem
     from optalloc.io._documents import dump
     from optalloc.solve import solve
@@ -183,20 +194,38 @@ def plan(
             str(previous),
             f"is given, but {problem_path.name} already has a 'current' allocation: pass one or the other",
         )
-    answer = solve(
-        problem,
-        method,
-        previous=prev,
-        time_limit=time_limit,
-        seed=seed,
-        workers=workers,
-        relative_gap=gap,
-        order=order,
-        allow_migration=allow_migration,
-        warm_start=warm_start,
-        fragmentation_guide=fragmentation_guide,
-        admission_forecast=admission_forecast,
-    )
+    halt = threading.Event()
+    live = StatusLine(sys.stderr, method, err_console.width) if err_console.is_terminal and not as_json else None
+
+    def search() -> Allocation:
+        return solve(
+            problem,
+            method,
+            previous=prev,
+            time_limit=time_limit,
+            seed=seed,
+            workers=workers,
+            relative_gap=gap,
+            order=order,
+            allow_migration=allow_migration,
+            warm_start=warm_start,
+            fragmentation_guide=fragmentation_guide,
+            admission_forecast=admission_forecast,
+            stop=halt,
+            on_progress=live.report if live is not None else None,
+        )
+
+    try:
+        outcome = run_interruptibly(search, on_interrupt=halt.set, tick=live.draw if live is not None else None)
+    finally:
+        if live is not None:
+            live.clear()
+    answer = outcome.value
+    if outcome.interrupted and not keep_partial:
+        raise Interrupted(
+            "interrupted: the search stopped before its end; nothing written "
+            "(--keep-partial keeps the best answer found so far)"
+        )
     if prev is not None:
         from optalloc.solve import with_previous
 
@@ -206,8 +235,14 @@ def plan(
         document["summary"]["what_if"] = changes
     if out is not None:
         dump(document, out)
+    kept = (
+        f"interrupted: kept the best answer found so far ({answer.status.value}, gap {render.percent(answer.gap)})"
+        + (f" in {out}" if out is not None else "")
+    )
     if as_json:
         _write_stdout(json.dumps(document, indent=1) + "\n")
+        if outcome.interrupted:
+            raise Interrupted(kept)
         return
     out_console.print(render.summary_table(problem, answer, title=f"Allocation of {problem_path.name}"))
     if "admission" in answer.stats:
@@ -224,6 +259,8 @@ def plan(
         )
     if out is not None:
         out_console.print(f"wrote {out}", markup=False, highlight=False, soft_wrap=True)
+    if outcome.interrupted:
+        raise Interrupted(kept)
 
 
 @app.command(short_help="Check an allocation against a problem.")
@@ -328,7 +365,14 @@ def demo(
         f"{d['jobs']} jobs asking for {d['gpu_milli_requested'] / 1000:,.1f} GPUs."
     )
     answers = [solve(problem, m, order="fcfs", seed=seed) for m in ("first-fit", "best-fit", "dot-product", "fgd")]
-    answers.append(solve(problem, "auto", time_limit=time_limit, seed=seed, deterministic=True))
+    halt = threading.Event()
+    outcome = run_interruptibly(
+        lambda: solve(problem, "auto", time_limit=time_limit, seed=seed, deterministic=True, stop=halt),
+        on_interrupt=halt.set,
+    )
+    if outcome.interrupted:
+        raise Interrupted("interrupted: the demo stopped before CP-SAT's answer")
+    answers.append(outcome.value)
     out_console.print(render.comparison_table(problem, answers))
     out_console.print(render.comparison_table.__doc__ or "")
     if answers[-1].stats.get("wall_clock_stopped"):

@@ -36,11 +36,17 @@ class Outcome(Generic[T]):
 
 
 def run_interruptibly(
-    work: Callable[[], T], *, on_interrupt: Callable[[], None], waiting: Callable[[], None] | None = None
+    work: Callable[[], T],
+    *,
+    on_interrupt: Callable[[], None],
+    waiting: Callable[[], None] | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> Outcome[T]:
     """Run ``work()`` in a worker thread; on Ctrl-C call ``on_interrupt()`` (then ``waiting()``, to say
     so) and wait for ``work`` to return. Exceptions of the work are raised here, in the caller's thread.
-    A second Ctrl-C while waiting ends the process at once with status 130 (``interrupted``)."""
+    A second Ctrl-C while waiting ends the process at once with status 130 (``interrupted``).
+    ``tick()`` is called in the caller's thread every :data:`STEP` seconds while the work runs (to
+    redraw a status line: only the main thread writes to the terminal)."""
     box: dict[str, object] = {}
     # Waiting on an Event, not on Thread.join: a join interrupted by Ctrl-C may leave the thread marked
     # as stopped while it still runs (CPython bpo-45274); the Event is set only when the work returned.
@@ -59,7 +65,8 @@ def run_interruptibly(
     interrupted = False
     try:
         while not done.wait(STEP):
-            pass
+            if tick is not None:
+                tick()
     except KeyboardInterrupt:
         interrupted = True
         on_interrupt()

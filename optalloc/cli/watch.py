@@ -21,6 +21,7 @@ from optalloc.adaptive.drift import DriftConfig
 from optalloc.adaptive.monitor import LabelMap, PrometheusSource, Queries, safe_observe
 from optalloc.adaptive.plan import Plan
 from optalloc.adaptive.rightsize import RightSizing
+from optalloc.cli._run import run_interruptibly
 from optalloc.core import OptallocError, ProblemError
 from optalloc.models.horizon import HorizonConfig
 
@@ -150,9 +151,25 @@ def watch(
                 except (OptallocError, OSError) as err:
                     errors.print(f"ignoring the edited problem file: {err}", markup=False, highlight=False)
             now = time.time()
-            observation = safe_observe(source, now)
             was_stale = state.stale
-            state, plan = step(state, now, observation, events)
+
+            def one_step(state: ControllerState = state, now: float = now, events: list = events) -> tuple:
+                return step(state, now, safe_observe(source, now), events)
+
+            # The step (a solve of up to --budget seconds) runs in a worker thread: Ctrl-C is heard at once,
+            # and the loop ends once the step in progress has returned.
+            outcome = run_interruptibly(
+                one_step,
+                on_interrupt=lambda: None,
+                waiting=lambda: errors.print(
+                    f"stopping after the step in progress (at most {budget:g} s; Ctrl-C again to leave now)",
+                    markup=False,
+                    highlight=False,
+                ),
+            )
+            if outcome.interrupted:
+                raise KeyboardInterrupt
+            state, plan = outcome.value
             if exporter is not None:
                 exporter.metrics.record(state, plan)
             taken += 1
