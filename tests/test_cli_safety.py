@@ -148,12 +148,23 @@ def test_a_full_disk_is_a_failed_write_with_status_1(problem):
         )
     assert proc.returncode == 1
     assert one_error_line(proc.stderr) == "error: could not write to stdout: No space left on device"
+    with open("/dev/full", "w") as full:  # the tables, printed through rich
+        proc = subprocess.run(
+            [sys.executable, "-m", "optalloc", "plan", str(problem), "--method", "best-fit"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1
+    assert one_error_line(proc.stderr) == "error: could not write the output: No space left on device"
 
 
 # Tracebacks that reached a user --------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
+        ('{"nodes": [{"name": "n", "gpus": 1000000000}]}', "nodes[0].gpus: 1000000000 is beyond the limit of 64"),
         ('{"nodes": [{"name": "n", "cpu": 1e30}]}', "nodes[0].cpu: 1e+30 is beyond the limit of 2**40"),
         (f'{{"nodes": [{{"name": "n", "gpus": {2**70}}}]}}', "nodes[0].gpus: 1180591620717411303424 is beyond"),
         ("[" * 100_000, "nests lists and mappings deeper than the limit of 32 levels"),
@@ -420,13 +431,48 @@ def hard(tmp_path_factory) -> Path:
     return path
 
 
-def interrupted_plan(hard: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
-    proc = start(["plan", str(hard), "--method", "cpsat", "--time-limit", "120", "--out", "a.json", *extra], tmp_path)
-    time.sleep(4)  # reading, importing, searching
-    proc.send_signal(signal.SIGINT)
+def interrupted_plan(
+    hard: Path, tmp_path: Path, *extra: str, signals: int = 1
+) -> tuple[subprocess.CompletedProcess, float]:
+    """``plan`` with CP-SAT, Ctrl-C'ed once it searches (its status line on a pseudo-terminal says so)."""
+    import threading
+
+    master, slave = os.openpty()
+    args = ["plan", str(hard), "--method", "cpsat", "--time-limit", "120", "--out", "a.json", *extra]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "optalloc", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(slave)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))
+    reader.start()
+    seen = b""
+    while b"objective" not in seen:  # the search has started and found a first answer
+        seen += os.read(master, 4096)
+    time.sleep(0.5)
+    for _ in range(signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
     stopped = time.monotonic()
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - stopped
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait(timeout=60)
+    took = time.monotonic() - stopped
+    reader.join(timeout=60)
+    os.close(master)
+    err = seen.decode(errors="replace").replace("\r\n", "\n")
+    err = "\n".join(line.rpartition("\r")[2].replace("\x1b[K", "") for line in err.split("\n"))  # as shown
+    return subprocess.CompletedProcess(proc.args, proc.returncode, b"".join(out).decode(), err), took
 
 
 def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_path):
@@ -505,3 +551,46 @@ def test_watch_with_the_default_auto_prints_stopped_on_ctrl_c(hard, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "stopped"
+
+
+def test_a_full_disk_under_out_is_a_failed_write_with_status_1_and_no_debris(capsys, problem, tmp_path, monkeypatch):
+    import optalloc.io._write as writer
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.os, "fsync", full)
+    out = tmp_path / "a.json"
+    code, _, err = cli(capsys, "plan", str(problem), "--method", "best-fit", "--out", str(out))
+    assert code == 1 and one_error_line(err) == f"error: could not write {out}: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["problem.json"]
+
+
+def test_simulate_tables_and_report_give_jct_in_hours_alike(capsys, tmp_path):
+    long = tmp_path / "long.json"
+    jobs = [Job(f"j{i}", cpu=1000, gpus=1, arrival=3600.0 * i, duration=5 * 86400.0) for i in range(4)]
+    write_problem(Problem((Node("n0", cpu=8000, memory=8192, gpus=2),), tuple(jobs)), long)
+    out = tmp_path / "sim"
+    code, _, err = cli(
+        capsys,
+        "simulate",
+        "--trace",
+        str(long),
+        "--policy",
+        "fcfs+best-fit",
+        "--no-plots",
+        "--out",
+        str(out),
+        "--tick",
+        "3600",
+    )
+    assert code == 0 and "JCT h" in err
+    report = (out / "report.md").read_text()
+    assert "avg JCT (h)" in report and "(d)" not in report
+
+
+def test_a_second_ctrl_c_leaves_at_once_and_never_hangs(hard, tmp_path):
+    proc, took = interrupted_plan(hard, tmp_path, signals=2)
+    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert not (tmp_path / "a.json").exists()

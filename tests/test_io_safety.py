@@ -67,9 +67,10 @@ def test_deep_nesting_is_refused_at_the_documented_limit(tmp_path):
     assert "deeper than the limit of 32 levels" in error(deep)
 
 
-def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(tmp_path):
+@pytest.mark.parametrize("where", ["description: *i", "nodes: [{name: n, labels: {zone: *i}}]", "jobs: *i"])
+def test_a_yaml_alias_bomb_is_refused_before_anything_walks_it(tmp_path, where):
     path = tmp_path / "bomb.yaml"
-    path.write_text(BOMB + "description: *i\n")
+    path.write_text(BOMB + where + "\n")
     expected = (
         r"^bomb\.yaml: has YAML aliases that add [\d,]{11} values to the document, more than the limit of "
         r"1,000,000 \(an alias bomb\?\) \(docs/limits\.md\)$"
@@ -188,3 +189,36 @@ def test_writing_through_a_symbolic_link_keeps_the_link(tmp_path):
     link.symlink_to(target)
     write_atomic(link, "new")
     assert link.is_symlink() and target.read_text() == "new"
+
+
+@pytest.mark.parametrize(
+    ("schema", "document"),
+    [
+        ("problem.schema.json", {"nodes": [{"name": "n", "gpus": 10**9}]}),
+        ("problem.schema.json", {"nodes": [{"name": "a\x1b[2J"}]}),
+        ("problem.schema.json", {"nodes": [{"name": "n" * 254}]}),
+        ("problem.schema.json", {"jobs": [{"name": "j", "cpu": 2**70}]}),
+        ("problem.schema.json", {"jobs": [{"name": "j", "replicas": 10**9}]}),
+        ("problem.schema.json", {"nodes": [{"name": "n", "labels": {"zone": "a\nb"}}]}),
+        (
+            "allocation.schema.json",
+            {
+                "summary": {"method": "x", "status": "feasible"},
+                "placements": [],
+                "unplaced": [{"job": "a", "reason": "because"}],
+            },
+        ),
+    ],
+)
+def test_the_json_schemas_refuse_what_the_readers_refuse(tmp_path, schema, document):
+    import jsonschema
+
+    from optalloc.io.allocation_file import allocation_from_dict
+    from optalloc.io.problem_file import problem_from_dict
+
+    validator = jsonschema.Draft202012Validator(
+        json.loads((Path(__file__).parents[1] / "docs" / "schema" / schema).read_text())
+    )
+    assert list(validator.iter_errors(document))
+    with pytest.raises(ProblemError):
+        (problem_from_dict if schema.startswith("problem") else allocation_from_dict)(document)

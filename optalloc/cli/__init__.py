@@ -6,6 +6,7 @@ Bad input prints one line (``error: jobs[3].gpus: -1 is negative``) and exits wi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -81,7 +82,7 @@ def import_gavel(
     throughputs: Annotated[Path | None, typer.Option(help="simulation_throughputs.json, for durations.")] = None,
     worker_type: Annotated[str, typer.Option(help="GPU type whose throughput gives the durations.")] = "v100",
     cluster: Annotated[list[str] | None, typer.Option(help="GPUs per type, e.g. v100=500 (repeatable).")] = None,
-    gpus_per_node: Annotated[int, typer.Option(help="GPUs per synthetic server.")] = 8,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per synthetic server.", min=1, max=LIMITS.gpus_per_node)] = 8,
     gang: Annotated[
         bool, typer.Option(help="Model a k-GPU job as k one-GPU replicas (a gang) instead of one replica.")
     ] = False,
@@ -100,9 +101,14 @@ def import_gavel(
             raise ProblemError("--cluster", name, f"is not a worker type of {source} (known: {', '.join(known)})")
     if worker_type not in known:
         raise ProblemError("--worker-type", worker_type, f"is not a worker type (known: {', '.join(known)})")
-    problem = gavel.gavel_problem(
-        trace, counts=counts, gpus_per_node=gpus_per_node, throughputs=rates, worker_type=worker_type, gang=gang
-    )
+    try:
+        problem = gavel.gavel_problem(
+            trace, counts=counts, gpus_per_node=gpus_per_node, throughputs=rates, worker_type=worker_type, gang=gang
+        )
+    except ProblemError as err:
+        from optalloc.cli.simulate import _as_cluster_option
+
+        raise _as_cluster_option(err) from None
     write_problem(problem, out)
     _wrote(out, problem)
 
@@ -450,6 +456,14 @@ def main(argv: list[str] | None = None) -> None:
     command 1 when it cannot write its result, and 130 when interrupted (Ctrl-C).
     """
     try:
+        _main(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being reported
+        _ignore_further_interrupts()
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _main(argv: list[str] | None) -> None:
+    try:
         code = app(args=argv, prog_name="optalloc", standalone_mode=False)
     except Interrupted as exc:  # Ctrl-C, after the command kept what it had
         _fail(str(exc), EXIT_INTERRUPTED)
@@ -460,8 +474,10 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:  # `optalloc plan ... --json | head`: the reader left, nothing to say
         _quiet_stdout()
         sys.exit(EXIT_FAILED)
-    except OSError as exc:  # reading an input: missing, a folder, no permission, a symlink loop...
-        _fail(_os_message(exc))
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:  # printing the result: stdout redirected to a full disk
+            _fail(f"could not write the output: {exc.strerror}", EXIT_FAILED)
+        _fail(_os_message(exc))  # reading an input: missing, a folder, no permission, a symlink loop...
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:
@@ -486,6 +502,10 @@ def _write_stdout(text: str) -> None:
         raise OutputError(f"could not write to stdout: {err.strerror or err}") from None
 
 
+#: Errors that only writing raises: a full disk, a quota, a file too large, a read-only file system.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
 def _os_message(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     return f"{reason}: {exc.filename}" if exc.filename is not None else reason
@@ -502,7 +522,19 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _ignore_further_interrupts() -> None:
+    """Once a Ctrl-C is being reported, another one (a key held down) must not turn the exit into a
+    traceback or a death by signal while the interpreter shuts down."""
+    import contextlib
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread: main() called from a caller's thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
+    if status == EXIT_INTERRUPTED:
+        _ignore_further_interrupts()
     err_console.print(f"error: {_printable(message)}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(status)
 

@@ -118,7 +118,7 @@ def simulate(
     Progress is shown on any output (a bar on a terminal, a line every 10 s otherwise). Ctrl-C stops
     the run: the policies that finished are written (exit status 130).
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a log line is never cut at 80 columns
     stale = check_output_folder(
         out, OUTPUT_NAMES, inputs=(trace, throughputs, *_sidecars(trace)), force=force, option="--out"
     )
@@ -321,9 +321,7 @@ def load_scenario(
             counts = parse_counts(cluster) if cluster else {"v100": 32, "p100": 32, "k80": 32}
             return gavel_scenario(trace, tp, counts, estimate=estimate)
         except ProblemError as err:
-            if err.field in ("cluster", "counts") or err.field.startswith("counts."):
-                raise ProblemError("--cluster", err.value, err.reason) from None
-            raise
+            raise _as_cluster_option(err) from None
     if suffix == ".csv":
         nodes = _openb_nodes(trace, cluster)
         return openb_scenario(trace, nodes=nodes, compress=compress, qos_priority=qos_priority)
@@ -335,6 +333,15 @@ def load_scenario(
         problem = read_problem(trace)
         return Scenario.from_problem(problem, trace.stem, description=f"{trace.name}: jobs run their duration")
     raise ProblemError("--trace", str(trace), "is not a .trace (Gavel), .csv (openb) or problem file (.json, .yaml)")
+
+
+def _as_cluster_option(err: ProblemError) -> ProblemError:
+    """An error about the cluster's GPU counts, named by the option that gave them (``--cluster``)."""
+    if err.field in ("cluster", "counts"):
+        return ProblemError("--cluster", err.value, err.reason)
+    if err.field.startswith("counts."):
+        return ProblemError("--cluster", f"{err.field.partition('.')[2]}={err.value}", err.reason)
+    return err
 
 
 def _find_throughputs(trace: Path) -> Path:
