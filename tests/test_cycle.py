@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import optalloc
 from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError
@@ -120,3 +122,18 @@ def test_public_arguments_of_the_wrong_type_are_problem_errors(call, expected):
     problem, _ = cycle_one()
     with pytest.raises(ProblemError, match=expected):
         call(problem)
+
+
+@given(data=st.data())
+@settings(deadline=None)
+def test_the_fast_running_check_agrees_with_the_verifier(data):
+    """check_running decides with arrays and asks verify() only for the words: both must agree."""
+    from optalloc.core.verify import FIT_RULES, STRUCTURAL_RULES, _runs
+    from optalloc.testing import strategies
+
+    problem = data.draw(strategies.problems(max_jobs=6, max_nodes=3))
+    drawn = data.draw(strategies.allocations(problem, valid=data.draw(st.booleans())))
+    allocation = getattr(drawn, "allocation", drawn)
+    rules = STRUCTURAL_RULES | FIT_RULES
+    expected = not [v for v in optalloc.verify(problem, allocation.replace(unplaced=())) if v.kind in rules]
+    assert _runs(problem, allocation) == expected

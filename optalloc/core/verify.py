@@ -10,6 +10,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+
 from optalloc.core.allocation import Allocation, Placement
 from optalloc.core.errors import ProblemError
 from optalloc.core.job import MILLI, PlacementRule
@@ -291,6 +293,8 @@ def check_running(problem: Problem, allocation: Allocation, label: str = "curren
     """
     if not isinstance(allocation, Allocation):
         raise ProblemError(label, allocation, "is not an Allocation")
+    if _runs(problem, allocation):
+        return  # the usual case, checked with arrays; the verifier below only words what is wrong
     rules = STRUCTURAL_RULES | FIT_RULES if fits else STRUCTURAL_RULES
     found = [v for v in verify(problem, allocation.replace(unplaced=())) if v.kind in rules]
     if not found:
@@ -304,6 +308,77 @@ def check_running(problem: Problem, allocation: Allocation, label: str = "curren
     raise ProblemError(
         f"{label}.placements[{i}]", allocation.placements[i].job, f"{why} (the caller's input): {v}{more}"
     )
+
+
+def _runs(problem: Problem, allocation: Allocation) -> bool:
+    """Whether ``allocation`` breaks none of :data:`STRUCTURAL_RULES` and :data:`FIT_RULES`: the same
+    rules as :func:`verify`, checked with numpy in a fraction of its time (a controller passes what runs
+    now at every step). False sends the caller to :func:`verify` for the words."""
+    placements = allocation.placements
+    if not placements:
+        return True
+    jobs, nodes = problem.job_index, problem.node_index
+    count = len(placements)
+    job = np.empty(count, dtype=np.int64)
+    node = np.empty(count, dtype=np.int64)
+    replica = np.empty(count, dtype=np.int64)
+    milli = np.empty(count, dtype=np.int64)
+    held = np.empty(count, dtype=np.int64)
+    gpus: list[int] = []
+    for k, p in enumerate(placements):
+        j, n = jobs.get(p.job), nodes.get(p.node)
+        if j is None or n is None:
+            return False
+        job[k], node[k], replica[k], milli[k], held[k] = j, n, p.replica, p.gpu_milli, len(p.gpus)
+        gpus.extend(p.gpus)
+    whole, share = problem.job_gpus[job], problem.job_share[job]
+    wanted = np.where(whole > 0, whole, (share > 0).astype(np.int64))
+    per_gpu = np.where(whole > 0, MILLI, share)
+    if (replica >= problem.job_replicas[job]).any() or (held != wanted).any() or (milli != per_gpu).any():
+        return False
+    if len(np.unique(job * (int(replica.max()) + 1) + replica)) != count:
+        return False  # a replica placed twice
+    owner = np.repeat(np.arange(count), held)
+    index = np.asarray(gpus, dtype=np.int64)
+    slots = max(problem.max_gpus, 1)
+    if (index >= problem.node_gpus[node[owner]]).any():
+        return False
+    flat = node[owner] * slots + index
+    if len(np.unique(owner * slots + index)) != len(index):
+        return False  # a GPU listed twice by one replica
+    size = len(problem.nodes) * slots
+    if (np.bincount(flat, weights=milli[owner], minlength=size) > MILLI).any():
+        return False  # a whole GPU shared, or shares above one GPU
+    gpu_memory = problem.job_gpu_memory[job][owner]
+    used = np.bincount(flat, weights=gpu_memory, minlength=size)
+    if (used > np.repeat(problem.node_gpu_memory, slots)).any():
+        return False
+    demand = problem.demand[job]
+    for column in (0, 1):  # cpu, memory
+        if (
+            np.bincount(node, weights=demand[:, column], minlength=len(problem.nodes)) > problem.capacity[:, column]
+        ).any():
+            return False
+    # Per job, over the jobs that run: gang complete, GPU model and selector, single-node and spread.
+    per_job = np.bincount(job, minlength=len(problem.jobs))
+    running = np.flatnonzero(per_job)
+    if (per_job[running] < problem.job_min_replicas[running]).any():
+        return False  # an incomplete gang
+    pairs = np.unique(job * len(problem.nodes) + node)
+    hosts_of = np.bincount(pairs // len(problem.nodes), minlength=len(problem.jobs))
+    order = np.argsort(job, kind="stable")
+    starts = np.searchsorted(job[order], running)
+    for j, start in zip(running.tolist(), starts.tolist(), strict=True):
+        spec = problem.jobs[j]
+        if spec.placement is PlacementRule.SINGLE_NODE and hosts_of[j] > 1:
+            return False
+        if spec.placement is PlacementRule.SPREAD and hosts_of[j] < per_job[j]:
+            return False
+        if spec.gpu_models or spec.node_selector:
+            hosts = node[order[start : start + per_job[j]]]
+            if not problem.allowed_nodes(j)[hosts].all():
+                return False  # GPU model or node selector
+    return True
 
 
 def _culprit(allocation: Allocation, v: Violation) -> int | None:
