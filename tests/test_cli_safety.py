@@ -83,7 +83,7 @@ def test_the_output_path_is_checked_before_solving(capsys, problem, tmp_path):
         "--out",
         str(tmp_path / "missing" / "a.json"),
     )
-    assert code == 2 and time.perf_counter() - started < 10
+    assert code == 2 and time.perf_counter() - started < 30  # the 60 s search never started
     assert "cannot be written: the folder" in one_error_line(err) and "does not exist" in err
     for bad, reason in (
         (str(problem) + "/x.json", "is not a folder"),
@@ -190,7 +190,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once(capsys, tmp_path):
     started = time.perf_counter()
     code, _, err = cli(capsys, "plan", str(path))
     assert code == 2 and "has YAML aliases that add" in one_error_line(err)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 20  # the expanded bomb would take minutes
 
 
 def test_bad_csv_rows_are_one_line_and_status_2(capsys, tmp_path):
@@ -314,7 +314,7 @@ def test_huge_what_ifs_and_clusters_are_refused_before_any_work(capsys, problem,
         capsys, "simulate", "--trace", str(problem), "--quiet", "--out", str(tmp_path / "o"), "--cluster", "5"
     )
     assert code == 2 and "is not used with a problem file" in one_error_line(err)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 20
 
 
 def test_simulate_a_billion_gpus_is_refused_at_once(capsys, gavel_trace, tmp_path):
@@ -331,7 +331,7 @@ def test_simulate_a_billion_gpus_is_refused_at_once(capsys, gavel_trace, tmp_pat
         str(tmp_path / "o"),
     )
     assert code == 2 and "GPUs make more than 100,000 servers" in one_error_line(err)
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 20
 
 
 # What the docs promise ----------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def test_simulate_stopped_by_ctrl_c_keeps_the_policies_that_finished(tmp_path):
     proc.send_signal(signal.SIGINT)
     stopped = time.monotonic()
     _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - stopped < 10  # prompt, even with CP-SAT solving in the rolling-horizon policy
+    assert time.monotonic() - stopped < 20  # prompt, even with CP-SAT solving in the rolling-horizon policy
     assert proc.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         "error: interrupted after 1 of 2 policies; wrote the finished ones to sim (rolling-horizon did not finish)"
@@ -477,7 +477,7 @@ def interrupted_plan(
 
 def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_path):
     proc, took = interrupted_plan(hard, tmp_path)
-    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert took < 20 and proc.returncode == 130 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: interrupted: the search stopped before its end; nothing written "
         "(--keep-partial keeps the best answer found so far)"
@@ -487,7 +487,7 @@ def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_p
 
 def test_plan_keep_partial_writes_the_best_answer_so_far_and_still_exits_130(hard, tmp_path):
     proc, took = interrupted_plan(hard, tmp_path, "--keep-partial")
-    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert took < 20 and proc.returncode == 130 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: interrupted: kept the best answer found so far (feasible, gap ")
     assert last.endswith(" in a.json")
@@ -591,6 +591,6 @@ def test_simulate_tables_and_report_give_jct_in_hours_alike(capsys, tmp_path):
 
 def test_a_second_ctrl_c_leaves_at_once_and_never_hangs(hard, tmp_path):
     proc, took = interrupted_plan(hard, tmp_path, signals=2)
-    assert took < 10 and proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert took < 20 and proc.returncode == 130 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: interrupted")
     assert not (tmp_path / "a.json").exists()

@@ -31,11 +31,14 @@ from optalloc.cli import app, main
 
 EXIT_STATUSES = {0, 1, 2}
 MEMORY_MB = 600
-SECONDS = 30.0
+SECONDS = 60.0
 FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
+#: For the tests that run several commands per example: half the profile's examples (the others take
+#: one or two cheap commands each), so that the corpus adds well under a minute to the suite.
+HEAVY = settings(FUZZ, max_examples=max(1, settings.default.max_examples // 2))
 
 
 # The harness -------------------------------------------------------------------------------------
@@ -278,7 +281,7 @@ def encoded(draw: Any, doc: Any, suffix: str) -> bytes:
 
 
 # Problem files, through every command that reads one --------------------------------------------------
-@FUZZ
+@HEAVY
 @given(data=st.data(), suffix=st.sampled_from([".json", ".yaml"]))
 def test_fuzz_problem_files_through_plan_verify_fit_and_watch(harness, data, suffix):
     doc = data.draw(problem_docs())
@@ -294,7 +297,7 @@ def test_fuzz_problem_files_through_plan_verify_fit_and_watch(harness, data, suf
     harness.run("watch", str(problem), "--once", "--prometheus", harness.closed_url, "--method", "best-fit")
 
 
-@settings(FUZZ, max_examples=max(1, settings.default.max_examples // 2))
+@HEAVY
 @given(data=st.data())
 def test_fuzz_problem_files_through_exact_engines_and_the_simulator(harness, data):
     problem = harness.write("problem.json", data.draw(encoded(data.draw(problem_docs()), ".json")))
@@ -393,7 +396,7 @@ def openb_pods(draw: Any) -> bytes:
     return buffer.getvalue().encode("utf-8", "surrogatepass")
 
 
-@FUZZ
+@HEAVY
 @given(trace=gavel_rows(), pods=openb_pods(), cluster=st.sampled_from(["v100=8", "v100=4,k80=4", "a100=8", "v100=0"]))
 def test_fuzz_trace_rows_through_import_and_simulate(harness, trace, pods, cluster):
     rates = harness.write("simulation_throughputs.json", THROUGHPUTS)

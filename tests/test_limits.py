@@ -57,7 +57,7 @@ def test_problem_sizes_are_checked_before_any_view_is_built():
     started = time.perf_counter()
     with pytest.raises(ProblemError, match=r"^nodes: 100001 nodes are more than the limit of 100,000"):
         problem_from_dict(many)
-    assert time.perf_counter() - started < 1.0  # refused before 100,001 Node objects were built
+    assert time.perf_counter() - started < 5.0  # refused before 100,001 Node objects were built
 
 
 def test_names_are_bounded_and_free_of_control_characters():
@@ -85,7 +85,7 @@ def test_an_error_message_never_materialises_a_huge_value():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0 and peak < 1_000_000
+    assert time.perf_counter() - started < 5.0 and peak < 1_000_000
     assert len(str(err.value)) < 300
     assert short_repr(10**100_000) == "<an integer of about 100001 digits>"
     assert short_repr("x" * 10**7).endswith("xx'") and len(short_repr("x" * 10**7)) <= 160
