@@ -272,13 +272,11 @@ def _time_unit(span: float) -> tuple[float, str]:
 
 
 def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
-    """The comparison as a markdown table (times in one unit picked from the JCTs)."""
+    """The comparison as a markdown table (times in hours, the unit of ``optalloc simulate``'s table)."""
     if not results:
         return "(no policy)\n"
     base = next((r for r in results if r.policy == baseline), None) if baseline else None
-    jcts = [r.metrics.avg_jct for r in results if math.isfinite(r.metrics.avg_jct)]
-    scale, _ = _time_unit(max(jcts) if jcts else 1.0)
-    u = {86400.0: "d", 3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    scale, u = 3600.0, "h"
     head = [
         "policy",
         f"avg JCT ({u})",

@@ -8,6 +8,7 @@ from typing import Any
 
 from optalloc.core import _check
 from optalloc.core.errors import ProblemError
+from optalloc.core.limits import LIMITS
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ class SolveOptions:
         if self.time_limit is not None and self.time_limit <= 0:
             raise ProblemError("time_limit", self.time_limit, "is not a positive number of seconds")
         if self.workers is not None:
-            _check.integer("workers", self.workers, minimum=1)
-        _check.integer("seed", self.seed, minimum=None)
+            _check.integer("workers", self.workers, minimum=1, maximum=LIMITS.workers)
+        _check.integer("seed", self.seed, minimum=None, maximum=2**31 - 1)  # CP-SAT's seed is a 32-bit integer
         gap = _check.real("relative_gap", self.relative_gap, minimum=0)
         if gap is not None and gap >= 1:
             raise ProblemError("relative_gap", self.relative_gap, "is not below 1")
