@@ -106,3 +106,36 @@ def test_a_budget_narrowed_for_a_stage_shares_its_progress_and_stop():
     assert stage.stopped and stage.left() == 0
     with pytest.raises(OutOfTime):
         stage.check()
+
+
+def test_preload_imports_the_engines_a_method_runs_on_and_importing_optalloc_does_not():
+    """solve() counts a first call's imports against its time limit; preload() pays them up front."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optalloc\n"
+        "assert 'ortools.sat.python.cp_model' not in sys.modules and 'scipy.optimize' not in sys.modules\n"
+        "optalloc.preload('auto')\n"
+        "assert 'ortools.sat.python.cp_model' in sys.modules, 'cp-sat not imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_first_call_with_a_budget_smaller_than_its_imports_still_answers_every_job():
+    """In a fresh interpreter the imports alone may use the whole budget: every job is then placed by
+    what fitted or listed with a reason, and the answer is verified."""
+    import subprocess
+    import sys
+
+    code = (
+        "import optalloc\n"
+        "from optalloc.io import synthetic\n"
+        "p = synthetic.openb_like(nodes=40, jobs=300, seed=3)\n"
+        "a = optalloc.solve(p, 'auto', time_limit=0.05)\n"
+        "assert optalloc.verify(p, a) == []\n"
+        "assert len({q.job for q in a.placements} | {u.job for u in a.unplaced}) == len(p.jobs)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
