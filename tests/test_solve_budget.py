@@ -139,3 +139,30 @@ def test_a_first_call_with_a_budget_smaller_than_its_imports_still_answers_every
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def _solve_in_worker(seed: int) -> tuple[str, bool]:
+    problem = synthetic.openb_like(nodes=30, jobs=200, seed=seed)
+    answer = solve(problem, "milp-highs", time_limit=5)
+    return answer.status.value, verify(problem, answer) == []
+
+
+def test_milp_highs_runs_inside_a_daemonic_pool_worker():
+    """HiGHS's search runs in a forked child; a caller that is itself a multiprocessing.Pool worker
+    (daemonic, which multiprocessing forbids to have children) still gets a verified answer."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:
+        status, valid = pool.apply(_solve_in_worker, (3,))
+    assert status in {"optimal", "feasible"} and valid
+
+
+def test_an_exception_in_the_highs_child_is_raised_in_the_parent_with_its_traceback():
+    from optalloc.core import SolverError
+    from optalloc.models.highs import in_child
+
+    def search(budget: Budget):
+        raise ValueError("broken search")
+
+    with pytest.raises(SolverError, match="broken search"):
+        in_child(search, Budget(10.0), reserve=0.0)
