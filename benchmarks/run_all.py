@@ -95,6 +95,33 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "--policy all --policy rolling-horizon-fcfs+fgd --processes 2 --out benchmarks/results/sim_openb_all.md",
     ),
     ("sim_speed.py", "sim_speed.md", "Simulator: speed with heuristic policies (issue 7)"),
+    (
+        "anytime.py",
+        "anytime_openb.md",
+        "Anytime engine: the whole openb lists, every budget (issue 14)",
+        "--problems default,multigpu50 --repeats 3 --out benchmarks/results/anytime_openb.md",
+    ),
+    (
+        "anytime.py",
+        "anytime_10k.md",
+        "Anytime engine: 10,000 nodes x 70,000 jobs (issue 14)",
+        "--problems 10k --budgets 0.2,0.5,1,2,5,10,30,60 --methods auto,cpsat,milp-highs,auto/det,best-fit,fgd,fgd-plus "
+        "--repeats 3 --out benchmarks/results/anytime_10k.md",
+    ),
+    (
+        "anytime.py",
+        "anytime_20k.md",
+        "Anytime engine: 20,000 nodes x 150,000 jobs (issue 14)",
+        "--problems 20k --methods auto,cpsat,milp-highs,best-fit,fgd,fgd-plus --repeats 1 "
+        "--out benchmarks/results/anytime_20k.md",
+    ),
+    ("pop_scaling.py", "pop_scaling.md", "Scale-out: POP against the whole problem, 1k to 50k nodes (issue 18)"),
+    (
+        "service_load.py",
+        "service_load.md",
+        "The allocation service under load (issue 16)",
+        "--nodes 64 --submits 5000 --clients 32 --settle --out benchmarks/results/service_load_runs.md",
+    ),
 ]
 
 INTRO = """# Benchmarks
