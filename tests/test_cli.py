@@ -212,3 +212,16 @@ def test_plan_with_an_admission_forecast_says_what_it_held_back(tmp_path: Path):
     assert run("verify", str(path), str(out)).returncode == 0
     off = run("plan", str(path), "--method", "best-fit", "--admission-forecast", "1", check=True)
     assert "admission control: inactive" in off.stdout
+
+
+def test_plan_with_pop_splits_into_parts_and_writes_a_verified_allocation(small: Path, tmp_path: Path):
+    out = tmp_path / "pop.json"
+    args = ("plan", str(small), "--method", "pop", "--parts", "2", "--inner", "best-fit", "--executor", "serial")
+    run(*args, "--time-limit", "5", "--out", str(out), check=True)
+    assert run("verify", str(small), str(out)).returncode == 0
+
+
+def test_plan_rejects_an_unknown_pop_executor_in_one_line(small: Path):
+    proc = run("plan", str(small), "--method", "pop", "--executor", "cloud")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: executor: 'cloud' is not one of auto, ray, local, serial"]

@@ -163,6 +163,16 @@ def plan(
         bool, typer.Option("--json", help="Print the allocation file to stdout instead of tables.")
     ] = False,
     show_unplaced: Annotated[int, typer.Option(help="How many unplaced jobs to list.", min=0)] = 10,
+    parts: Annotated[int, typer.Option(help="--method pop: how many scaled copies to solve in parallel.", min=1)] = 4,
+    inner: Annotated[str, typer.Option(help="--method pop: the method each part is solved with.")] = "auto",
+    executor: Annotated[
+        str,
+        typer.Option(help="--method pop: where the parts run (auto: Ray when running or --ray-address, else local)."),
+    ] = "auto",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(envvar="OPTALLOC_RAY_ADDRESS", help="--method pop: a running Ray cluster (host:port, or auto)."),
+    ] = None,
     force: Force = False,
     keep_partial: Annotated[
         bool,
@@ -217,6 +227,10 @@ def plan(
             warm_start=warm_start,
             fragmentation_guide=fragmentation_guide,
             admission_forecast=admission_forecast,
+            parts=parts,
+            inner=inner,
+            executor=executor,
+            ray_address=ray_address,
             stop=halt,
             on_progress=live.report if live is not None else None,
         )
