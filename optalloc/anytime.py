@@ -62,6 +62,7 @@ def run_heuristic(
     """One heuristic rule on ``problem`` (jobs in ``order``, default the options' ordering)."""
     from optalloc import heuristics
 
+    started = budget.clock()
     answer = heuristics.allocate(
         problem,
         rule=rule,
@@ -71,8 +72,17 @@ def run_heuristic(
         future=future,
         deadline=budget.deadline if budget.limited else None,
     )
+    if rule in PACE_RULES and future is None:
+        # The simple rules' speed is known (jobs per second, unloaded): how long this run took says how
+        # loaded the machine is now, and every later forecast of uninterruptible work stretches with it.
+        decided = answer.stats.get("jobs", 0) - answer.stats.get("undecided", 0)
+        budget.observe_pace(decided / options.portfolio.pace_jobs_per_second, budget.clock() - started)
     budget.improve(rule, objective=answer.objective)
     return answer
+
+
+#: The rules whose unloaded speed ``PortfolioConfig.pace_jobs_per_second`` gives (the pace's yardstick).
+PACE_RULES = frozenset({"best-fit", "first-fit", "worst-fit"})
 
 
 def heuristic_engine(rule: str) -> Callable[[Problem, SolveOptions, Budget], Allocation]:
@@ -91,7 +101,7 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         future = forecast(problem, options)
         early_bound(problem, options, budget)
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
-        if budget.expired(exact_setup(problem, options.portfolio)):
+        if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
             problem,
@@ -120,7 +130,7 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if budget.expired(exact_setup(problem, options.portfolio)):
+    if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES

@@ -108,6 +108,42 @@ def test_a_budget_narrowed_for_a_stage_shares_its_progress_and_stop():
         stage.check()
 
 
+def test_time_kept_for_later_work_stretches_with_the_measured_pace():
+    """A stage narrowed to keep 1 s for what follows keeps 3 s once the machine is measured three times
+    slower than unloaded (a shared machine): forecasts of uninterruptible work scale with the load."""
+    now = [100.0]
+    budget = Budget(10, clock=lambda: now[0])
+    stage = budget.narrow(1.0)
+    inner = stage.narrow(0.5)
+    assert stage.deadline == pytest.approx(109.0) and inner.deadline == pytest.approx(108.5)
+    budget.observe_pace(nominal=0.5, actual=1.5)
+    assert stage.pace == 3.0
+    assert stage.deadline == pytest.approx(107.0) and inner.deadline == pytest.approx(105.5)
+    assert budget.detached().pace == 3.0
+
+
+def test_the_pace_ignores_work_too_short_to_measure_and_stays_within_one_and_twenty():
+    budget = Budget(10)
+    budget.observe_pace(nominal=0.001, actual=1.0)  # a millisecond of work: noise, not load
+    assert budget.pace == 1.0
+    budget.observe_pace(nominal=1.0, actual=0.5)  # faster than the yardstick: never below 1
+    assert budget.pace == 1.0
+    budget.observe_pace(nominal=0.1, actual=100.0)
+    assert budget.pace == 20.0
+
+
+def test_cpsat_builds_no_model_without_the_time_to_build_it():
+    from optalloc.core.options import SolveOptions
+    from optalloc.models import cpsat
+    from optalloc.models.classes import compress
+    from optalloc.models.formulation import build
+
+    form = build(compress(synthetic.openb_like(nodes=40, jobs=300, seed=3)))
+    budget = Budget(0.004)
+    run = cpsat.solve_program(form.program, form.weights, SolveOptions(), budget)
+    assert run.values is None and run.stats["message"] == "no time to build the model"
+
+
 def test_preload_imports_the_engines_a_method_runs_on_and_importing_optalloc_does_not():
     """solve() counts a first call's imports against its time limit; preload() pays them up front."""
     import subprocess
