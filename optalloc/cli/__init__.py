@@ -187,7 +187,7 @@ def plan(
     the search: nothing is written unless --keep-partial (exit status 130 either way)."""
     from optalloc.io import allocation_to_dict, read_allocation, read_problem
     from optalloc.io._documents import dump
-    from optalloc.solve import solve
+    from optalloc.solve import preload, solve
 
     if out is not None:
         check_output_file(out, inputs=(problem_path, previous), force=force)
@@ -210,6 +210,7 @@ def plan(
             str(previous),
             f"is given, but {problem_path.name} already has a 'current' allocation: pass one or the other",
         )
+    preload(method)  # the engines' imports are the command's start-up, not the search's time limit
     halt = threading.Event()
     live = StatusLine(sys.stderr, method, err_console.width) if err_console.is_terminal and not as_json else None
 
@@ -315,10 +316,11 @@ def fit(
 ) -> None:
     """How many more nodes like --like it takes to place every job that any node could host."""
     from optalloc.io import read_problem
-    from optalloc.solve import solve
+    from optalloc.solve import preload, solve
 
     problem = read_problem(problem_path)
     whatif.add_like(problem, like, 0, option="--like")  # a bad --like fails before any trial
+    preload(method)
     room = LIMITS.nodes - len(problem.nodes)
     if max_nodes > room:
         raise ProblemError("--max-nodes", max_nodes, f"would make more than {LIMITS.nodes:,} nodes (docs/limits.md)")
@@ -376,8 +378,9 @@ def demo(
     Deterministic: CP-SAT runs with one worker and a deterministic time limit, so every figure but the
     times is the same on every run and every machine."""
     from optalloc.io import demo_problem
-    from optalloc.solve import solve
+    from optalloc.solve import preload, solve
 
+    preload("auto")
     problem = demo_problem(seed)
     d = problem.describe()
     out_console.print(
