@@ -18,10 +18,8 @@ from pathlib import Path
 
 from sim_common import REPO, command_line, default_traces, machine, run_all
 
-from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import policies
-from optalloc.adaptive.sim_workloads import gavel_scenario, parse_counts
-from optalloc.adaptive.simulator import SimConfig
+from optalloc.sim import SimConfig, gavel_scenario, parse_counts, policies
+from optalloc.sim import report as sim_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from optalloc import ProblemError
-from optalloc.adaptive.metrics import Counters, JobTable, Timeline, cdf, compute
-from optalloc.adaptive.sim_report import binned
+from optalloc.sim import Counters, JobTable, Timeline, compute
+from optalloc.sim.metrics import cdf
+from optalloc.sim.report import binned
 
 
 def three_jobs() -> JobTable:
@@ -124,7 +125,7 @@ def test_bad_timelines_are_refused_with_the_field_named() -> None:
 
 
 def test_plot_lines_of_up_to_forty_policies_are_all_distinct() -> None:
-    from optalloc.adaptive.sim_report import line_style
+    from optalloc.sim.report import line_style
 
     styles = {(s["color"], s["linestyle"]) for s in map(line_style, range(40))}
     assert len(styles) == 40

@@ -12,10 +12,8 @@ import pytest
 
 from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced
 from optalloc.adaptive import ControllerConfig, DriftConfig, HorizonConfig
-from optalloc.adaptive.sim_policies import GROUPS, Policy, policies, policy
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import FailureModel, SimConfig, compare, simulate
 from optalloc.core.options import SolveOptions
+from optalloc.sim import GROUPS, FailureModel, Policy, Scenario, SimConfig, compare, policies, policy, simulate
 from optalloc.solve import Method
 
 solve_mod = importlib.import_module("optalloc.solve")  # the module (optalloc.solve is also the function)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from optalloc.adaptive.metrics import GPU, Metrics, Timeline, cdf
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import SimConfig, SimResult
+from optalloc.sim.metrics import GPU, Metrics, Timeline, cdf
+from optalloc.sim.replay import SimConfig, SimResult
+from optalloc.sim.workloads import Scenario
 
 METRIC_COLUMNS = (
     "avg_jct",

@@ -1,7 +1,7 @@
 """The trace-driven simulator: replay a workload through the production controller step.
 
-:func:`simulate` plays a :class:`~optalloc.adaptive.sim_workloads.Scenario` against one
-:class:`~optalloc.adaptive.sim_policies.Policy`; :func:`compare` plays it against several. Every
+:func:`simulate` plays a :class:`~optalloc.sim.workloads.Scenario` against one
+:class:`~optalloc.sim.policies.Policy`; :func:`compare` plays it against several. Every
 policy -- the heuristics as much as the exact and adaptive ones -- is a configuration of
 :func:`optalloc.adaptive.controller.step`, driven here exactly as a production driver drives it: the
 simulator owns the clock and the world, the controller owns every decision.
@@ -13,7 +13,7 @@ A discrete-event loop over a heap of timestamped events:
 - **completion**: a running job has done all its work (``Event.completion``). Work: a job must run
   ``runtime`` seconds on the hardware it lands on (the slowest node of a gang sets the pace).
 - **tick** every ``tick`` seconds: the controller step receives an :class:`Observation` of what the
-  running jobs really use (:mod:`~optalloc.adaptive.sim_usage` profiles), so that its drift detection
+  running jobs really use (:mod:`~optalloc.sim.usage` profiles), so that its drift detection
   sees real drift. Ticks are skipped while the cluster is idle and nothing is waiting.
 - **failure** / **repair** (optional, :class:`FailureModel`): a node is lost (``Event.node_lost``: its
   jobs go back to the queue) and comes back ``repair`` seconds later (``Event.node_added``).
@@ -49,14 +49,14 @@ from typing import Any
 import numpy as np
 
 from optalloc.adaptive.controller import ControllerState, step
-from optalloc.adaptive.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.adaptive.monitor import NodeUsage, Observation
 from optalloc.adaptive.plan import ActionKind, Event, Plan
-from optalloc.adaptive.sim_direct import DirectEngine
-from optalloc.adaptive.sim_policies import Policy
-from optalloc.adaptive.sim_usage import PROFILES, UsageProfile
-from optalloc.adaptive.sim_workloads import Scenario
 from optalloc.core import MILLI, Placement, Problem, ProblemError, SolverError, Unplaced, verify
+from optalloc.sim.direct import DirectEngine
+from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
+from optalloc.sim.policies import Policy
+from optalloc.sim.usage import PROFILES, UsageProfile
+from optalloc.sim.workloads import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SimConfig:
     and the simulator's own books (slow: tests). ``keep_plans``: keep every plan that changed
     something (for inspection). ``engine``: ``controller`` (default: every decision by the production
     step) or ``direct`` (heuristic policies only: the same decisions on one persistent placer, orders
-    of magnitude faster; see :mod:`optalloc.adaptive.sim_direct`).
+    of magnitude faster; see :mod:`optalloc.sim.direct`).
     """
 
     tick: float = 60.0

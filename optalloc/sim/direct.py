@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
-from optalloc.adaptive.sim_policies import Policy
-from optalloc.adaptive.sim_workloads import Scenario
 from optalloc.core import Allocation, Placement, Problem, ProblemError, Status, verify
+from optalloc.sim.policies import Policy
+from optalloc.sim.workloads import Scenario
 
 
 class DirectEngine:
