@@ -15,16 +15,20 @@ sim.write_report("sim-out", scenario, results, sim.SimConfig(tick=300))
 ```
 
 Modules: :mod:`~optalloc.sim.workloads` (scenarios), :mod:`~optalloc.sim.policies` (the registry of
-policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.sim.replay` (the event
-loop), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies), :mod:`~optalloc.sim.metrics`
-(the definitions), :mod:`~optalloc.sim.report` (files, tables, figures).
+policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.sim.config` and
+:mod:`~optalloc.sim.result` (what a run is asked and gives back), :mod:`~optalloc.sim.replay` (the event
+loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
+:mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
+:mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files, tables, figures).
 """
 
+from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.sim.policies import EXACT, GROUPS, Policy, horizon_for, policies, policy
-from optalloc.sim.replay import FailureModel, Progress, SimConfig, SimResult, compare, simulate
+from optalloc.sim.replay import compare, simulate
 from optalloc.sim.report import table as report_table
 from optalloc.sim.report import write as write_report
+from optalloc.sim.result import Progress, SimResult
 from optalloc.sim.usage import PROFILES, UsageProfile
 from optalloc.sim.workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from optalloc.sim.config import SimConfig
 from optalloc.sim.metrics import GPU, Metrics, Timeline, cdf
-from optalloc.sim.replay import SimConfig, SimResult
+from optalloc.sim.result import SimResult
 from optalloc.sim.workloads import Scenario
 
 METRIC_COLUMNS = (
