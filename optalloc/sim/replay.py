@@ -145,7 +145,7 @@ class _Run:
         # Counters.
         self.counts = {"arrivals": 0, "completions": 0, "ticks": 0, "failures": 0, "repairs": 0}
         self.steps = 0
-        self.fallbacks = 0
+        self.fallbacks: dict[str, int] = {}  # by reason
         self.errors = 0
         self.solve_time = 0.0
         self.controller_time = 0.0
@@ -223,8 +223,8 @@ class _Run:
         self.controller_time += time.perf_counter() - before
         self.steps += 1
         self.solve_time += plan.solve_time
-        if plan.fallback:
-            self.fallbacks += 1
+        if plan.fallback is not None:
+            self.fallbacks[plan.fallback.value] = self.fallbacks.get(plan.fallback.value, 0) + 1
         if plan.error:
             self.errors += 1
         if plan.actions:
@@ -356,7 +356,8 @@ class _Run:
             **self.counts,
             steps=self.steps,
             resolves=self.direct.resolves if self.direct is not None else self.state.resolves,
-            fallbacks=self.fallbacks,
+            fallbacks=sum(self.fallbacks.values()),
+            fallback_reasons=dict(sorted(self.fallbacks.items())),
             errors=self.errors,
             solve_time=self.solve_time,
             controller_time=self.controller_time,

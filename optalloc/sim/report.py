@@ -52,6 +52,7 @@ METRIC_COLUMNS = (
     "preemptions",
     "migrations",
     "failure_restarts",
+    "fallbacks",
     "solver_time",
     "solver_time_share",
     "solver_time_per_hour",
@@ -296,6 +297,7 @@ def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
         "unplaceable",
         "preempt",
         "migr",
+        "fallbacks",
         "solver s",
         "solver s / sim h",
         "events/s",
@@ -321,6 +323,7 @@ def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
             str(m.unplaceable),
             str(m.preemptions),
             str(m.migrations),
+            str(m.fallbacks),
             _f(m.solver_time, 1),
             _f(m.solver_time_per_hour, 3),
             _f(m.events_per_second, 0),
@@ -361,9 +364,22 @@ def _write_markdown(
         table(results, baseline=baseline),
         "Definitions: docs/simulator.md (JCT and queueing delay as Tiresias/Gavel, allocation ratio and "
         "fragmentation as FGD, ATC'23). 'vs base' is the average JCT over the first table row's "
-        "(fcfs+best-fit) when present. GPU alloc and util are time-weighted over the run.",
+        "(fcfs+best-fit) when present. GPU alloc and util are time-weighted over the run. 'fallbacks': "
+        "solves where the fallback heuristic stood in for the policy's method (it had no answer in its time "
+        "limit, proved infeasible, or was unavailable).",
         "",
     ]
+    fell_back = [r for r in results if r.counters.fallbacks]
+    if fell_back:
+        lines += [
+            "Fallbacks by reason: "
+            + "; ".join(
+                f"{r.policy} " + ", ".join(f"{k} {v}" for k, v in r.counters.fallback_reasons.items())
+                for r in fell_back
+            )
+            + ".",
+            "",
+        ]
     for r in results:
         lines.append(f"- **{r.policy}**: {r.description}")
     lines.append("")
