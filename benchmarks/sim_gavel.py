@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sim_common import REPO, command_line, default_traces, machine, run_all
 
-from optalloc.sim import SimConfig, gavel_scenario, parse_counts, policies
+from optalloc.sim import SimConfig, gavel_scenario, parse_counts, policies, write_plots
 from optalloc.sim import report as sim_report
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)
-    sim_report.write_plots(args.img, results, prefix="sim_gavel_")
+    write_plots(args.img, results, prefix="sim_gavel_")
 
     by = {r.policy: r for r in results}
     base = by.get("fcfs+best-fit")

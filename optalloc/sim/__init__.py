@@ -19,11 +19,13 @@ policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.si
 :mod:`~optalloc.sim.result` (what a run is asked and gives back), :mod:`~optalloc.sim.replay` (the event
 loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
 :mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
-:mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files, tables, figures).
+:mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files and tables) and
+:mod:`~optalloc.sim.plots` (figures, with matplotlib's object API: no process-wide backend).
 """
 
 from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
+from optalloc.sim.plots import write_plots
 from optalloc.sim.policies import EXACT, GROUPS, Policy, horizon_for, policies, policy
 from optalloc.sim.replay import compare, simulate
 from optalloc.sim.report import table as report_table
@@ -57,5 +59,6 @@ __all__ = [
     "policy",
     "report_table",
     "simulate",
+    "write_plots",
     "write_report",
 ]

@@ -386,6 +386,20 @@ def compute(
     )
 
 
+def binned(timeline: Timeline, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Time-average of the step function ``values`` over each interval ``[edges[i], edges[i+1])``."""
+    if not len(timeline):
+        return np.full(len(edges) - 1, np.nan)
+    t = timeline.time
+    ends = np.append(t[1:], max(timeline.end, t[-1]))
+    cumulative = np.concatenate(([0.0], np.cumsum(values * (ends - t))))
+    knots = np.append(t, ends[-1])
+    integral = np.interp(edges, knots, cumulative)
+    width = np.diff(edges)
+    out: np.ndarray = np.where(width > 0, np.diff(integral) / np.where(width > 0, width, 1.0), np.nan)
+    return out
+
+
 def cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted values and their empirical CDF (for the JCT plot)."""
     x = np.sort(np.asarray(values, dtype=np.float64))
