@@ -139,7 +139,9 @@ def solve(
     from optalloc.anytime import verify_reserve
 
     # The engine answers early enough for the verification to fit in the time limit too.
-    answer = engine.call(problem, opts, budget.narrow(verify_reserve(problem)) if opts.verify else budget)
+    answer = engine.call(
+        problem, opts, budget.narrow(verify_reserve(problem, opts.time_limit)) if opts.verify else budget
+    )
     if budget.error is not None:
         raise budget.error
     if budget.stopped:

@@ -167,3 +167,26 @@ def test_fgd_reproduces_the_paper_and_fgd_plus_beats_it_on_the_default_trace(tra
     fgd = _protocol_run(traces, "fgd")
     assert abs(fgd - 95.39) < 1.0  # upstream's mean over 10 seeds
     assert _protocol_run(traces, "fgd-plus") > fgd + 0.3
+
+
+def test_fgd_plus_weighs_the_balance_loss_only_while_gpus_are_the_scarcer_resource():
+    from optalloc.heuristics.fgd_plus import BALANCE, cpu_pressure
+
+    gpu_bound = [Job("g", cpu=4000, memory=1000, gpus=1), Job("c", cpu=1000, memory=1000)]
+    cpu_bound = [Job("g", cpu=4000, memory=1000, gpus=1), Job("c", cpu=60000, memory=1000)]
+    cluster = (64000, 8000)  # 64 cores, 8 GPUs
+    assert cpu_pressure(5000, 1000, *cluster) < 1 < cpu_pressure(64000, 1000, *cluster)
+    assert DemandProfile.of(gpu_bound, MODELS, cluster=cluster).balance == BALANCE
+    assert DemandProfile.of(cpu_bound, MODELS, cluster=cluster).balance == 0.0
+    assert DemandProfile.of(cpu_bound, MODELS, cluster=cluster).holes == 0.0
+    assert DemandProfile.of(cpu_bound, MODELS).balance == BALANCE  # no cluster given: as before
+
+
+def test_fgd_plus_places_as_fgd_when_the_cpu_runs_out_first():
+    from optalloc.heuristics import allocate
+
+    nodes = [Node(f"n{i}", cpu=16000, memory=65536, gpus=4, gpu_model="T4") for i in range(6)]
+    jobs = [Job(f"s{i}", cpu=2000, memory=1000, gpu_milli=(300, 500, 700)[i % 3]) for i in range(30)]
+    jobs += [Job(f"c{i}", cpu=6000, memory=1000) for i in range(30)]
+    problem = Problem(nodes, jobs)
+    assert allocate(problem, rule="fgd-plus").placements == allocate(problem, rule="fgd").placements

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 
 import numpy as np
 import pytest
 
-from optalloc import Job, Node, Placement, Problem, ProblemError, Reason, Status
-from optalloc.core import FragmentationModel, Workload, verify
+from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Reason, Status
+from optalloc.core import FragmentationModel, Workload, evaluate, verify
+from optalloc.core.objective import evaluate_placements
 from optalloc.core.state import placement_of
 from optalloc.core.verify import CHECKS
 from optalloc.heuristics import RULES, Placer, allocate
 from optalloc.heuristics.registry import get_rule
-from optalloc.heuristics.rules import Candidates, Context, JobView, NodeScalar
+from optalloc.heuristics.rules import (
+    DECIMALS,
+    Candidates,
+    Context,
+    JobView,
+    NodeScalar,
+    _points_table,
+    sigmoid_formula,
+    sigmoid_points,
+)
 from optalloc.io import synthetic
 from tests.test_heuristics_allocate import random_problem
 
@@ -103,7 +114,7 @@ def test_profile_deltas_equal_the_rebuilt_profile():
             after = gpu.copy()
             after[rows, slot] -= share
             want = model.profile(after[fits])
-            got = before.after_share(rows[fits], free[fits], share, model.thresholds)
+            got = before.after_share(rows[fits], free[fits], share, model.columns)
             for name in ("total", "count", "usable"):
                 assert np.array_equal(getattr(got, name), getattr(want, name))
         whole = (gpu == 1000).sum(axis=1) >= 2
@@ -165,15 +176,15 @@ def test_a_tiny_time_limit_lists_every_undecided_job_and_loses_none():
 def test_a_time_limit_mid_way_keeps_what_was_placed(monkeypatch):
     problem = synthetic.openb_like(nodes=20, jobs=300, seed=2)
     full = allocate(problem, rule="best-fit")
-    # The clock advances 1 s per reading: read at the start (1 s: stop at 6.5 s), then every
-    # CLOCK_EVERY jobs (2, 3, 4, 5, 6 s pass; 7 s stops).
+    # The clock advances 1 s per reading: read at the start (1 s: stop at 6.5 s), once the queue is
+    # ordered (2 s), then every CLOCK_EVERY jobs (3, 4, 5, 6 s pass; 7 s stops).
     monkeypatch.setattr(allocate_module, "time", _Clock(1.0))
     answer = allocate(problem, rule="best-fit", time_limit=5.5)
     assert verify(problem, answer) == []
     undecided = [u.job for u in answer.unplaced if u.reason == Reason.TIME_LIMIT.value]
     decided = len(problem.jobs) - len(undecided)
     assert answer.stats["undecided"] == len(undecided) > 0
-    assert decided == 5 * allocate_module.CLOCK_EVERY
+    assert decided == 4 * allocate_module.CLOCK_EVERY
     # What it decided, it decided as the unlimited run did (the first jobs of the queue).
     assert answer.placements == tuple(p for p in full.placements if p.job not in set(undecided))
 
@@ -181,8 +192,9 @@ def test_a_time_limit_mid_way_keeps_what_was_placed(monkeypatch):
 def test_deadline_and_time_limit_take_the_earlier(monkeypatch):
     problem = synthetic.openb_like(nodes=20, jobs=300, seed=2)
     monkeypatch.setattr(allocate_module, "time", _Clock(1.0))
+    # readings: 1 s at the start, 2 s once the queue is ordered, 3 s at the first job, 4 s stops
     answer = allocate(problem, rule="first-fit", time_limit=100.0, deadline=3.5)
-    assert answer.stats["undecided"] == len(problem.jobs) - 2 * allocate_module.CLOCK_EVERY
+    assert answer.stats["undecided"] == len(problem.jobs) - allocate_module.CLOCK_EVERY
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "1", True, float("nan")])
@@ -229,3 +241,53 @@ def test_unknown_tie_break_is_misuse():
     problem = Problem([Node("n", cpu=1000, memory=1000)], [Job("a", cpu=1)])
     with pytest.raises(ProblemError, match="tie_break"):
         allocate(problem, rule="best-fit", tie_break="random")
+
+
+def test_sigmoid_points_read_off_the_table_equal_the_formula():
+    rng = np.random.default_rng(3)
+    drops = np.concatenate(
+        [
+            np.round(rng.normal(0, 3000, 20000), DECIMALS),
+            np.round(rng.uniform(-50, 50, 20000), DECIMALS),
+            np.array([0.0, -0.0, 1e-6, -1e-6, 40000.0, -40000.0, 1e9, -1e9]),
+        ]
+    )
+    for scale in (1000.0, 500.0):
+        with np.errstate(over="ignore"):
+            want = sigmoid_formula(drops, scale)
+        assert np.array_equal(sigmoid_points(drops, scale), want)
+    # around every step of the table too
+    table = _points_table(1000.0)
+    near = np.round((table[:, None] + np.arange(-3, 4)[None, :] * 1e-6).ravel(), DECIMALS)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(sigmoid_points(near), sigmoid_formula(near))
+
+
+def test_the_trusted_answer_and_objective_equal_the_checked_ones():
+    problem = synthetic.openb_like(nodes=30, jobs=200, seed=6)
+    answer = allocate(problem, rule="best-fit")
+    rebuilt = Allocation(
+        answer.placements,
+        answer.unplaced,
+        method=answer.method,
+        status=answer.status,
+        objective=answer.objective,
+        wall_time=answer.wall_time,
+        stats=dict(answer.stats),
+    )
+    assert answer == rebuilt and type(answer.stats) is type(rebuilt.stats)
+    assert evaluate_placements(problem, answer.placements) == evaluate(problem, answer)
+    assert float(evaluate(problem, answer).total) == answer.objective
+
+
+def test_allocate_leaves_the_garbage_collector_as_it_found_it():
+    problem = synthetic.openb_like(nodes=10, jobs=40, seed=1)
+    assert gc.isenabled()
+    allocate(problem, rule="fgd")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        allocate(problem, rule="best-fit")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -152,13 +152,20 @@ class FragmentationModel:
         out = self.of_profile(profile, cpu.reshape(-1), model.reshape(-1))
         return out.reshape(lead)
 
+    @property
+    def columns(self) -> np.ndarray:
+        """(C,) the milli threshold of each (threshold, GPUs) group: the columns of a :class:`GpuProfile`."""
+        return self._groups.columns
+
     def profile(self, gpu: np.ndarray) -> GpuProfile:
-        """What the fragmentation needs of the GPU slots of each state (``gpu`` (S, G) or (..., G))."""
+        """What the fragmentation needs of the GPU slots of each state (``gpu`` (S, G) or (..., G)):
+        per group of classes (:attr:`columns`), the GPUs that clear its threshold and their free milli."""
         g = gpu.reshape(-1, gpu.shape[-1])
         free = np.maximum(g, 0)
         total = free.sum(axis=1)
-        if self.thresholds.size:
-            ge = g[:, :, None] >= self.thresholds[None, None, :]  # (S, G, T)
+        columns = self.columns
+        if columns.size:
+            ge = g[:, :, None] >= columns[None, None, :]  # (S, G, C)
             count = ge.sum(axis=1)
             usable = (free[:, :, None] * ge).sum(axis=1)
         else:
@@ -174,15 +181,12 @@ class FragmentationModel:
         node's model and on how many of the classes' CPU levels its free CPU reaches, a table
         lookup (:class:`_Groups`). About 15 groups stand for the ~60 classes of an openb workload.
         """
-        total = profile.total.astype(np.float64)
         g = self._groups
-        if not len(g.threshold):
-            return np.asarray(g.everything * total)
-        level = np.searchsorted(g.levels, cpu, side="right")
-        weight = g.table[model, level]  # (S, C): weight of each group's classes that may run there
-        runs = profile.count[:, g.threshold] >= g.gpus  # (S, C): enough GPUs clear the threshold
-        inner = (np.where(runs, weight, 0.0) * profile.usable[:, g.threshold]).sum(axis=1)
-        return np.asarray(g.everything * total - inner)
+        if not len(g.columns):
+            return np.asarray(g.everything * profile.total.astype(np.float64))
+        weight = g.table[model, g.levels.searchsorted(cpu, "right")]  # (S, C): weight of the classes that may run
+        inner = (np.where(profile.count >= g.gpus, weight, 0.0) * profile.usable).sum(axis=1)
+        return np.asarray(g.everything * profile.total - inner)
 
     @cached_property
     def _groups(self) -> _Groups:
@@ -194,7 +198,7 @@ class FragmentationModel:
             first = int(np.searchsorted(levels, self.cpu[k])) + 1  # free CPU reaching this level and up
             table[self.access[:, k], first:, group] += self.weight[k]
         return _Groups(
-            threshold=np.array([p[0] for p in pairs], dtype=np.int64),
+            columns=self.thresholds[np.array([p[0] for p in pairs], dtype=np.int64)].astype(np.int64),
             gpus=np.array([p[1] for p in pairs], dtype=np.int64),
             levels=levels.astype(np.int64),
             table=table,
@@ -210,7 +214,7 @@ class _Groups:
     the ``l``-th CPU level (``levels`` ascending; ``l`` = how many levels a node's free CPU reaches).
     """
 
-    threshold: np.ndarray  # (C,) threshold index (into FragmentationModel.thresholds)
+    columns: np.ndarray  # (C,) the group's milli threshold
     gpus: np.ndarray  # (C,) GPUs needed
     levels: np.ndarray  # (L,) distinct CPU needs of the classes
     table: np.ndarray  # (M + 1, L + 1, C)
@@ -219,12 +223,12 @@ class _Groups:
 
 @dataclass(frozen=True)
 class GpuProfile:
-    """The GPU slots of states as the fragmentation sees them, per threshold of a :class:`FragmentationModel`.
+    """The GPU slots of states as the fragmentation sees them, per group of a :class:`FragmentationModel`.
 
-    ``total`` (S,): free milli-GPU; ``count`` (S, T): GPUs with at least ``thresholds[t]`` free;
-    ``usable`` (S, T): free milli-GPU on those GPUs. A replica changes one state's profile in O(T)
-    (:meth:`after_share`, :meth:`after_whole`), which is how the placement rules score an option
-    without rebuilding the node's GPU slots.
+    ``total`` (S,): free milli-GPU; ``count`` (S, C): GPUs with at least ``columns[c]`` free (the
+    model's :attr:`~FragmentationModel.columns`); ``usable`` (S, C): free milli-GPU on those GPUs. A
+    replica changes one state's profile in O(C) (:meth:`after_share`, :meth:`after_whole`), which is
+    how the placement rules score an option without rebuilding the node's GPU slots.
     """
 
     total: np.ndarray
@@ -232,20 +236,23 @@ class GpuProfile:
     usable: np.ndarray
 
     def take(self, rows: np.ndarray) -> GpuProfile:
-        return GpuProfile(self.total[rows], self.count[rows], self.usable[rows])
+        return GpuProfile(self.total.take(rows), self.count.take(rows, axis=0), self.usable.take(rows, axis=0))
 
-    def after_share(self, rows: np.ndarray, free: np.ndarray, share: int, thresholds: np.ndarray) -> GpuProfile:
+    def after_share(self, rows: np.ndarray, free: np.ndarray, share: int, columns: np.ndarray) -> GpuProfile:
         """Profiles of states ``rows`` after ``share`` milli goes to a GPU with ``free`` milli free (per row)."""
         left = (free - share)[:, None]
-        was = thresholds[None, :] <= free[:, None]  # the GPU counted at threshold t before
-        stays = thresholds[None, :] <= left  # and after
-        count = self.count[rows] - (was & ~stays)
-        usable = self.usable[rows] - np.where(stays, share, np.where(was, free[:, None], 0))
-        return GpuProfile(self.total[rows] - share, count, usable)
+        was = columns <= free[:, None]  # the GPU counted in column c before
+        stays = columns <= left  # and after
+        count = self.count.take(rows, axis=0) - (was ^ stays)  # stays implies was
+        usable = self.usable.take(rows, axis=0) - np.where(stays, share, np.where(was, free[:, None], 0))
+        return GpuProfile(self.total.take(rows) - share, count, usable)
 
     def after_whole(self, rows: np.ndarray, gpus: int) -> GpuProfile:
         """Profiles of states ``rows`` after ``gpus`` fully free GPUs are taken (every threshold is at most ``MILLI``)."""
-        return GpuProfile(self.total[rows] - gpus * MILLI, self.count[rows] - gpus, self.usable[rows] - gpus * MILLI)
+        milli = gpus * MILLI
+        return GpuProfile(
+            self.total.take(rows) - milli, self.count.take(rows, axis=0) - gpus, self.usable.take(rows, axis=0) - milli
+        )
 
 
 def cluster_fragmentation(

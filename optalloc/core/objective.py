@@ -15,7 +15,10 @@ among its optima; ``Allocation.objective`` is then the primary value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +27,7 @@ from optalloc.core import _check
 from optalloc.core.job import MILLI
 
 if TYPE_CHECKING:
-    from optalloc.core.allocation import Allocation
+    from optalloc.core.allocation import Allocation, Placement
     from optalloc.core.problem import Problem
 
 
@@ -80,34 +83,64 @@ def evaluate(problem: Problem, allocation: Allocation) -> ObjectiveValue:
     Placements naming a job the problem does not have are ignored. One pass over the placements
     builds arrays; the terms are numpy sums over them.
     """
+    return evaluate_placements(problem, allocation.placements, allocation)
+
+
+def evaluate_placements(
+    problem: Problem, placements: Sequence[Placement], allocation: Allocation | None = None
+) -> ObjectiveValue:
+    """:func:`evaluate` of an allocation whose placements are ``placements``.
+
+    ``allocation`` (those placements as an :class:`Allocation`) is needed only when the problem has a
+    current allocation, to count the replicas that move or stop; engines that build their answer once
+    call this before building it.
+    """
     weights = problem.weights
     index = problem.job_index
-    placements = [p for p in allocation.placements if p.job in index]
-    job = np.array([index[p.job] for p in placements], dtype=np.int64)
-    primary = int(problem.replica_value[job].sum()) if len(job) else 0
+    count = len(placements)
+    job = np.fromiter(map(index.get, map(attrgetter("job"), placements), repeat(-1)), np.int64, count)
+    known = job >= 0
+    if not known.all():
+        placements = [p for p, ok in zip(placements, known.tolist(), strict=True) if ok]
+        job = job[known]
+        count = len(placements)
+    primary = int(problem.replica_value[job].sum()) if count else 0
     # Nodes by name (a placement may name a node the problem does not have: it still counts here).
-    node_ids: dict[str, int] = {}
-    node = np.array([node_ids.setdefault(p.node, len(node_ids)) for p in placements], dtype=np.int64)
+    nodes = problem.node_index
+    node = np.fromiter(map(nodes.get, map(attrgetter("node"), placements), repeat(-1)), np.int64, count)
+    if count and node.min() < 0:
+        others: dict[str, int] = {}
+        node = np.array(
+            [
+                nodes[p.node] if p.node in nodes else len(nodes) + others.setdefault(p.node, len(others))
+                for p in placements
+            ],
+            dtype=np.int64,
+        )
     # GPUs left partly used: milli summed per (node, GPU index).
-    held = np.array([len(p.gpus) for p in placements], dtype=np.int64)
-    gpu = np.array([g for p in placements for g in p.gpus], dtype=np.int64)
+    gpus = list(map(attrgetter("gpus"), placements))
+    held = np.fromiter(map(len, gpus), np.int64, count)
+    gpu = np.fromiter(chain.from_iterable(gpus), np.int64, int(held.sum()))
     partial = 0
     if len(gpu):
-        milli = np.repeat(np.array([p.gpu_milli for p in placements], dtype=np.int64), held)
+        milli = np.repeat(np.fromiter(map(attrgetter("gpu_milli"), placements), np.int64, count), held)
         width = int(gpu.max()) + 1
         _, inverse = np.unique(np.repeat(node, held) * width + gpu, return_inverse=True)
         used = np.bincount(inverse, weights=milli.astype(np.float64))
         partial = int(((used > 0) & (used < MILLI)).sum())
     # Nodes beyond the first of each multi-replica job.
     extra = 0
-    multi = problem.job_replicas[job] > 1 if len(job) else np.zeros(0, dtype=bool)
+    multi = problem.job_replicas[job] > 1 if count else np.zeros(0, dtype=bool)
     if multi.any():
-        pairs = np.unique(np.stack([job[multi], node[multi]], axis=1), axis=0)
-        extra = len(pairs) - len(np.unique(pairs[:, 0]))
+        pairs = np.unique(job[multi] * (int(node.max()) + 1) + node[multi])
+        extra = len(pairs) - len(np.unique(pairs // (int(node.max()) + 1)))
     moved = 0
     if problem.current is not None:
+        from optalloc.core.allocation import Allocation
+
         # Running replicas that move (other node or GPUs) or stop: each is a restart.
-        changes = allocation.diff(problem.current)
+        answer = allocation if allocation is not None else Allocation(tuple(placements))
+        changes = answer.diff(problem.current)
         before = problem.current.by_job()
         moved = changes.moved_replicas + sum(len(before[name]) for name in changes.stops if name in index)
     total = primary

@@ -6,11 +6,14 @@ replicas on it many thousands of times. ``verify`` does not use it (it recounts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
-from optalloc.core.allocation import Allocation, Placement, Unplaced
+from optalloc.core.allocation import Allocation, Placement, Status, Unplaced
 from optalloc.core.job import MILLI
 from optalloc.core.problem import CPU, MEMORY, Problem
 
@@ -119,4 +122,32 @@ def unplaced_of(job: str, reason: str, detail: str = "") -> Unplaced:
     """An :class:`Unplaced` of values the engine made itself, without re-validating them (see :func:`placement_of`)."""
     out = object.__new__(Unplaced)
     out.__dict__.update(job=job, reason=reason, detail=detail)
+    return out
+
+
+def allocation_of(
+    placements: tuple[Placement, ...],
+    unplaced: tuple[Unplaced, ...],
+    *,
+    status: Status,
+    stats: Mapping[str, Any],
+    **values: Any,
+) -> Allocation:
+    """An :class:`Allocation` of placements and unplaced entries the engine made itself (tuples of
+    :class:`Placement` and :class:`Unplaced`), ``status`` a :class:`Status`, without checking every
+    entry's type (see :func:`placement_of`). Other fields take ``values`` or their defaults. Tests
+    check it equals ``Allocation(...)``.
+    """
+    out = object.__new__(Allocation)
+    given = {"placements": placements, "unplaced": unplaced, "status": status, "stats": MappingProxyType(dict(stats))}
+    given.update(values)
+    for f in fields(Allocation):
+        if f.name not in given:
+            if f.default is not MISSING:
+                given[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                given[f.name] = f.default_factory()
+            else:  # pragma: no cover - every Allocation field has a default
+                raise TypeError(f"allocation_of needs {f.name}")
+    out.__dict__.update(given)
     return out

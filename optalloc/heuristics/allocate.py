@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from optalloc.core import (
     Allocation,
@@ -18,10 +20,10 @@ from optalloc.core import (
     Status,
     Unplaced,
     Workload,
-    evaluate,
 )
 from optalloc.core.future_value import HELD_BACK_DETAIL
-from optalloc.core.state import unplaced_of
+from optalloc.core.objective import evaluate_placements
+from optalloc.core.state import allocation_of, unplaced_of
 from optalloc.heuristics.orders import order as queue_order
 from optalloc.heuristics.placer import Placer
 from optalloc.heuristics.registry import get_rule
@@ -75,39 +77,77 @@ def allocate(
     start = time.perf_counter()
     get_rule(rule)  # unknown names fail before any work
     stop = _deadline(start, time_limit, deadline)
-    queue = queue_order(problem, order, round=round)
-    placer = Placer(
-        problem, rule, seed=seed, workload=workload, reference=reference, future=future, tie_break=tie_break
-    )
+    with _collector_paused():
+        return _allocate(
+            problem, rule, order, seed, round, workload, reference, future, tie_break, start=start, stop=stop
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while the answer is built (restored after).
+
+    A run allocates one object per placement and per job left out and no reference cycles; on a
+    problem of 150,000 jobs, the collections these allocations trigger walk the whole problem again
+    and again (0.2 s of 2 s for best-fit on 70,000 jobs, 0.3 s on 150,000).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _allocate(
+    problem: Problem,
+    rule: str,
+    order: str,
+    seed: int,
+    round: int,
+    workload: Workload | None,
+    reference: Sequence[Job] | None,
+    future: FutureValue | None,
+    tie_break: str,
+    *,
+    start: float,
+    stop: float | None,
+) -> Allocation:
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
     unplaced: list[Unplaced] = []
     placed_jobs = placed_replicas = 0
     jobs = problem.jobs
     undecided = 0
-    todo = queue.tolist()
+    todo = queue_order(problem, order, round=round).tolist()
+    # Setting up counts against the budget too: the clock is read before and after building the placer.
+    if stop is not None and _late(stop, len(placements), len(todo)):
+        todo, undecided = [], _time_out(problem, todo, running, unplaced)
+    placer = (
+        Placer(problem, rule, seed=seed, workload=workload, reference=reference, future=future, tie_break=tie_break)
+        if todo
+        else None
+    )
+    place, hostable, add = (placer.place, placer.hostable, placements.extend) if placer else (None, None, None)
+    no_node, short, held = Reason.FITS_NO_NODE.value, Reason.INSUFFICIENT_CAPACITY.value, Reason.HELD_BACK.value
     for k, j in enumerate(todo):
-        if (
-            stop is not None
-            and k % CLOCK_EVERY == 0
-            and time.perf_counter() + FINISH_PER_PLACEMENT * len(placements) >= stop
-        ):
+        if stop is not None and k % CLOCK_EVERY == 0 and _late(stop, len(placements), len(todo) - k):
             undecided = _time_out(problem, todo[k:], running, unplaced)
             break
-        spec = jobs[j]
-        if running and spec.name in running:
+        if running and jobs[j].name in running:
             continue
-        if not placer.hostable(j):
-            unplaced.append(Unplaced(spec.name, Reason.FITS_NO_NODE.value))
+        if not hostable(j):  # type: ignore[misc]
+            unplaced.append(unplaced_of(jobs[j].name, no_node))
             continue
-        got = placer.place(j)
-        if got is None and placer.held:
-            unplaced.append(Unplaced(spec.name, Reason.HELD_BACK.value, HELD_BACK_DETAIL))
-            continue
+        got = place(j)  # type: ignore[misc]
         if got is None:
-            unplaced.append(Unplaced(spec.name, Reason.INSUFFICIENT_CAPACITY.value))
+            if placer.held:  # type: ignore[union-attr]
+                unplaced.append(unplaced_of(jobs[j].name, held, HELD_BACK_DETAIL))
+            else:
+                unplaced.append(unplaced_of(jobs[j].name, short))
             continue
-        placements.extend(got)
+        add(got)  # type: ignore[misc]
         placed_jobs += 1
         placed_replicas += len(got)
     reasons = Counter(u.reason for u in unplaced)
@@ -127,8 +167,8 @@ def allocate(
         "undecided": undecided,
     }
     placed = tuple(placements)
-    objective = float(evaluate(problem, Allocation(placed)).total)
-    answer = Allocation(
+    objective = float(evaluate_placements(problem, placed).total)
+    answer = allocation_of(
         placed,
         tuple(unplaced),
         method=rule,
@@ -157,10 +197,19 @@ def _deadline(start: float, time_limit: float | None, deadline: float | None) ->
     return out
 
 
+def _late(stop: float, placed: int, left: int) -> bool:
+    """Whether deciding more jobs would leave too little time before ``stop`` to list the ``left``
+    undecided ones and build and score the answer of ``placed`` placements."""
+    return time.perf_counter() + FINISH_PER_PLACEMENT * placed + FINISH_PER_JOB * left >= stop
+
+
 def _time_out(problem: Problem, rest: list[int], running: frozenset[str], unplaced: list[Unplaced]) -> int:
     """List the jobs of ``rest`` (not running) as left out for the time limit; return how many."""
     before = len(unplaced)
     reason, detail = Reason.TIME_LIMIT.value, "the heuristic stopped at its time limit before deciding it"
     jobs = problem.jobs
-    unplaced.extend(unplaced_of(jobs[j].name, reason, detail) for j in rest if jobs[j].name not in running)
+    names = [jobs[j].name for j in rest]
+    if running:
+        names = [name for name in names if name not in running]
+    unplaced.extend([unplaced_of(name, reason, detail) for name in names])
     return len(unplaced) - before

@@ -14,6 +14,9 @@ class mix of the reference jobs, as FGD's target workload). Each placement optio
    strands GPUs behind exhausted CPU or memory: ``loss = max(0, E_before - E_after - gpu)``. FGD
    alone sees CPU only when one more pod no longer fits, so it lets CPU-hungry pods drain the CPU of
    GPU-dense nodes (8 GPUs, 96 cores) while CPU-rich nodes (2 GPUs, 104 cores) keep idle cores.
+   Only while GPUs are the scarcer resource: when the mix asks more of the cluster's CPU than of its
+   GPUs (:func:`cpu_pressure` > 1), the CPU runs out first, GPUs stranded behind it were lost anyway,
+   and both penalties weigh 0 (``DemandProfile.balance``, ``holes``): fgd-plus places as FGD.
 3. ``hole``: **hole lookahead** (shares only). ``V(h)`` is the expected milli-GPU a GPU with ``h``
    free ends up wasting as later shares arrive: each class ``k`` fills it with probability
    ``pi_k = min(1, LOOKAHEAD x p_k)`` (renormalised when they sum above 1), else it stays empty:
@@ -36,14 +39,25 @@ and CPU-heavy lists, then everything on the other lists, held-out seeds and the 
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from optalloc.core import MILLI, Job
-from optalloc.heuristics.fragmentation import typical_workload
-from optalloc.heuristics.rules import DECIMALS, Candidates, Context, JobView, Rule, best_option, fragmentation_options
+from optalloc.heuristics.fragmentation import JobKind, job_kinds, typical_workload
+from optalloc.heuristics.rules import (
+    DECIMALS,
+    Candidates,
+    Context,
+    JobView,
+    Rule,
+    best_option,
+    fragmentation_options,
+    sigmoid_points,
+)
 
 BALANCE = 8.0  # weight of the CPU/memory balance loss (FGD's drop has weight 1)
 LOOKAHEAD = 30.0  # chances a hole gets at each class before the cluster fills (kappa)
@@ -57,26 +71,66 @@ class DemandProfile:
     """What fgd-plus knows of the job mix: resource ratios and the hole values.
 
     ``cpu_per_milli`` (milli-cores) and ``memory_per_milli`` (MiB) per milli-GPU of the reference GPU
-    jobs; ``hole_value`` (1001,) expected final waste (milli-GPU) of a GPU with ``h`` milli free.
+    jobs; ``hole_value`` (1001,) expected final waste (milli-GPU) of a GPU with ``h`` milli free;
+    ``balance`` and ``holes``: the weights of the balance loss and of the hole lookahead,
+    :data:`BALANCE` and :data:`HOLE_WEIGHT` while GPUs are the scarcer resource, 0 when the mix asks
+    more of the cluster's CPU than of its GPUs (:func:`cpu_pressure` > 1): fgd-plus is then FGD.
     """
 
     cpu_per_milli: float
     memory_per_milli: float
     hole_value: np.ndarray
+    balance: float = BALANCE
+    holes: float = HOLE_WEIGHT
 
     @classmethod
-    def of(cls, jobs: Iterable[Job], model_names: tuple[str, ...], *, lookahead: float | None = None) -> DemandProfile:
-        jobs = list(jobs)
-        gpu_jobs = [j for j in jobs if j.gpu_demand]
-        milli = sum(j.gpu_demand * j.replicas for j in gpu_jobs)
-        cpu = sum(j.cpu * j.replicas for j in gpu_jobs)
-        memory = sum(j.memory * j.replicas for j in gpu_jobs)
-        workload = typical_workload(gpu_jobs, model_names, popularity=1.0)
+    def of(
+        cls,
+        jobs: Iterable[Job],
+        model_names: tuple[str, ...],
+        *,
+        lookahead: float | None = None,
+        kinds: Counter[JobKind] | None = None,
+        cluster: tuple[int, int] | None = None,
+    ) -> DemandProfile:
+        """The profile of ``jobs`` (``kinds``: their :func:`job_kinds`, when the caller has it).
+
+        ``cluster``: the cluster's CPU (milli-cores) and GPU (milli-GPU) capacity; with it, the balance
+        loss is weighed by :func:`cpu_pressure` (without it, at :data:`BALANCE`).
+        """
+        jobs = jobs if isinstance(jobs, tuple | list) else list(jobs)
+        kinds = job_kinds(jobs) if kinds is None else kinds
+        milli = cpu = memory = all_cpu = 0
+        for (c, m, gpus, share, _models, replicas), times in kinds.items():
+            all_cpu += c * replicas * times
+            if gpus or share:
+                milli += (gpus * MILLI + share) * replicas * times
+                cpu += c * replicas * times
+                memory += m * replicas * times
+        workload = typical_workload(jobs, model_names, popularity=1.0, include_cpu_only=False, kinds=kinds)
+        pressure = cpu_pressure(all_cpu, milli, *cluster) if cluster is not None else 0.0
         return cls(
             cpu_per_milli=cpu / milli if milli else 0.0,
             memory_per_milli=memory / milli if milli else 0.0,
             hole_value=hole_values(workload.milli, workload.popularity, LOOKAHEAD if lookahead is None else lookahead),
+            balance=BALANCE if pressure <= 1.0 else 0.0,
+            holes=HOLE_WEIGHT if pressure <= 1.0 else 0.0,
         )
+
+
+def cpu_pressure(cpu: int, milli: int, cluster_cpu: int, cluster_milli: int) -> float:
+    """How much more the mix asks of the cluster's CPU than of its GPUs: ``(cpu / cluster_cpu) /
+    (milli / cluster_milli)`` for jobs asking ``cpu`` milli-cores and ``milli`` milli-GPU in all (CPU-only
+    jobs included). Above 1 the cluster runs out of CPU before it runs out of GPUs: stranding GPUs
+    behind CPU, which the balance loss prevents, then costs nothing that was not lost anyway, and the
+    loss only moves CPU-hungry pods off the nodes FGD would pick (on the generator's cpu-heavy mix,
+    pressure 1.37-1.42, fgd-plus fell 0.7 points behind FGD with it); nor are GPU holes what limits
+    the allocation, so the hole lookahead steps aside too and fgd-plus places as FGD."""
+    if cluster_cpu <= 0:
+        return math.inf
+    if milli <= 0 or cluster_milli <= 0:
+        return math.inf if cpu > 0 else 0.0
+    return (cpu / cluster_cpu) / (milli / cluster_milli)
 
 
 def hole_values(milli: np.ndarray, popularity: np.ndarray, lookahead: float) -> np.ndarray:
@@ -121,10 +175,10 @@ def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.
     row = opt.row
     before = _effective(c.free_gpu, c.cpu, c.memory, profile)[row]
     after = _effective(opt.total, opt.cpu, c.memory[row] - job.memory, profile)
-    penalty = BALANCE * np.maximum(before - after - job.total_gpu, 0.0)
+    penalty = profile.balance * np.maximum(before - after - job.total_gpu, 0.0)
     if job.share:
-        penalty = penalty + HOLE_WEIGHT * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
-    points = np.trunc((1.0 / (1.0 + np.exp(-opt.drop / SCALE))) * 100.0)  # FGD's score of the drop
+        penalty = penalty + profile.holes * (profile.hole_value[opt.free - job.share] - profile.hole_value[opt.free])
+    points = sigmoid_points(opt.drop, SCALE)  # FGD's score of the drop
     score = points - np.trunc(np.round(penalty, DECIMALS) / POINT)  # exact ties stay ties
     return best_option(len(c.nodes), row, opt.slot, score)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,15 +47,20 @@ from optalloc.core import (
     Workload,
 )
 from optalloc.core.fragmentation import FragmentationModel, GpuProfile
-from optalloc.heuristics.fragmentation import typical_workload
+from optalloc.core.state import placement_of
+from optalloc.heuristics.fragmentation import job_kinds, typical_workload
 from optalloc.heuristics.rules import NONE, Context, JobView, NodeScalar, Rule
 
 log = logging.getLogger(__name__)
 
 _UNKNOWN = np.float32(np.nan)
+_NINF = -math.inf
 _ALL_FOUR = np.frombuffer(np.ones(4, dtype=bool).tobytes(), dtype=np.uint32)[0]
-#: Up to this many changed nodes, a class re-scores them one by one with the rule's scalar twin.
-SCALAR_NODES = 24
+#: Up to this many changes (log entries) since a class last looked, it re-scores the nodes one by one with
+#: the rule's scalar twin (each once, and only those it may use).
+SCALAR_NODES = 48
+#: Up to this many log entries since a class last looked, they are deduplicated in plain Python.
+SMALL_LOG = 64
 
 
 @dataclass
@@ -74,6 +80,7 @@ class _ClassCache:
     allowed_static: np.ndarray | None = None  # bool per static node group
 
     scalar: bool = False  # few changed nodes are re-scored with the rule's scalar twin
+    hostable: bool | None = None  # whether one replica fits an empty node (None: not asked yet)
 
     @property
     def feasible(self) -> np.ndarray:
@@ -88,24 +95,35 @@ class _Batch:
     call, and the property's lock costs more than the gather on a few rows.)
     """
 
-    def __init__(self, source: Any, rows: np.ndarray, ok: np.ndarray | None, frag: _FragCache | None = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        rows: np.ndarray,
+        ok: np.ndarray | None,
+        frag: _FragCache | None = None,
+        gpu: np.ndarray | None = None,
+    ) -> None:
         self._source = source
         self.nodes = rows
         self._ok = ok
         self._frag = frag
+        if gpu is not None:
+            self.gpu = gpu
 
     def __getattr__(self, name: str) -> Any:
         rows = self.nodes
         if name == "ok":
             value = self._ok if self._ok is not None else np.zeros(self.gpu.shape, dtype=bool)
         elif name == "free_gpu":
-            value = self._source.free[rows]
+            value = self._source.free.take(rows)
         elif name == "profile":
             value = None if self._frag is None else self._frag.profile(rows)
         elif name == "fragmentation":
-            value = None if self._frag is None else self._frag.value[rows]
-        elif name in ("gpu", "cpu", "memory", "model", "gpus", "tags"):
-            value = getattr(self._source, name)[rows]
+            value = None if self._frag is None else self._frag.value.take(rows)
+        elif name in ("cpu", "memory", "model", "gpus"):
+            value = getattr(self._source, name).take(rows)
+        elif name in ("gpu", "tags"):
+            value = getattr(self._source, name).take(rows, axis=0)
         else:
             raise AttributeError(name)
         self.__dict__[name] = value
@@ -131,7 +149,7 @@ class _FragCache:
     def __init__(self, model: FragmentationModel, states: _States) -> None:
         self.model = model
         self.states = states
-        t = len(model.thresholds)
+        t = len(model.columns)
         self.count = np.zeros((states.capacity, t), dtype=np.int64)
         self.usable = np.zeros((states.capacity, t), dtype=np.int64)
         self.value = np.zeros(states.capacity)
@@ -154,7 +172,7 @@ class _FragCache:
         self.done = hi
 
     def profile(self, rows: np.ndarray) -> GpuProfile:
-        return GpuProfile(self.states.free[rows], self.count[rows], self.usable[rows])
+        return GpuProfile(self.states.free.take(rows), self.count.take(rows, axis=0), self.usable.take(rows, axis=0))
 
 
 class _States:
@@ -195,11 +213,13 @@ class _States:
         for i in range(n):
             self.node_state[i] = self.intern(i)
 
-    def intern(self, node: int) -> int:
-        """The state id of node ``node``'s current state (a new id when no node was ever in it)."""
+    def intern(self, node: int, row: list[int] | None = None) -> int:
+        """The state id of node ``node``'s current state (a new id when no node was ever in it);
+        ``row``: its GPU slots as a list, when the caller has them."""
         placer = self._placer
         st = placer.state
-        row = st.gpu[node].tolist()
+        if row is None:
+            row = st.gpu[node].tolist()
         key: tuple[Any, ...] = (self.static_of_node[node], st.cpu.item(node), st.memory.item(node), *row)
         if self._with_gpu_memory:
             key += tuple(st.gpu_mem[node].tolist())
@@ -325,17 +345,21 @@ class Placer:
         self.tie_break = tie_break
         self._key = node_keys(problem, tie_break, seed)
         self._fold = self.rule.integer_scores
+        self._simple = self._fold and not self.rule.randomized and n > 0  # a decision is one argmax
         self._py_key: list[float] = self._key.tolist()
         self._py_zero: list[float] = [0.0] * n
         self._node_gpus: list[int] = problem.node_gpus.tolist()
+        self._node_names: list[str] = [node.name for node in problem.nodes]
         self._scalar = NodeScalar()
         jobs = problem.jobs if reference is None else tuple(reference)
         frag = profile = None
+        kinds = job_kinds(jobs) if self.rule.needs_profile or (self.rule.needs_workload and workload is None) else None
         if self.rule.needs_workload:
-            wl = workload if workload is not None else typical_workload(jobs, problem.model_names)
+            wl = workload if workload is not None else typical_workload(jobs, problem.model_names, kinds=kinds)
             frag = FragmentationModel.of(wl, len(problem.model_names))
         if self.rule.needs_profile:
-            profile = DemandProfile.of(jobs, problem.model_names)
+            cluster = (int(problem.capacity[:, 0].sum()), int(problem.capacity[:, 2].sum())) if n else None
+            profile = DemandProfile.of(jobs, problem.model_names, kinds=kinds, cluster=cluster)
         capacity = problem.capacity
         self.context = Context(
             max_cpu=int(capacity[:, 0].max()) if n and capacity[:, 0].max() > 0 else 1,
@@ -344,8 +368,19 @@ class Placer:
             rng=self._rng,
             profile=profile,
         )
-        self._log: list[int] = []  # node index of every change, in order
+        # The change log: node index of every change, in order (a numpy buffer, so that the nodes a
+        # class has not seen are a view of it, not a Python list to convert).
+        self._log = np.zeros(max(1024, 4 * n), dtype=np.int64)
+        self._log_len = 0
+        self._log_base = 0  # entries trimmed off the front so far: absolute position = base + index
         self._log_limit = max(8 * n, 100_000)
+        self._every = np.arange(n)
+        # A node a class could not use stays unusable while nodes only fill up; ``_freed[i]`` is the
+        # absolute log position of the last change that may have given node i resources back (a
+        # release, a touch), -1 if none, and ``_last_freed`` the latest of them.
+        self._freed = np.full(n, -1, dtype=np.int64)
+        self._last_freed = -1
+        self._flag = np.zeros(n, dtype=bool)  # scratch for deduplicating log entries
         # Costly rules: scores remembered per interned node state.
         self._states: _States | None = None
         self._frag: _FragCache | None = None
@@ -366,10 +401,18 @@ class Placer:
         self.held = False
         if spec.replicas == 1:
             cache = self._current(job)
-            node = self._best(cache)
-            if node >= 0 and self.future is not None and spec.gpu_milli:
+            if self._simple:  # the best score wins
+                score = cache.score
+                node = int(score.argmax())
+                if not score.item(node) > _NINF:
+                    return None
+            else:
+                node = self._best(cache)
+                if node < 0:
+                    return None
+            if self.future is not None and spec.gpu_milli:
                 return self._admit_share(cache, job, node)
-            return None if node < 0 else (self._take(cache, job, node, 0),)
+            return (self._take(cache, job, node, 0),)
         if spec.placement is PlacementRule.SINGLE_NODE:
             return self._place_single_node(job)
         placed: list[Placement] = []
@@ -421,25 +464,31 @@ class Placer:
             self.state.apply(p, sign=+1)
             node = index[p.node]
             self._tag(p, -1)
+            self._mark_freed(node)
             self._changed(node)
 
     def touch(self, nodes: Iterable[int] | None = None) -> None:
         """Forget cached scores of ``nodes`` (default: all) after changing ``state`` directly."""
         changed = np.arange(self._n) if nodes is None else np.asarray(list(nodes), dtype=np.int64)
         self._summarise(changed)
-        if self._states is not None:
-            for node in changed.tolist():
+        for node in changed.tolist():
+            if self._states is not None:
                 self._states.node_state[node] = self._states.intern(node)
-        self._log.extend(changed.tolist())
-        if len(self._log) > self._log_limit:
-            self._trim()
+            self._mark_freed(node)
+            self._logged(node)
 
     def hostable(self, job: int) -> bool:
         """Whether job ``job`` fits the empty cluster (``Problem.hostable``), remembered per job class."""
         known = self._hostable_of[job]
         if known is None:
+            cache = self._class_of[job] or self._cache(job)
             s = self.problem.jobs[job]
-            key = (id(self._cache(job)), s.replicas, s.min_replicas, s.placement)
+            if s.replicas == 1:  # one replica: whether the class fits an empty node
+                if cache.hostable is None:  # Problem.hostable for one replica: some empty node fits it
+                    cache.hostable = bool(self.problem.fits_empty(job).any())
+                self._hostable_of[job] = cache.hostable
+                return cache.hostable
+            key = (id(cache), s.replicas, s.min_replicas, s.placement)
             known = self._hostable.get(key)
             if known is None:
                 known = self._hostable[key] = self.problem.hostable(job)
@@ -467,24 +516,46 @@ class Placer:
         return best if score[best] > -np.inf else -1
 
     def _take(self, cache: _ClassCache, job: int, node: int, replica: int) -> Placement:
+        """Put one replica of the class's ``job`` on ``node``: the state, the summaries, the log.
+
+        What :meth:`ClusterState.take` does, with the node's GPU row read once in plain Python.
+        """
         spec = cache.job
+        st = self.state
+        gpu = st.gpu
+        row = gpu[node].tolist()
         if spec.share:
-            gpus: tuple[int, ...] = (int(cache.share_gpu[node]),)
+            g = int(cache.share_gpu[node])
+            gpus: tuple[int, ...] = (g,)
+            row[g] -= spec.share
+            gpu[node, g] = row[g]
+            milli = spec.share
         elif spec.gpus:
-            row = self.state.gpu[node].tolist()
             if spec.gpu_memory:
-                mem = self.state.gpu_mem[node].tolist()
+                mem = st.gpu_mem[node].tolist()
                 free = [g for g, v in enumerate(row) if v >= MILLI and mem[g] >= spec.gpu_memory]
             else:
                 free = [g for g, v in enumerate(row) if v >= MILLI]
             gpus = tuple(free[: spec.gpus])
+            for g in gpus:
+                row[g] -= MILLI
+                gpu[node, g] = row[g]
+            milli = MILLI
         else:
             gpus = ()
-        placement = self.state.take(job, node, gpus, replica)
-        if spec.tag >= 0:
-            self._tags[node, spec.tag] += 1
-        self._changed(node)
-        return placement
+            milli = 0
+        if spec.gpu_memory:
+            for g in gpus:
+                st.gpu_mem[node, g] -= spec.gpu_memory
+        cpu = st.cpu.item(node) - spec.cpu
+        memory = st.memory.item(node) - spec.memory
+        st.cpu[node] = cpu
+        st.memory[node] = memory
+        if spec.gpus or spec.share:
+            tag = spec.gpus if spec.gpus else 0
+            self._tags[node, tag] += 1
+        self._summary(node, row, cpu, memory)
+        return placement_of(self.problem.jobs[job].name, replica, self._node_names[node], gpus, milli)
 
     def _admit_share(self, cache: _ClassCache, job: int, node: int) -> tuple[Placement, ...] | None:
         """Admission control for a one-replica GPU share (``future`` set): place it where the rule
@@ -514,15 +585,19 @@ class Placer:
     # Bookkeeping ----------------------------------------------------------------------------
     def _changed(self, node: int) -> None:
         st = self.state
+        self._summary(node, st.gpu[node].tolist(), st.cpu.item(node), st.memory.item(node))
+
+    def _summary(self, node: int, row: list[int], cpu: int, memory: int) -> None:
+        """Bring node ``node``'s summaries up to date (its GPU slots ``row``, free ``cpu`` and
+        ``memory``), intern its state and log the change."""
         free = whole = largest = 0
-        for v in st.gpu[node].tolist():  # a handful of slots: plain Python
+        for v in row:  # a handful of slots: plain Python
             if v > 0:
                 free += v
                 if v >= MILLI:
                     whole += 1
                 if v > largest:
                     largest = v
-        cpu, memory = st.cpu.item(node), st.memory.item(node)
         self._free[node] = free
         feat = self._feat
         feat[node, 0] = cpu
@@ -532,19 +607,38 @@ class Placer:
         self._py_cpu[node], self._py_memory[node], self._py_free[node] = cpu, memory, free
         self._py_whole[node], self._py_largest[node] = whole, largest
         if self._states is not None:
-            self._states.node_state[node] = self._states.intern(node)
-        self._log.append(node)
-        if len(self._log) > self._log_limit:
-            self._trim()
+            self._states.node_state[node] = self._states.intern(node, row)
+        self._logged(node)
+
+    def _mark_freed(self, node: int) -> None:
+        """Node ``node`` may have resources back (its next log entry): classes must re-score it even
+        where they found it unusable."""
+        at = self._log_base + self._log_len
+        self._freed[node] = at
+        self._last_freed = at
+
+    def _logged(self, node: int) -> None:
+        """Append ``node`` to the change log."""
+        end = self._log_len
+        if end == len(self._log):
+            if end >= self._log_limit:
+                self._trim()
+                end = self._log_len
+            if end == len(self._log):
+                self._log = np.concatenate([self._log, np.zeros(len(self._log), dtype=np.int64)])
+        self._log[end] = node
+        self._log_len = end + 1
 
     def _trim(self) -> None:
         """Drop the log entries every class has seen (a long simulation must not grow it forever)."""
-        end = len(self._log)
+        end = self._log_len
         for cache in self._classes.values():
             if end - cache.seen > self._n:
                 cache.seen = -1  # it re-scores every node anyway
         low = min((c.seen for c in self._classes.values() if c.seen >= 0), default=end)
-        del self._log[:low]
+        self._log[: end - low] = self._log[low:end].copy()
+        self._log_len = end - low
+        self._log_base += low
         for cache in self._classes.values():
             if cache.seen >= 0:
                 cache.seen -= low
@@ -578,14 +672,15 @@ class Placer:
         if cache is not None:
             return cache
         s = self.problem.jobs[job]
+        selector = s.node_selector
         key = (
             s.cpu,
             s.memory,
             s.gpus,
             s.gpu_milli,
             s.gpu_memory,
-            tuple(sorted(s.gpu_models)) if s.gpu_demand else (),
-            tuple(sorted(s.node_selector.items())),
+            s.gpu_models if s.gpus or s.gpu_milli else frozenset(),
+            tuple(sorted(selector.items())) if selector else (),
         )
         cache = self._classes.get(key)
         if cache is None:
@@ -615,18 +710,49 @@ class Placer:
     def _current(self, job: int) -> _ClassCache:
         """The class of ``job`` with its row of scores current."""
         cache = self._class_of[job] or self._cache(job)
-        end = len(self._log)
+        end = self._log_len
         seen = cache.seen
         if seen == end:
             return cache
         cache.seen = end
-        if seen < 0 or end - seen > self._n:
-            stale = np.arange(self._n)
-        elif end - seen <= SCALAR_NODES and cache.scalar:
-            self._score_scalar(cache, self._log[seen:end])
-            return cache
+        if seen < 0:
+            stale = self._every
         else:
-            stale = np.array(sorted(set(self._log[seen:end])), dtype=np.int64)
+            # The nodes changed since the class last looked, each once, less those it could not use
+            # then and that got nothing back since (they still cannot take it).
+            since = self._log_base + seen
+            if end - seen <= SCALAR_NODES and cache.scalar:
+                self._score_scalar(cache, self._log[seen:end].tolist(), since)
+                return cache
+            if end - seen <= SMALL_LOG:
+                usable = cache.score.item
+                if self._last_freed >= since:
+                    freed = self._freed.item
+                    todo = [i for i in set(self._log[seen:end].tolist()) if usable(i) > _NINF or freed(i) >= since]
+                else:
+                    todo = [i for i in set(self._log[seen:end].tolist()) if usable(i) > _NINF]
+                if cache.scalar and len(todo) <= SCALAR_NODES:
+                    self._score_scalar(cache, todo)
+                    return cache
+                stale = np.array(todo, dtype=np.int64)
+            else:
+                if end - seen > self._n:
+                    stale = self._every
+                elif (end - seen) * 8 < self._n:
+                    stale = np.sort(self._log[seen:end])
+                    stale = stale[np.concatenate(([True], stale[1:] != stale[:-1]))]
+                else:
+                    flag = self._flag
+                    flag[self._log[seen:end]] = True
+                    stale = flag.nonzero()[0]
+                    flag[stale] = False
+                keep = cache.score.take(stale) > -np.inf
+                if self._last_freed >= since:
+                    keep |= self._freed.take(stale) >= since
+                stale = stale[keep]
+                if cache.scalar and len(stale) <= SCALAR_NODES:
+                    self._score_scalar(cache, stale.tolist())
+                    return cache
         if not len(stale):
             return cache
         if self._states is not None:
@@ -647,27 +773,47 @@ class Placer:
         job = cache.job
         # all four of free cpu, memory, fully free GPUs, largest free share reach the need: the
         # (m, 4) bool rows read as one 4-byte word each (cheaper than a reduction over 4 columns)
-        fit = (self._feat[nodes] >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
+        fit = (self._feat.take(nodes, axis=0) >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
         if not cache.everywhere:
-            fit &= cache.allowed[nodes]
+            fit &= cache.allowed.take(nodes)
         if job.gpu_memory and job.gpus_used:
             fit &= self._slots_ok(job, nodes).sum(axis=1) >= job.gpus_used
-        good = nodes[fit]
-        if len(good) < len(nodes):
-            cache.score[nodes[~fit]] = -np.inf
-            if not len(good):
+        row = cache.score
+        if np.count_nonzero(fit) < len(nodes):
+            row[nodes] = -np.inf  # the fitting ones are overwritten below
+            nodes = nodes[fit]
+            if not len(nodes):
                 return
         if self.rule.randomized and not job.share:
-            cache.score[good] = self._key[good]
+            row[nodes] = self._key.take(nodes)
             return
-        ok = self._slots_ok(job, good) if job.share else None
-        score, share_gpu = self.rule.score(_Batch(self._nodes, good, ok), job, self.context)  # type: ignore[arg-type]
-        cache.score[good] = score + self._key[good] if self._fold else score
+        gpu = ok = None
         if job.share:
-            cache.share_gpu[good] = share_gpu
+            gpu = self.state.gpu.take(nodes, axis=0)
+            ok = gpu >= job.share
+            if job.gpu_memory:
+                ok &= self.state.gpu_mem.take(nodes, axis=0) >= job.gpu_memory
+        score, share_gpu = self.rule.score(_Batch(self._nodes, nodes, ok, gpu=gpu), job, self.context)  # type: ignore[arg-type]
+        row[nodes] = score + self._key.take(nodes) if self._fold else score
+        if job.share:
+            cache.share_gpu[nodes] = share_gpu
 
-    def _score_scalar(self, cache: _ClassCache, nodes: Iterable[int]) -> None:
-        """:meth:`_score_nodes` for a few nodes, one by one with the rule's scalar twin."""
+    def _score_scalar(self, cache: _ClassCache, nodes: Iterable[int], since: int | None = None) -> None:
+        """:meth:`_score_nodes` for a few nodes, one by one with the rule's scalar twin.
+
+        With ``since`` (an absolute log position), ``nodes`` are log entries: each node is scored
+        once, and not at all where the class could not use it and it got nothing back since.
+        """
+        if since is not None:
+            usable, freed, done = cache.score.item, self._freed.item, set()
+            check = self._last_freed >= since
+            todo = []
+            for node in nodes:
+                if node not in done:
+                    done.add(node)
+                    if usable(node) > _NINF or (check and freed(node) >= since):
+                        todo.append(node)
+            nodes = todo
         scalar = self.rule.scalar
         assert scalar is not None
         job, ctx, one = cache.job, self.context, self._scalar
@@ -715,45 +861,48 @@ class Placer:
             grow = states.capacity - len(cache.memo_score)
             cache.memo_score = np.concatenate([cache.memo_score, np.full(grow, _UNKNOWN, dtype=np.float32)])
             cache.memo_slot = np.concatenate([cache.memo_slot, np.full(grow, NONE, dtype=np.int16)])
-        sids = states.node_state[nodes]
-        values = cache.memo_score[sids]
+        sids = states.node_state.take(nodes)
+        values = cache.memo_score.take(sids)
         unknown = np.isnan(values)
         if unknown.any():
             new = sids[unknown]
             if len(new) > 1:
-                new = np.array(sorted(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
+                new = np.array(list(set(new.tolist())), dtype=np.int64) if len(new) < 64 else np.unique(new)
             self._score_new_states(cache, new)
-            values = cache.memo_score[sids]
-        cache.score[nodes] = values + self._key[nodes] if self._fold else values
+            values = cache.memo_score.take(sids)
+        cache.score[nodes] = values + self._key.take(nodes) if self._fold else values
         if cache.job.share:
-            cache.share_gpu[nodes] = cache.memo_slot[sids]
+            cache.share_gpu[nodes] = cache.memo_slot.take(sids)
 
     def _score_new_states(self, cache: _ClassCache, sids: np.ndarray) -> None:
         states = self._states
         assert states is not None and cache.memo_score is not None and cache.memo_slot is not None
         assert cache.allowed_static is not None
         job = cache.job
-        fit = (states.feat[sids] >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
+        fit = (states.feat.take(sids, axis=0) >= cache.need).view(np.uint32).ravel() == _ALL_FOUR
         if not cache.everywhere:
-            fit &= cache.allowed_static[states.static[sids]]
+            fit &= cache.allowed_static.take(states.static.take(sids))
         if job.gpu_memory and job.gpus_used:
             ok = (states.gpu[sids] >= job.per_gpu) & (states.gpu_mem[sids] >= job.gpu_memory)
             fit &= ok.sum(axis=1) >= job.gpus_used
-        good = sids[fit]
-        if len(good) < len(sids):
-            cache.memo_score[sids[~fit]] = -np.inf
+        good = sids
+        if np.count_nonzero(fit) < len(sids):
+            cache.memo_score[sids] = -np.inf  # the fitting ones are overwritten below
+            good = sids[fit]
             if not len(good):
                 return
-        ok = None
+        ok = gpu = None
         if job.share:
-            ok = states.gpu[good] >= job.share
+            gpu = states.gpu.take(good, axis=0)
+            ok = gpu >= job.share
             if job.gpu_memory:
-                ok &= states.gpu_mem[good] >= job.gpu_memory
+                ok &= states.gpu_mem.take(good, axis=0) >= job.gpu_memory
         if self._frag is not None:
             self._frag.update()
-        score, share_gpu = self.rule.score(_Batch(states, good, ok, self._frag), job, self.context)  # type: ignore[arg-type]
+        score, share_gpu = self.rule.score(_Batch(states, good, ok, self._frag, gpu), job, self.context)  # type: ignore[arg-type]
         cache.memo_score[good] = score
-        cache.memo_slot[good] = share_gpu
+        if job.share:
+            cache.memo_slot[good] = share_gpu
 
     # Multi-replica helpers ------------------------------------------------------------------
     def _capacity(self, job: int) -> np.ndarray:

@@ -20,6 +20,7 @@ to the tightest GPU that fits (best-fit, dot-product, gpu-packing, gpu-clusterin
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -343,7 +344,7 @@ def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
     """Every option of one replica on the candidates (:class:`Options`), with its fragmentation drop.
 
     The state after an option differs from the node's state by one GPU (a share) or by whole free
-    GPUs, so its fragmentation profile is the node's, changed in O(thresholds)
+    GPUs, so its fragmentation profile is the node's, changed in O(groups)
     (:class:`~optalloc.core.fragmentation.GpuProfile`): the same numbers as rebuilding the node's
     slots, without doing it.
     """
@@ -357,16 +358,19 @@ def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
         if len(row) > 64:  # many options: one per distinct (candidate, free milli) is enough
             _, first = np.unique(row * (MILLI + 1) + free, return_index=True)
             row, slot, free = row[first], slot[first], free[first]
-        after = before.after_share(row, free, job.share, model.thresholds)
+        after = before.after_share(row, free, job.share, model.columns)
+        cpu = c.cpu.take(row) - job.cpu
+        f_before, node_model = f_before.take(row), c.model.take(row)
     else:
         row = np.arange(len(c.nodes))
         slot = np.full(len(row), NONE, dtype=np.int64)
         free = np.zeros(len(row), dtype=np.int64)
         after = before.after_whole(row, job.gpus) if job.gpus else before
-    cpu = c.cpu[row] - job.cpu
+        cpu = c.cpu - job.cpu
+        node_model = c.model
     # Rounded to 1e-6 milli: a drop that is 0 in exact arithmetic must score exactly 50, whatever order
     # the sums were taken in (real drops are multiples of popularity x milli, far above that).
-    drop = np.round(f_before[row] - model.of_profile(after, cpu, c.model[row]), DECIMALS)
+    drop = np.round(f_before - model.of_profile(after, cpu, node_model), DECIMALS)
     return Options(row, slot, free, drop, after.total, cpu)
 
 
@@ -385,6 +389,40 @@ def best_option(n: int, row: np.ndarray, slot: np.ndarray, value: np.ndarray) ->
     return best, choice
 
 
+def sigmoid_points(drop: np.ndarray, scale: float = 1000.0) -> np.ndarray:
+    """``int(100 * sigmoid(drop / scale))`` (upstream FGD's score of a fragmentation drop), float64.
+
+    ``drop`` must be rounded to :data:`DECIMALS` decimals (as :func:`fragmentation_options` gives
+    it): the score is then read off a table of the smallest such drop reaching each point, one
+    ``searchsorted`` instead of six array operations. Tests check it equals the formula.
+    """
+    out: np.ndarray = _points_table(float(scale)).searchsorted(drop, "right").astype(np.float64)
+    return out
+
+
+def sigmoid_formula(drop: np.ndarray, scale: float = 1000.0) -> np.ndarray:
+    """:func:`sigmoid_points` computed directly."""
+    return _trunc((1.0 / (1.0 + np.exp(-drop / scale))) * 100.0)
+
+
+@functools.cache
+def _points_table(scale: float) -> np.ndarray:
+    """(100,) the smallest drop (a multiple of 10**-DECIMALS) whose score reaches 1, 2, ..., 100."""
+    step = 10.0**-DECIMALS
+    # bisection on the index of the drop on the grid, for every point at once
+    low = np.full(100, -(10**14), dtype=np.int64)  # scores 0 here
+    high = np.full(100, 10**14, dtype=np.int64)  # the score is 100 here
+    points = np.arange(1, 101)
+    while (high - low > 1).any():
+        mid = (low + high) // 2
+        with np.errstate(over="ignore"):  # exp of a large negative drop: the score is 0 there
+            reach = sigmoid_formula(np.round(mid * step, DECIMALS), scale) >= points
+        high = np.where(reach, mid, high)
+        low = np.where(reach, low, mid)
+    table: np.ndarray = np.round(high * step, DECIMALS)
+    return table
+
+
 def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     """Fragmentation gradient descent: the option whose expected fragmentation grows least.
 
@@ -392,7 +430,9 @@ def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarr
     tries every fitting GPU and keeps the best, the first on ties).
     """
     opt = fragmentation_options(c, job, ctx)
-    score = _trunc((1.0 / (1.0 + np.exp(-opt.drop / 1000.0))) * 100.0)
+    score = sigmoid_points(opt.drop)
+    if not job.share:
+        return score, opt.slot
     return best_option(len(c.nodes), opt.row, opt.slot, score)
 
 
