@@ -12,6 +12,7 @@ import numpy as np
 from optalloc.core.allocation import Allocation
 from optalloc.core.errors import ProblemError
 from optalloc.core.job import Job
+from optalloc.core.limits import LIMITS
 from optalloc.core.node import Node
 from optalloc.core.objective import ObjectiveWeights
 
@@ -41,6 +42,7 @@ class Problem:
         _set = object.__setattr__
         _set(self, "nodes", _tuple_of("nodes", self.nodes, Node))
         _set(self, "jobs", _tuple_of("jobs", self.jobs, Job))
+        _within_limits(self.nodes, self.jobs)
         _unique("nodes", self.nodes)
         _unique("jobs", self.jobs)
         node_models = frozenset(n.gpu_model for n in self.nodes if n.gpu_model is not None and n.gpus)
@@ -278,6 +280,18 @@ def _tuple_of(field_name: str, items: Any, kind: type) -> tuple[Any, ...]:
         if not isinstance(item, kind):
             raise ProblemError(f"{field_name}[{i}]", item, f"is not a {kind.__name__}")
     return out
+
+
+def _within_limits(nodes: tuple[Node, ...], jobs: tuple[Job, ...]) -> None:
+    """The problem's size against :data:`~optalloc.core.limits.LIMITS`, before any view is built."""
+    for field_name, count, limit in (("nodes", len(nodes), LIMITS.nodes), ("jobs", len(jobs), LIMITS.jobs)):
+        if count > limit:
+            raise ProblemError(field_name, count, f"{field_name} are more than the limit of {limit:,} (docs/limits.md)")
+    replicas = sum(j.replicas for j in jobs)
+    if replicas > LIMITS.total_replicas:
+        raise ProblemError(
+            "jobs", replicas, f"replicas in all are more than the limit of {LIMITS.total_replicas:,} (docs/limits.md)"
+        )
 
 
 def _unique(field_name: str, items: tuple[Any, ...]) -> None:

@@ -19,10 +19,11 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from optalloc.core import MILLI, Job, Node, PlacementRule, Problem, ProblemError
+from optalloc.core import LIMITS, MILLI, Job, Node, PlacementRule, Problem, ProblemError
 
 __all__ = [
     "CPU_POD_SHAPES",
@@ -223,11 +224,20 @@ def stratified_counts(weights: Sequence[float], total: int) -> np.ndarray:
     return out
 
 
+def _count(name: str, value: Any, limit: int) -> None:
+    """A count argument: an integer from 0 to ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ProblemError(name, value, "is not a count (an integer, 0 or more)")
+    if value > limit:
+        raise ProblemError(name, value, f"is beyond the limit of {limit:,} (docs/limits.md)")
+
+
 def openb_nodes(count: int, *, cpu_only_nodes: bool = False, prefix: str = "node") -> list[Node]:
     """``count`` nodes in the openb shape proportions (stratified: deterministic, no seed needed).
 
     Without ``cpu_only_nodes`` only the GPU shapes are used (the 1213-node FGD cluster).
     """
+    _count("nodes", count, LIMITS.nodes)
     shapes = [s for s in NODE_SHAPES if cpu_only_nodes or s[1] > 0]
     counts = stratified_counts([s[4] for s in shapes], count)
     width = max(4, len(str(max(count - 1, 0))))
@@ -282,6 +292,10 @@ def openb_like(
             raise ProblemError("load", load, "is negative")
         # Draw in batches until the cumulative GPU request reaches the target.
         mean_milli = max(_mean_gpu_milli(cpu_only, multi_gpu, sharing), 1.0)
+        if target / mean_milli > LIMITS.jobs:
+            raise ProblemError(
+                "load", load, f"needs more than {LIMITS.jobs:,} pods, the limit of jobs (docs/limits.md)"
+            )
         kinds_list, total, drawn = [], 0.0, 0
         while total < target:
             batch = _draw(rng, max(64, int((target - total) / mean_milli * 1.1) + 1), cpu_only, multi_gpu, sharing)
@@ -299,8 +313,7 @@ def openb_like(
                 raise ProblemError("load", load, "cannot be reached by a mix without GPU pods")
         pods = np.concatenate(kinds_list) if kinds_list else np.zeros((0, 5), dtype=np.int64)
     else:
-        if jobs < 0:
-            raise ProblemError("jobs", jobs, "is negative")
+        _count("jobs", jobs, LIMITS.jobs)
         pods = _draw(rng, jobs, cpu_only, multi_gpu, sharing)
     count = len(pods)
     mu, sigma = lognormal_params(lifetime_median, lifetime_p90)
@@ -353,8 +366,7 @@ def philly_like(
     """
     from optalloc.io.gavel import gavel_cluster
 
-    if jobs < 0:
-        raise ProblemError("jobs", jobs, "is negative")
+    _count("jobs", jobs, LIMITS.jobs)
     if mean_interarrival <= 0:
         raise ProblemError("mean_interarrival", mean_interarrival, "is not positive")
     rng = np.random.default_rng(seed)

@@ -25,7 +25,7 @@ loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optal
 
 from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
-from optalloc.sim.plots import write_plots
+from optalloc.sim.plots import PLOTS, write_plots
 from optalloc.sim.policies import EXACT, GROUPS, Policy, horizon_for, policies, policy
 from optalloc.sim.replay import compare, simulate
 from optalloc.sim.report import table as report_table
@@ -37,6 +37,7 @@ from optalloc.sim.workloads import Scenario, gavel_scenario, openb_scenario, par
 __all__ = [
     "EXACT",
     "GROUPS",
+    "PLOTS",
     "PROFILES",
     "Counters",
     "FailureModel",
