@@ -4,6 +4,7 @@ Imports nothing else of optalloc and no solver.
 """
 
 from optalloc.core.allocation import Allocation, Changes, Placement, Reason, Status, Unplaced
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.errors import (
     InvalidAllocation,
     MethodUnavailable,
@@ -57,5 +58,6 @@ __all__ = [
     "evaluate",
     "node_fragmentation",
     "summarize",
+    "usable_cpus",
     "verify",
 ]
