@@ -252,3 +252,21 @@ def test_importing_optalloc_loads_no_heavy_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# A module past this many lines says at its top why it is one piece (docs/architecture.md, "Adding code").
+MAX_LINES = 600
+
+
+def test_a_long_module_says_why_it_is_one_piece() -> None:
+    bad = []
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if lines > MAX_LINES and "Why this module is one piece" not in doc:
+            bad.append(f"{name}: {lines} lines")
+    assert not bad, (
+        f"modules over {MAX_LINES} lines without 'Why this module is one piece ...' in their docstring "
+        "(split them, or write the reason):\n" + "\n".join(bad)
+    )
