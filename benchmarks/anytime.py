@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import resource
 import statistics
 import sys
@@ -36,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from optalloc.core import usable_cpus
 
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ("default", "multigpu50", "10k", "20k")
@@ -111,7 +112,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
     out = [
         "# Anytime engine: budgets, bounds and the best heuristic (issue 14)",
         "",
-        f"Command: `{command}`. Machine: {os.cpu_count()} CPUs (shared, noisy). Medians over "
+        f"Command: `{command}`. Machine: {usable_cpus()} CPUs (shared, noisy). Medians over "
         f"{args.repeats} runs (seeds 0..{args.repeats - 1}); wall = the whole `solve()` call, verification "
         "included, the engines imported beforehand (a process's first call also pays about 1.5 s of imports: "
         "OR-Tools, SciPy, HiGHS). *kept*: runs with wall <= T + max(0.1 s, 5% T), over all runs. "

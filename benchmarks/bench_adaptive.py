@@ -40,6 +40,7 @@ from optalloc.adaptive import (
     Observation,
     step,
 )
+from optalloc.core import usable_cpus
 from optalloc.io import openb
 from optalloc.io.synthetic import philly_like
 from optalloc.models.horizon import plan_horizon
@@ -171,10 +172,10 @@ def replay_table(n_jobs: int) -> list[str]:
     problem = philly_like(jobs=n_jobs, nodes=4, seed=0, mean_interarrival=300.0)
     horizon = HorizonConfig(horizon=7 * 86400.0, slots=24, growth=1.2, time_limit=0.3)
     policies = [
-        ("admission FCFS + best-fit", ControllerConfig(method="best-fit", order="fcfs")),
-        ("admission SJF + best-fit", ControllerConfig(method="best-fit", order="sjf")),
+        ("admission FCFS + best-fit", ControllerConfig.of(method="best-fit", order="fcfs")),
+        ("admission SJF + best-fit", ControllerConfig.of(method="best-fit", order="sjf")),
         ("horizon model, starts placed by best-fit", ControllerConfig(method="best-fit", horizon=horizon)),
-        ("horizon model, starts placed by auto", ControllerConfig(method="auto", budget=1.0, horizon=horizon)),
+        ("horizon model, starts placed by auto", ControllerConfig.of(method="auto", budget=1.0, horizon=horizon)),
     ]
     rows = [
         "| policy | jobs done | mean JCT (h) | median JCT (h) | p99 JCT (h) | mean JCT / FCFS | controller steps | wall (s) |",
@@ -213,7 +214,7 @@ def main() -> None:
         "# Adaptive loop",
         "",
         f"`python benchmarks/bench_adaptive.py --replay-jobs {args.replay_jobs}` on {platform.machine()} with "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; CP-SAT with 1 worker for the horizon model. "
+        f"{usable_cpus()} cores, Python {platform.python_version()}; CP-SAT with 1 worker for the horizon model. "
         "Timings are of one run on a shared machine: noisy.",
         "",
         "## Step cost (openb cluster)",

@@ -10,9 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from optalloc.adaptive.sim_policies import Policy
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import Progress, SimConfig, SimResult, simulate
+from optalloc.core import usable_cpus
+from optalloc.sim import Policy, Progress, Scenario, SimConfig, SimResult, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +31,7 @@ def command_line() -> str:
 
 
 def machine() -> str:
-    return f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores (shared with other work)"
+    return f"Python {platform.python_version()}, {platform.machine()}, {usable_cpus()} cores (shared with other work)"
 
 
 def run_all(scenario: Scenario, chosen: Sequence[Policy], config: SimConfig, *, processes: int = 1) -> list[SimResult]:

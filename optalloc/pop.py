@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 
 from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.options import SolveOptions
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ Runner = Callable[[list[Problem], str, dict[str, Any], Budget], list[Allocation]
 
 def _executor(options: SolveOptions, parts: int) -> tuple[Runner, int, str]:
     """Where the parts run: Ray (asked for, or installed and running), a local process pool, or here."""
-    cpus = _cpus()
+    cpus = usable_cpus()
     kind = options.executor
     if kind == "auto":
         kind = "ray" if _ray_ready(options.ray_address) else ("local" if parts > 1 and cpus > 1 else "serial")
@@ -264,11 +264,6 @@ def _executor(options: SolveOptions, parts: int) -> tuple[Runner, int, str]:
     if kind == "local":
         return _run_local, max(1, min(cpus, parts)), "local"
     return _run_serial, 1, "serial"
-
-
-def _cpus() -> int:
-    """The CPUs this process may use (its affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _ray_ready(address: str | None) -> bool:
@@ -295,7 +290,7 @@ def _run_local(problems: list[Problem], method: str, options: dict[str, Any], bu
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    workers = max(1, min(len(problems), _cpus()))
+    workers = max(1, min(len(problems), usable_cpus()))
     # The workers are forked with the parts in memory: only an index travels to them, an answer back.
     _FORKED[:] = problems
     try:

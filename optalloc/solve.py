@@ -218,7 +218,7 @@ def with_previous(problem: Problem, previous: Allocation, *, fits: bool = False)
     problem (the job lost that node: it is placed again, whole). A job running in both
     ``problem.current`` and ``previous`` must run at the same places in both. What remains must be
     something that can run (with ``fits``, also fit where it runs: see
-    :func:`optalloc.core.verify.check_running`); if not, :class:`ProblemError` names the placement
+    :func:`optalloc.core.running.check_running`); if not, :class:`ProblemError` names the placement
     (``previous.placements[3]``): it is the caller's input.
     """
     if not isinstance(previous, Allocation):

@@ -63,6 +63,7 @@ def test_sim_openb_side_by_side_reports_policies_in_the_order_given(traces: Path
     assert [side_by_side[i] for i in heuristic] == [alone[i] for i in heuristic]
 
 
+@pytest.mark.slow
 def test_sim_openb_repeats_exact_policies_and_reports_their_median(traces: Path, tmp_path: Path) -> None:
     out = tmp_path / "repeat.md"
     subprocess.run(

@@ -135,6 +135,7 @@ def test_simulate_may_rewrite_its_own_folder_and_removes_stale_results(capsys, p
     ]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_failed_write_with_status_1(problem):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
@@ -385,6 +386,7 @@ def wait_for(proc: subprocess.Popen, text: str, timeout: float = 120) -> list[st
     raise AssertionError(f"{text!r} never came: {''.join(lines)}")
 
 
+@pytest.mark.slow
 def test_simulate_stopped_by_ctrl_c_keeps_the_policies_that_finished(tmp_path):
     from optalloc.io import synthetic
 
@@ -406,6 +408,7 @@ def test_simulate_stopped_by_ctrl_c_keeps_the_policies_that_finished(tmp_path):
     assert "Interrupted (Ctrl-C) after 1 of 2 policies" in (tmp_path / "sim" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_simulate_stopped_before_any_policy_finished_writes_nothing(tmp_path):
     from optalloc.io import synthetic
 
@@ -475,6 +478,7 @@ def interrupted_plan(
     return subprocess.CompletedProcess(proc.args, proc.returncode, b"".join(out).decode(), err), took
 
 
+@pytest.mark.slow
 def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_path):
     proc, took = interrupted_plan(hard, tmp_path)
     assert took < 20 and proc.returncode == 130 and "Traceback" not in proc.stderr
@@ -485,6 +489,7 @@ def test_plan_stopped_by_ctrl_c_says_so_exits_130_and_writes_nothing(hard, tmp_p
     assert proc.stdout == "" and not (tmp_path / "a.json").exists()
 
 
+@pytest.mark.slow
 def test_plan_keep_partial_writes_the_best_answer_so_far_and_still_exits_130(hard, tmp_path):
     proc, took = interrupted_plan(hard, tmp_path, "--keep-partial")
     assert took < 20 and proc.returncode == 130 and "Traceback" not in proc.stderr
@@ -521,6 +526,7 @@ def run_on_terminal(args: list[str], cwd: Path) -> tuple[int, bytes, str]:
     return proc.returncode, b"".join(chunks), b"".join(out).decode()
 
 
+@pytest.mark.slow
 def test_plan_shows_a_live_status_line_on_a_terminal_and_erases_it(hard, tmp_path):
     code, err, out = run_on_terminal(["plan", str(hard), "--method", "auto", "--time-limit", "3"], tmp_path)
     assert code == 0 and "GPU allocated" in out
@@ -530,6 +536,7 @@ def test_plan_shows_a_live_status_line_on_a_terminal_and_erases_it(hard, tmp_pat
     assert err.endswith(b"\r\x1b[K")  # the status is erased: nothing of it stays on the screen
 
 
+@pytest.mark.slow
 def test_plan_prints_no_status_when_piped_or_with_json(hard, tmp_path, capsys):
     proc = subprocess.run(
         [sys.executable, "-m", "optalloc", "plan", str(hard), "--method", "best-fit"],
@@ -542,6 +549,7 @@ def test_plan_prints_no_status_when_piped_or_with_json(hard, tmp_path, capsys):
     assert code == 0 and err == b"" and json.loads(out)["summary"]["method"] == "best-fit"
 
 
+@pytest.mark.slow
 def test_watch_with_the_default_auto_prints_stopped_on_ctrl_c(hard, tmp_path):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

@@ -128,7 +128,7 @@ def test_public_arguments_of_the_wrong_type_are_problem_errors(call, expected):
 @settings(deadline=None)
 def test_the_fast_running_check_agrees_with_the_verifier(data):
     """check_running decides with arrays and asks verify() only for the words: both must agree."""
-    from optalloc.core.verify import FIT_RULES, STRUCTURAL_RULES, _runs
+    from optalloc.core.running import FIT_RULES, STRUCTURAL_RULES, runs
     from optalloc.testing import strategies
 
     problem = data.draw(strategies.problems(max_jobs=6, max_nodes=3))
@@ -136,4 +136,4 @@ def test_the_fast_running_check_agrees_with_the_verifier(data):
     allocation = getattr(drawn, "allocation", drawn)
     rules = STRUCTURAL_RULES | FIT_RULES
     expected = not [v for v in optalloc.verify(problem, allocation.replace(unplaced=())) if v.kind in rules]
-    assert _runs(problem, allocation) == expected
+    assert runs(problem, allocation) == expected

@@ -283,6 +283,7 @@ def encoded(draw: Any, doc: Any, suffix: str) -> bytes:
 # Problem files, through every command that reads one --------------------------------------------------
 @HEAVY
 @given(data=st.data(), suffix=st.sampled_from([".json", ".yaml"]))
+@pytest.mark.slow
 def test_fuzz_problem_files_through_plan_verify_fit_and_watch(harness, data, suffix):
     doc = data.draw(problem_docs())
     problem = harness.write("problem" + suffix, data.draw(encoded(doc, suffix)))
@@ -398,6 +399,7 @@ def openb_pods(draw: Any) -> bytes:
 
 @HEAVY
 @given(trace=gavel_rows(), pods=openb_pods(), cluster=st.sampled_from(["v100=8", "v100=4,k80=4", "a100=8", "v100=0"]))
+@pytest.mark.slow
 def test_fuzz_trace_rows_through_import_and_simulate(harness, trace, pods, cluster):
     rates = harness.write("simulation_throughputs.json", THROUGHPUTS)
     gavel = harness.write("jobs.trace", trace)
@@ -469,6 +471,7 @@ def argument_lists(draw: Any, paths: list[str]) -> list[str]:
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_command_line_arguments(harness, data):
     problem = harness.write(
         "problem.json",

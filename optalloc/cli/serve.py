@@ -72,7 +72,7 @@ def serve(
             raise TokenError(f"--sync: {sync!r} is not one of {', '.join(SYNC_MODES)}")
         for name in dict.fromkeys((method, fallback)):
             get_method(name)
-        controller = ControllerConfig(
+        controller = ControllerConfig.of(
             method=method,
             fallback=fallback,
             budget=budget,

@@ -1,7 +1,7 @@
 """``optalloc simulate``: replay a trace through several policies and write a comparison.
 
 The command function :func:`simulate` is registered on the main app by ``optalloc.cli``; everything it
-computes comes from :mod:`optalloc.adaptive.simulator`. Typer and rich are imported here only.
+computes comes from :mod:`optalloc.sim`. Typer and rich are imported here only.
 """
 
 from __future__ import annotations
@@ -21,16 +21,26 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import EXACT, GROUPS, policies
-from optalloc.adaptive.sim_usage import PROFILES
-from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
-from optalloc.adaptive.simulator import FailureModel, SimConfig, SimResult
-from optalloc.adaptive.simulator import Progress as SimProgress
-from optalloc.adaptive.simulator import simulate as simulate_one
 from optalloc.cli._files import check_output_folder, publish, staging
 from optalloc.cli._run import Interrupted, run_interruptibly
 from optalloc.core import LIMITS, ProblemError
+from optalloc.sim import (
+    EXACT,
+    GROUPS,
+    PLOTS,
+    PROFILES,
+    FailureModel,
+    Scenario,
+    SimConfig,
+    SimResult,
+    gavel_scenario,
+    openb_scenario,
+    parse_counts,
+    policies,
+    write_report,
+)
+from optalloc.sim import Progress as SimProgress
+from optalloc.sim import simulate as simulate_one
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +230,7 @@ def simulate(
         else ""
     )
     with staging(out) as stage:
-        files = sim_report.write(stage, scenario, results, config, command=command, plots=plots)
+        files = write_report(stage, scenario, results, config, command=command, plots=plots)
         if note:
             report = stage / "report.md"
             report.write_text(report.read_text(encoding="utf-8") + f"\n{note}\n", encoding="utf-8")
@@ -235,8 +245,8 @@ def simulate(
         )
 
 
-#: Every file ``simulate`` may write into ``--out`` (sim_report.write: results, tables, plots, report).
-OUTPUT_NAMES = ("results.json", "metrics.csv", "jobs.csv", "timeline.csv", *sim_report.PLOTS, "report.md")
+#: Every file ``simulate`` may write into ``--out`` (sim.write_report: results, tables, plots, report).
+OUTPUT_NAMES = ("results.json", "metrics.csv", "jobs.csv", "timeline.csv", *PLOTS, "report.md")
 
 
 class _Halted(Exception):

@@ -108,7 +108,7 @@ def watch(
         )
     except ProblemError as err:
         raise ProblemError("--prometheus", prometheus, err.reason) from None
-    config = ControllerConfig(
+    config = ControllerConfig.of(
         method=method,
         fallback=fallback,
         budget=budget,
@@ -223,7 +223,8 @@ def _show(
         return
     title = f"{stamp} {plan.trigger or 'events'}"
     if plan.method:
-        title += f" — {plan.method}{' (fallback)' if plan.fallback else ''} in {plan.solve_time:.2f}s"
+        fell_back = f" (fallback: {plan.fallback})" if plan.fallback is not None else ""
+        title += f" — {plan.method}{fell_back} in {plan.solve_time:.2f}s"
     table = Table(title=title, title_justify="left")
     for column in ("action", "job", "nodes", "reason"):
         table.add_column(column)

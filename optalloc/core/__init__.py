@@ -4,6 +4,7 @@ Imports nothing else of optalloc and no solver.
 """
 
 from optalloc.core.allocation import Allocation, Changes, Placement, Reason, Status, Unplaced
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.errors import (
     InvalidAllocation,
     MethodUnavailable,
@@ -19,9 +20,10 @@ from optalloc.core.limits import LIMITS, Limits
 from optalloc.core.node import Node
 from optalloc.core.objective import ObjectiveValue, ObjectiveWeights, evaluate
 from optalloc.core.problem import Problem
+from optalloc.core.running import check_running
 from optalloc.core.state import ClusterState
 from optalloc.core.summary import Summary, summarize
-from optalloc.core.verify import Kind, Violation, check_running, verify
+from optalloc.core.verify import Kind, Violation, verify
 
 __all__ = [
     "LIMITS",
@@ -57,5 +59,6 @@ __all__ = [
     "evaluate",
     "node_fragmentation",
     "summarize",
+    "usable_cpus",
     "verify",
 ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from optalloc.core import _check
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.errors import ProblemError
 from optalloc.core.limits import LIMITS
 
@@ -66,7 +66,7 @@ class SolveOptions:
     """Options of one ``solve()`` call.
 
     ``time_limit`` seconds of wall time for the exact engines (None = no limit); ``workers`` CP-SAT
-    search workers (None = the machine's cores); ``seed`` for every randomised choice;
+    search workers (None = the CPUs this process may use, :func:`~optalloc.core.cpus.usable_cpus`); ``seed`` for every randomised choice;
     ``relative_gap`` stops the exact engines once ``(bound - objective) / bound`` is at most this;
     ``deterministic`` makes CP-SAT repeatable run to run (a deterministic time limit, and one worker
     unless ``workers`` says otherwise); ``order`` is the queue ordering of the heuristics; ``round``
@@ -141,7 +141,7 @@ class SolveOptions:
     def num_workers(self) -> int:
         if self.workers is not None:
             return self.workers
-        return 1 if self.deterministic else max(1, os.cpu_count() or 1)
+        return 1 if self.deterministic else usable_cpus()
 
     def replace(self, **changes: Any) -> SolveOptions:
         return replace(self, **changes)
