@@ -83,7 +83,11 @@ def simulate(
     progress: Callable[[Progress], None] | None = None,
 ) -> SimResult:
     """Replay ``scenario`` through the controller configured by ``policy`` (see the module docstring)."""
+    from optalloc.solve import preload
+
     cfg = config or SimConfig()
+    if policy.kind == "exact":  # imports before the first step, not within its budget (it would cut it)
+        preload(policy.config.method)
     started = time.perf_counter()
     run = _Run(scenario, policy, cfg, progress)
     run.loop()
