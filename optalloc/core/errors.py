@@ -37,6 +37,10 @@ class ProblemError(OptallocError, ValueError):
         self.reason = reason
         super().__init__(self._message())
 
+    def __reduce__(self) -> tuple[Any, tuple[str, Any, str]]:
+        """Pickle by the three fields (an error raised in a worker process or a Ray task travels back)."""
+        return (type(self), (self.field, self.value, self.reason))
+
     def _message(self) -> str:
         text = self.reason if self.value is NO_VALUE else f"{short_repr(self.value)} {self.reason}"
         return f"{self.field}: {text}" if self.field else text
