@@ -258,7 +258,9 @@ def best_heuristic(
     has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
     and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
     in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
-    over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory. Online callers
+    over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
+the caller's order. When the program will have no time after the first heuristic (a short budget, a
+loaded machine), the others may use the whole budget instead of ``warm_start_share``. Online callers
     (arrivals in batches, a controller step around running jobs) keep their order, because packing the
     most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
     batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
@@ -271,26 +273,31 @@ def best_heuristic(
             (rule, options.order),
             *([(options.portfolio.strong_rule, options.order)] if scratch else []),
             (rule, "largest-demand-first"),
-            *([(rule, "gpu-first"), ("first-fit", "gpu-first")] if scratch else []),
+            *([(rule, "gpu-first"), ("first-fit", "gpu-first"), ("first-fit", options.order)] if scratch else []),
         ]
     )
     start = budget.clock()
     answers: list[Allocation] = []
     share = options.portfolio.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
     first = 0.0
+    # While the program has time to run after the heuristics, they leave it most of the budget; when it
+    # has none (a short budget, or a loaded machine: see Budget.pace), the heuristics may use all of it.
+    margin = 2.0
     for i, (name, order) in enumerate(candidates):
         spent = budget.clock() - start
         if i == 0:
             pass
         elif name == options.portfolio.strong_rule:
             # The strong rule costs a few runs of the first; it runs while that leaves half the time.
-            if budget.expired(2 * options.portfolio.strong_cost * first):
+            if budget.expired(margin * options.portfolio.strong_cost * first):
                 continue
         elif spent + first > share or budget.expired(first):
             break
         answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future))
         if i == 0:
             first = budget.clock() - start
+            if budget.limited and budget.expired(budget.pace * exact_setup(problem, options.portfolio) + 2 * first):
+                share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
     best = max(answers, key=scorer(problem, future, options))
     return best.replace(stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4)})
 
