@@ -7,7 +7,7 @@ Two tables, every run in one process per size (the problem built once, ``openb_l
   ``solve(p, "pop", parts=k, inner="auto", time_limit=T)`` for each k: wall time, GPU allocation, the
   difference to the whole answer in points, the bound and gap, and the time of each POP stage
   (partition, parts, merge, repair);
-- **time to an answer**: the heuristic ``--rule`` without a budget on the whole problem (up to
+- **time to an answer**: the heuristic ``--rule`` without a budget (``time_limit=None``) on the whole problem (up to
   ``--whole-rule-max`` nodes: it grows faster than linearly) against POP-k with the same rule inside.
 
 The parts run in a local process pool (``executor="local"``; Ray gives the same on one machine, see
@@ -78,9 +78,9 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
             row = _run(problem, "pop", parts=k, inner="auto", executor="local", time_limit=budget)
             record("budget", f"POP-{k} auto", k, row, budget=budget)
         if nodes <= args.whole_rule_max:
-            record("rule", f"whole {args.rule}", 1, _run(problem, args.rule))
+            record("rule", f"whole {args.rule}", 1, _run(problem, args.rule, time_limit=None))
         for k in parts:
-            row = _run(problem, "pop", parts=k, inner=args.rule, executor="local")
+            row = _run(problem, "pop", parts=k, inner=args.rule, executor="local", time_limit=None)
             record("rule", f"POP-{k} {args.rule}", k, row)
         del problem
     return rows
