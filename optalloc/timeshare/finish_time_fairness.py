@@ -26,6 +26,18 @@ from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_param
 
 @register("finish-time-fairness", "minimise the largest weighted finish-time ratio rho (Themis)")
 class FinishTimeFairness(ConvexPolicy):
+    depends: ClassVar[tuple[str, ...]] = (
+        "jobs",
+        "models",
+        "throughput",
+        "scale",
+        "capacity",
+        "allowed",
+        "weight",
+        "remaining",
+        "work",
+        "elapsed",
+    )
     stages: ClassVar[int] = 2
     maximize: ClassVar[bool] = False
     linear: ClassVar[bool] = False

@@ -26,6 +26,7 @@ from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_param
 
 @register("max-min-fairness", "maximise the smallest weighted throughput relative to an equal share (Gavel's LAS)")
 class MaxMinFairness(ConvexPolicy):
+    depends: ClassVar[tuple[str, ...]] = ("jobs", "models", "throughput", "scale", "capacity", "allowed", "weight")
     stages: ClassVar[int] = 2
 
     def _values(self, frame: Frame, problem: ShareProblem) -> None:

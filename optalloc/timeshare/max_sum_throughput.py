@@ -11,6 +11,8 @@ program prefers small jobs when GPUs are short. It may give a job nothing (no fa
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from optalloc.timeshare.max_min_fairness import gain
 from optalloc.timeshare.problem import ShareProblem
 from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_params, register
@@ -18,6 +20,8 @@ from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_param
 
 @register("max-sum-throughput", "maximise the total weighted throughput, each job's relative to its best type")
 class MaxSumThroughput(ConvexPolicy):
+    depends: ClassVar[tuple[str, ...]] = ("jobs", "models", "throughput", "scale", "capacity", "allowed", "weight")
+
     def _values(self, frame: Frame, problem: ShareProblem) -> None:
         frame.extra["gain"] = frame.pad(gain(problem))
 

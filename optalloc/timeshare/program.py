@@ -108,6 +108,15 @@ def require_cvxpy() -> None:
         ) from None
 
 
+def _fingerprint(problem: ShareProblem, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values of ``fields`` of ``problem``, comparable with ``==`` (arrays as bytes)."""
+    out: list[Any] = []
+    for name in fields:
+        value = getattr(problem, name)
+        out.append(value.tobytes() if isinstance(value, np.ndarray) else value)
+    return tuple(out)
+
+
 def _split(name: str) -> tuple[str, bool]:
     if not isinstance(name, str) or not name:
         raise ProblemError("policy", name, "is not a policy name")
@@ -141,12 +150,41 @@ def _load() -> None:
 
 
 class SharePolicy:
-    """A time-share policy: ``solve(problem) -> Shares``. Subclasses implement :meth:`_solve`."""
+    """A time-share policy: ``solve(problem) -> Shares``. Subclasses implement :meth:`_solve`.
+
+    Every policy takes the same options, so that a driver can configure any of them: ``aware``, and
+    for the convex ones ``solver``, ``time_limit`` and ``solver_options`` (the others have no solver
+    and ignore them).
+    """
 
     name: ClassVar[str] = ""
+    #: The fields of a :class:`ShareProblem` the answer depends on: a problem equal to the last one in
+    #: these is answered with the last answer (what a re-solve would give) instead of solving again.
+    depends: ClassVar[tuple[str, ...]] = (
+        "jobs",
+        "models",
+        "throughput",
+        "scale",
+        "capacity",
+        "allowed",
+        "weight",
+        "remaining",
+    )
 
-    def __init__(self, *, aware: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        aware: bool = True,
+        solver: str | None = None,
+        time_limit: float | None = None,
+        solver_options: dict[str, Any] | None = None,
+    ) -> None:
         self.aware = bool(aware)
+        self._memo: tuple[tuple[Any, ...], Shares] | None = None
+        self.reused = 0  # answers given again without solving (their inputs had not changed)
+        del solver, solver_options
+        if time_limit is not None and not (isinstance(time_limit, int | float) and time_limit > 0):
+            raise ProblemError("time_limit", time_limit, "is not a positive number of seconds")
 
     @property
     def label(self) -> str:
@@ -158,11 +196,26 @@ class SharePolicy:
             raise ProblemError("problem", type(problem).__name__, "is not a ShareProblem")
         seen = problem if self.aware else problem.pooled()
         started = time.perf_counter()
+        key = _fingerprint(seen, self.depends)
+        if self._memo is not None and self._memo[0] == key:
+            last = self._memo[1]
+            self.reused += 1
+            stats = {**last.stats, "reused": True}
+            return Shares(
+                seen,
+                last.X,
+                last.policy,
+                last.status,
+                last.solver_status,
+                last.objective,
+                time.perf_counter() - started,
+                stats,
+            )
         if not seen.runnable.any():
             X = np.zeros((seen.n, len(seen.models)))
             return Shares(seen, X, self.label, Status.OPTIMAL, "nothing to run", 0.0, time.perf_counter() - started)
         shares = self._solve(seen)
-        return Shares(
+        out = Shares(
             seen,
             shares.X,
             self.label,
@@ -172,6 +225,8 @@ class SharePolicy:
             time.perf_counter() - started,
             shares.stats,
         )
+        self._memo = (key, out) if out.ok else None
+        return out
 
     def solve_part(self, problem: ShareProblem, jobs: Any, capacity: Any) -> Shares:
         """The policy on the jobs at positions ``jobs`` with ``capacity`` GPUs per type: the building
@@ -248,10 +303,8 @@ class ConvexPolicy(SharePolicy):
         time_limit: float | None = None,
         solver_options: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(aware=aware)
+        super().__init__(aware=aware, time_limit=time_limit)
         require_cvxpy()
-        if time_limit is not None and not (isinstance(time_limit, int | float) and time_limit > 0):
-            raise ProblemError("time_limit", time_limit, "is not a positive number of seconds")
         self.solver = _pick_solver(solver, self.linear)
         self.time_limit = time_limit
         self.solver_options = dict(solver_options or {})

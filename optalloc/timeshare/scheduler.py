@@ -88,7 +88,8 @@ class TimeshareScheduler:
         self.jobs: dict[str, _Tracked] = {}
         self.running: dict[str, tuple[Placement, ...]] = {}
         self.on: dict[str, str] = {}  # GPU model each running job runs on
-        self.shares: Shares | None = None
+        self.shares: Shares | None = None  # the shares the rounds follow
+        self.answer: Shares | None = None  # the policy's own answer at the last solve (status as data)
         self._changed = True
         self._last: float | None = None
         self._round_start: float | None = None
@@ -213,6 +214,7 @@ class TimeshareScheduler:
         problem = self.problem(now, nodes)
         started = time.perf_counter()
         shares = self.policy.solve(problem)
+        self.answer = shares
         self.solve_time += time.perf_counter() - started
         self.solves += 1
         self.statuses[shares.status.value] = self.statuses.get(shares.status.value, 0) + 1
