@@ -45,11 +45,15 @@ class FinishTimeFairness(ConvexPolicy):
     def _values(self, frame: Frame, problem: ShareProblem) -> None:
         live = problem.runnable
         eq = problem.equal_rate()
-        ok = live & (eq > 0) & (problem.work > 0)
+        best = problem.best
+        ok = live & (eq > 0) & (problem.work > 0) & (best > 0)
         factor = np.where(ok, problem.weight * eq / np.where(problem.work > 0, problem.work, 1.0), 0.0)
-        frame.extra["rates"] = frame.pad(problem.rates * ok[:, None])
+        # Scaled for the solver: each job's throughputs relative to its best (in (0, 1]), so u_j is
+        # best_j / eff_j >= 1 and the slope carries 1 / best_j (raw rates of 1e-5 work/s make u 1e5).
+        unit = np.where(ok, best, 1.0)
+        frame.extra["rates"] = frame.pad(problem.rates * ok[:, None] / unit[:, None])
         frame.extra["base"] = frame.pad(factor * problem.elapsed)  # alpha e eq / W
-        frame.extra["slope"] = frame.pad(factor * problem.remaining)  # alpha R eq / W
+        frame.extra["slope"] = frame.pad(factor * problem.remaining / unit)  # alpha R eq / (W best)
         # inv_pos needs a positive argument on rows that are not jobs: 1 there.
         frame.extra["pad"] = frame.pad(np.where(ok, 0.0, 1.0), fill=1.0)
 
@@ -60,7 +64,7 @@ class FinishTimeFairness(ConvexPolicy):
         for name in ("base", "slope", "pad"):
             params[name] = cp.Parameter(rows, nonneg=True, name=name)
         params["rates"] = cp.Parameter((rows, k), nonneg=True, name="rates")
-        # u[j] >= 1 / effective throughput of job j
+        # u[j] >= best_j / effective throughput of job j
         u = cp.Variable(rows, nonneg=True, name="u")
         eff = cp.sum(cp.multiply(params["rates"], X), axis=1) + params["pad"]
         rho = params["base"] + cp.multiply(params["slope"], u)  # alpha_j rho_j

@@ -27,13 +27,19 @@ class MinMakespan(ConvexPolicy):
     stages: ClassVar[int] = 2
 
     def _values(self, frame: Frame, problem: ShareProblem) -> None:
-        live = problem.runnable
-        frame.extra["rates"] = frame.pad(problem.rates * live[:, None])
-        frame.extra["need"] = frame.pad(np.where(live, problem.weight * problem.remaining, 0.0))
+        live = problem.runnable & (problem.best > 0)
+        # Scaled for the solver: throughputs relative to each job's best (in (0, 1]); the time each
+        # job needs at its best, divided by the largest of them (``unit``), so z* is about 1.
+        best = np.where(live, problem.best, 1.0)
+        need = np.where(live, problem.weight * problem.remaining / best, 0.0)
+        unit = float(need.max()) if live.any() and need.max() > 0 else 1.0
+        frame.extra["rates"] = frame.pad(problem.rates * live[:, None] / best[:, None])
+        frame.extra["need"] = frame.pad(need / unit)
         frame.extra["gain"] = frame.pad(gain(problem))
+        frame.extra["unit"] = np.array([unit])
 
     def _objective(self, frame: Frame, first: float) -> float:
-        return 1.0 / first if first > 0 else float("inf")
+        return float(frame.extra["unit"][0]) / first if first > 0 else float("inf")
 
     def _second(self, frame: Frame, first: float) -> dict[str, Any]:
         return {"floor": frame.extra["need"] * first * (1 - STAGE_TOLERANCE)}

@@ -374,7 +374,14 @@ class ConvexPolicy(SharePolicy):
                 if error:
                     outcome = Stage(Status.UNKNOWN, error, None)
             if found is None or not outcome.status.has_solution:
-                log.warning("%s: stage %d of %d ended %s", self.label, stage + 1, self.stages, outcome.solver_status)
+                log.log(
+                    logging.WARNING if X is None else logging.INFO,
+                    "%s: stage %d of %d ended %s",
+                    self.label,
+                    stage + 1,
+                    self.stages,
+                    outcome.solver_status,
+                )
                 if X is None:  # the first stage: no answer at all
                     return Shares(
                         problem, None, self.label, outcome.status, outcome.solver_status, stats=_stats(self, rows)
