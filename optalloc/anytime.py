@@ -10,7 +10,7 @@ deadline comes or the caller sets ``stop``:
 - ``auto`` runs a small portfolio of heuristics, then CP-SAT on the program, then re-places the
   program's selection with the heuristic, and keeps the best answer: never worse than its heuristics.
 
-Where the time goes is one documented configuration, :class:`PortfolioConfig`.
+Where the time goes is one documented configuration, ``SolveOptions.portfolio`` (:class:`PortfolioConfig`).
 """
 
 from __future__ import annotations
@@ -18,66 +18,35 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget, OutOfTime
-from optalloc.core.options import SolveOptions
+from optalloc.core.options import PortfolioConfig, SolveOptions
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class PortfolioConfig:
-    """How an anytime solve divides its budget (seconds are wall-clock).
-
-    ``warm_start_share``: the share of the budget that ``auto``'s heuristic candidates beyond the first
-    may use while the exact program still has time to run (all of it when the program cannot run).
-    ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
-    openb lists), run second when the time left is at least twice ``strong_cost`` times what the first
-    heuristic took (its usual cost relative to best-fit).
-    ``min_exact``: the fewest seconds worth starting the exact program with, beyond its setup (compressing
-    the problem, building and solving its LP: ``setup_per_job`` x jobs + ``setup_per_node`` x nodes
-    seconds, about what it takes on this machine).
-    ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound.
-    ``search_share``: on programs over node types (more than ``EXACT_NODES`` nodes), the share of the time
-    left once the first LP rounding is decoded that CP-SAT gets; the large neighbourhood search gets the
-    rest. 0 by default: on the openb lists CP-SAT's answers on the aggregated program decode no better
-    than the LP roundings (docs/benchmarks.md), while the search gains steadily.
-    ``finish_factor``: time kept back for the fill pass and the re-placing of the program's selection,
-    as a multiple of what the first heuristic took (each is about one heuristic run).
-    ``verify_base`` + ``verify_per_replica`` x replicas: the time ``solve()`` keeps for verifying the
-    answer (an estimate; the verification itself is not cut short).
-    """
-
-    warm_start_share: float = 0.25
-    strong_rule: str = "fgd-plus"
-    strong_cost: float = 4.0
-    min_exact: float = 0.05
-    setup_per_job: float = 40e-6
-    setup_per_node: float = 60e-6
-    early_bound_from: float = 0.4
-    search_share: float = 0.0
-    finish_factor: float = 2.0
-    verify_base: float = 0.003
-    verify_per_replica: float = 2e-6
-
-
-CONFIG = PortfolioConfig()
 
 #: Up to this many nodes the program is exact per node (``optalloc.models.exact.EXACT_NODE_LIMIT``).
 EXACT_NODES = 24
 
 
-def exact_setup(problem: Problem, config: PortfolioConfig = CONFIG) -> float:
+def exact_setup(problem: Problem, config: PortfolioConfig) -> float:
     """Seconds the exact program needs before it has an answer (compress, build, LP, decode), estimated."""
     return config.min_exact + config.setup_per_job * len(problem.jobs) + config.setup_per_node * len(problem.nodes)
 
 
-def verify_reserve(problem: Problem, config: PortfolioConfig = CONFIG) -> float:
-    """Seconds ``solve()`` keeps for verifying an answer of ``problem``."""
+def verify_reserve(problem: Problem, time_limit: float | None, config: PortfolioConfig) -> float:
+    """Seconds ``solve()`` keeps for verifying an answer of ``problem`` found within ``time_limit``: a
+    cost per placement (at most as many as the fastest heuristic places in the time), per job listed and
+    per node (measured on the 10k- and 20k-node problems)."""
     replicas = int(problem.job_replicas.sum()) if problem.jobs else 0
-    return config.verify_base + config.verify_per_replica * (replicas + len(problem.nodes))
+    placements = replicas if time_limit is None else min(replicas, config.placements_per_second * time_limit)
+    return (
+        config.verify_base
+        + config.verify_per_placement * placements
+        + config.verify_per_job * len(problem.jobs)
+        + config.verify_per_node * len(problem.nodes)
+    )
 
 
 # Heuristics ---------------------------------------------------------------------------------------
@@ -120,9 +89,9 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         from optalloc.models import solve_exact
 
         future = forecast(problem, options)
-        early_bound(problem, budget)
+        early_bound(problem, options, budget)
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
-        if budget.expired(exact_setup(problem)):
+        if budget.expired(exact_setup(problem, options.portfolio)):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
             problem,
@@ -147,11 +116,11 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     from optalloc.models.lns import improve
 
     future = forecast(problem, options)
-    early_bound(problem, budget)
+    early_bound(problem, options, budget)
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if budget.expired(exact_setup(problem)):
+    if budget.expired(exact_setup(problem, options.portfolio)):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
@@ -159,7 +128,7 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     # On programs over node types, CP-SAT gets a share of the time once the LP roundings are decoded and the
     # neighbourhood search the rest; otherwise CP-SAT gets it all, less one heuristic run for re-placing
     # the program's selection with the heuristic.
-    keep = 0.0 if lns else CONFIG.finish_factor * max(warm.wall_time, 0.001)
+    keep = 0.0 if lns else options.portfolio.finish_factor * max(warm.wall_time, 0.001)
     exact = solve_exact(
         problem,
         options,
@@ -168,20 +137,20 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
         hint=warm,
         reserve=keep,
         repair=_filler(problem, options),
-        search_share=CONFIG.search_share if lns else 1.0,
+        search_share=options.portfolio.search_share if lns else 1.0,
     )
     if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
         exact = replace_with_heuristic(problem, exact, options, budget, future)
     answer = _better(problem, options, future, warm, exact)
-    if lns and answer.status is Status.FEASIBLE and not budget.expired(CONFIG.min_exact):
+    if lns and answer.status is Status.FEASIBLE and not budget.expired(options.portfolio.min_exact):
         answer = improve(problem, answer, options, budget, engine=answer.method or "lns").allocation
     return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
 
 
-def early_bound(problem: Problem, budget: Budget) -> None:
+def early_bound(problem: Problem, options: SolveOptions, budget: Budget) -> None:
     """Report the pooled-capacity bound before any heuristic runs, when the budget has room for it (tens
     of milliseconds on 150,000 jobs): then every answer past half a second has a bound and a gap."""
-    if budget.limited and budget.left() < CONFIG.early_bound_from:
+    if budget.limited and budget.left() < options.portfolio.early_bound_from:
         return
     from optalloc.models.lp_bound import quick_bound
 
@@ -290,22 +259,22 @@ def best_heuristic(
     candidates = dict.fromkeys(
         [
             (rule, options.order),
-            *([(CONFIG.strong_rule, options.order)] if scratch else []),
+            *([(options.portfolio.strong_rule, options.order)] if scratch else []),
             (rule, "largest-demand-first"),
             *([(rule, "gpu-first"), ("first-fit", "gpu-first")] if scratch else []),
         ]
     )
     start = budget.clock()
     answers: list[Allocation] = []
-    share = CONFIG.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
+    share = options.portfolio.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
     first = 0.0
     for i, (name, order) in enumerate(candidates):
         spent = budget.clock() - start
         if i == 0:
             pass
-        elif name == CONFIG.strong_rule:
+        elif name == options.portfolio.strong_rule:
             # The strong rule costs a few runs of the first; it runs while that leaves half the time.
-            if budget.expired(2 * CONFIG.strong_cost * first):
+            if budget.expired(2 * options.portfolio.strong_cost * first):
                 continue
         elif spent + first > share or budget.expired(first):
             break
@@ -462,7 +431,7 @@ def lp_bound_engine(problem: Problem, options: SolveOptions, budget: Budget) -> 
     from optalloc.models.formulation import build
     from optalloc.models.lp_bound import relax
 
-    early_bound(problem, budget)
+    early_bound(problem, options, budget)
     warm = best_heuristic(problem, options, budget)
     try:
         budget.check()

@@ -139,7 +139,11 @@ def solve(
     from optalloc.anytime import verify_reserve
 
     # The engine answers early enough for the verification to fit in the time limit too.
-    answer = engine.call(problem, opts, budget.narrow(verify_reserve(problem)) if opts.verify else budget)
+    answer = engine.call(
+        problem,
+        opts,
+        budget.narrow(verify_reserve(problem, opts.time_limit, opts.portfolio)) if opts.verify else budget,
+    )
     if budget.error is not None:
         raise budget.error
     if budget.stopped:
@@ -193,7 +197,7 @@ def _registry() -> dict[str, Method]:
 
 
 def _register_builtins() -> None:
-    from optalloc import anytime, heuristics
+    from optalloc import anytime, heuristics, pop
 
     cpsat = ("optalloc.anytime", "optalloc.models.exact", "optalloc.models.cpsat", "optalloc.heuristics")
     cbc = ("optalloc.anytime", "optalloc.models.exact", "optalloc.models.milp", "optalloc.heuristics")
@@ -203,6 +207,7 @@ def _register_builtins() -> None:
         "milp": "the same program through PuLP and CBC (cross-check)",
         "milp-highs": "the same program through HiGHS branch-and-bound (cross-check)",
         "lp-bound": "best heuristic answer with the LP-relaxation ceiling as its bound (gap of the heuristic)",
+        "pop": "k scaled copies of the problem solved in parallel (Ray or local processes), merged and repaired",
     }
     exact = [
         Method("auto", anytime.auto, "portfolio", about["auto"], preload=cpsat, budgeted=True),
@@ -218,6 +223,7 @@ def _register_builtins() -> None:
             budgeted=True,
         ),
         Method("lp-bound", anytime.lp_bound_engine, "bound", about["lp-bound"], preload=cpsat, budgeted=True),
+        Method("pop", pop.engine, "partitioned", about["pop"], preload=(*cpsat, "optalloc.pop"), budgeted=True),
     ]
     for method in exact:
         _REGISTRY[method.name] = method

@@ -300,6 +300,9 @@ def _register_optional() -> None:
         logging.getLogger(__name__).debug("watch unavailable: %s", exc)
         return
     app.command(help=watch.__doc__, short_help="Watch a cluster through Prometheus (dry run).")(watch)
+    from optalloc.cli.serve import serve  # imports fastapi and uvicorn only when it runs
+
+    app.command(help=serve.__doc__, short_help="Run the allocation service (HTTP API, dashboard).")(serve)
 
 
 def _counts(specs: list[str]) -> dict[str, int]:

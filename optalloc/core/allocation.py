@@ -133,6 +133,13 @@ class Allocation:
     wall_time: float = 0.0
     stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by field values (the read-only ``stats`` view itself does not pickle): answers come back
+        from worker processes and Ray tasks."""
+        state = dict(self.__dict__)
+        state["stats"] = dict(state["stats"])
+        return (_restore_allocation, (state,))
+
     def __post_init__(self) -> None:
         _set = object.__setattr__
         _set(self, "placements", tuple(self.placements))
@@ -218,3 +225,11 @@ class Allocation:
             "placements": [p.to_dict() for p in self.placements],
             "unplaced": [u.to_dict() for u in self.unplaced],
         }
+
+
+def _restore_allocation(state: dict[str, Any]) -> Allocation:
+    """Rebuild a pickled allocation without validating it again (it was valid when pickled)."""
+    out = object.__new__(Allocation)
+    state["stats"] = MappingProxyType(state["stats"])
+    out.__dict__.update(state)
+    return out

@@ -60,6 +60,13 @@ class Job:
     placement: PlacementRule = PlacementRule.ANY
     preemptible: bool = True
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by field values (the read-only ``node_selector`` view itself does not pickle): parts of a
+        problem travel to worker processes and Ray tasks."""
+        state = dict(self.__dict__)
+        state["node_selector"] = dict(state["node_selector"])
+        return (_restore, (type(self), state))
+
     def __post_init__(self) -> None:
         _set = object.__setattr__
         _set(self, "name", _check.name("name", self.name))
@@ -176,3 +183,11 @@ class Job:
         if not self.preemptible:
             out["preemptible"] = False
         return out
+
+
+def _restore(cls: type, state: dict[str, Any]) -> Any:
+    """Rebuild a pickled value without validating it again (it was valid when pickled)."""
+    out: Any = object.__new__(cls)
+    state["node_selector"] = MappingProxyType(state["node_selector"])
+    out.__dict__.update(state)
+    return out

@@ -27,6 +27,13 @@ class Node:
     gpu_memory: int = 0
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by field values (the read-only ``labels`` view itself does not pickle): parts of a
+        problem travel to worker processes and Ray tasks."""
+        state = dict(self.__dict__)
+        state["labels"] = dict(state["labels"])
+        return (_restore, (type(self), state))
+
     def __post_init__(self) -> None:
         _set = object.__setattr__
         _set(self, "name", _check.name("name", self.name))
@@ -57,3 +64,11 @@ class Node:
         if self.labels:
             out["labels"] = dict(self.labels)
         return out
+
+
+def _restore(cls: type, state: dict[str, Any]) -> Any:
+    """Rebuild a pickled value without validating it again (it was valid when pickled)."""
+    out: Any = object.__new__(cls)
+    state["labels"] = MappingProxyType(state["labels"])
+    out.__dict__.update(state)
+    return out

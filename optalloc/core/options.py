@@ -3,11 +3,56 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from optalloc.core import _check
 from optalloc.core.errors import ProblemError
+
+
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """How an anytime solve divides its budget (seconds are wall-clock).
+
+    ``warm_start_share``: the share of the budget that ``auto``'s heuristic candidates beyond the first
+    may use while the exact program still has time to run (all of it when the program cannot run).
+    ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
+    openb lists), run second when the time left is at least twice ``strong_cost`` times what the first
+    heuristic took (its usual cost relative to best-fit).
+    ``min_exact``: the fewest seconds worth starting the exact program with, beyond its setup (compressing
+    the problem, building and solving its LP: ``setup_per_job`` x jobs + ``setup_per_node`` x nodes
+    seconds, about what it takes on this machine).
+    ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound.
+    ``search_share``: on programs over node types (more than 24 nodes), the share of the time
+    left once the first LP rounding is decoded that CP-SAT gets; the large neighbourhood search gets the
+    rest. 0 by default: on the openb lists CP-SAT's answers on the aggregated program decode no better
+    than the LP roundings (docs/benchmarks.md), while the search gains steadily.
+    ``finish_factor``: time kept back for the fill pass and the re-placing of the program's selection,
+    as a multiple of what the first heuristic took (each is about one heuristic run).
+    ``verify_base`` + ``verify_per_placement`` x placements + ``verify_per_job`` x jobs +
+    ``verify_per_node`` x nodes: the time ``solve()`` keeps for verifying the answer, with at most
+    ``placements_per_second`` x the time limit placements (an estimate; the verification itself is not
+    cut short).
+    """
+
+    warm_start_share: float = 0.25
+    strong_rule: str = "fgd-plus"
+    strong_cost: float = 4.0
+    min_exact: float = 0.05
+    setup_per_job: float = 40e-6
+    setup_per_node: float = 60e-6
+    early_bound_from: float = 0.4
+    search_share: float = 0.0
+    finish_factor: float = 2.0
+    verify_base: float = 0.003
+    verify_per_placement: float = 1.7e-6
+    verify_per_job: float = 0.4e-6
+    verify_per_node: float = 2e-6
+    placements_per_second: float = 40_000.0
+
+
+#: Where the ``pop`` method runs its parts: Ray when running or asked for, else a local process pool ("auto").
+EXECUTORS = ("auto", "ray", "local", "serial")
 
 
 @dataclass(frozen=True)
@@ -32,6 +77,12 @@ class SolveOptions:
     30% more work than it can hold): the exact engines then value the capacity an allocation leaves by
     what that demand could still place there (``optalloc.models.future``), and may hold back a job that
     fits (reason ``held back``) rather than let it strand a GPU that whole-GPU jobs would fill.
+    ``parts``, ``inner``, ``executor``, ``ray_address``: the ``pop`` method (``optalloc.pop``) splits the
+    problem into ``parts`` scaled copies solved with ``inner`` on ``executor`` (``auto``: Ray when it is
+    running here or ``ray_address`` names a cluster, else a local process pool; ``ray``, ``local``,
+    ``serial``).
+    ``portfolio``: how an anytime solve divides its budget (:class:`PortfolioConfig`; defaults measured
+    on this project's benchmarks, documented field by field).
     """
 
     time_limit: float | None = 10.0
@@ -47,6 +98,11 @@ class SolveOptions:
     fragmentation_guide: float = 0.0
     warm_start: str = "best-fit"
     admission_forecast: float = 0.0
+    parts: int = 4
+    inner: str = "auto"
+    executor: str = "auto"
+    ray_address: str | None = None
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
 
     def __post_init__(self) -> None:
         _check.real("time_limit", self.time_limit, minimum=0, optional=True)
@@ -65,6 +121,15 @@ class SolveOptions:
             raise ProblemError("warm_start", self.warm_start, "is not a heuristic rule name")
         if not isinstance(self.order, str):
             raise ProblemError("order", self.order, "is not a queue ordering name")
+        _check.integer("parts", self.parts, minimum=1)
+        if not isinstance(self.inner, str) or not self.inner or self.inner == "pop":
+            raise ProblemError("inner", self.inner, "is not a method name to solve the parts with (not pop)")
+        if self.executor not in EXECUTORS:
+            raise ProblemError("executor", self.executor, f"is not one of {', '.join(EXECUTORS)}")
+        if not isinstance(self.portfolio, PortfolioConfig):
+            raise ProblemError("portfolio", self.portfolio, "is not a PortfolioConfig")
+        if self.ray_address is not None and (not isinstance(self.ray_address, str) or not self.ray_address):
+            raise ProblemError("ray_address", self.ray_address, "is not a Ray address (host:port or 'auto')")
 
     @property
     def num_workers(self) -> int:
@@ -84,4 +149,14 @@ class SolveOptions:
         for key in data:
             if key not in known:
                 raise ProblemError(f"options.{key}", data[key], f"is not an option (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        values = dict(data)
+        portfolio = values.get("portfolio")
+        if isinstance(portfolio, dict):
+            names = {f.name for f in fields(PortfolioConfig)}
+            for key in portfolio:
+                if key not in names:
+                    raise ProblemError(f"options.portfolio.{key}", portfolio[key], "is not a portfolio setting")
+            values["portfolio"] = PortfolioConfig(**portfolio)
+        elif portfolio is not None and not isinstance(portfolio, PortfolioConfig):
+            raise ProblemError("options.portfolio", portfolio, "is not a PortfolioConfig or a mapping")
+        return cls(**values)

@@ -92,7 +92,10 @@ def improve(
             )
         except OutOfTime:
             break
+        whole = len(hood) == len(problem.nodes) and answer.status is Status.OPTIMAL
         if not answer.status.has_solution or answer.objective is None or answer.objective <= before:
+            if whole:
+                break  # the neighbourhood was the whole problem, solved to optimality: nothing left to find
             stale += 1
             continue
         current = _merge(problem, current, hood, answer, sub_current)

@@ -1,0 +1,18 @@
+"""optalloc as a service (``optalloc serve``; needs the ``service`` extra: fastapi, uvicorn).
+
+- a stateless solve: ``POST /v1/solve`` (a problem file's JSON in, an allocation file's JSON out);
+- a stateful cluster kept by the adaptive loop, stored in SQLite (WAL), surviving restarts: nodes,
+  jobs, ``GET /v1/plan``, pushed observations;
+- a Kubernetes scheduler extender (``/k8s/filter``, ``/k8s/prioritize``);
+- a dashboard at ``/ui``; ``/metrics``, ``/healthz``, ``/readyz``.
+
+Layout: :mod:`~optalloc.service.app` (the application and its lifespan), ``routers/`` (one per
+resource), :mod:`~optalloc.service.store` (SQLite), :mod:`~optalloc.service.runtime` (the cluster and
+the loop), :mod:`~optalloc.service.models` (the wire), :mod:`~optalloc.service.auth`,
+:mod:`~optalloc.service.k8s` (pods to jobs), :mod:`~optalloc.service.ui`. docs/service.md says more.
+"""
+
+from optalloc.service.app import create_app
+from optalloc.service.config import Settings
+
+__all__ = ["Settings", "create_app"]
