@@ -171,10 +171,10 @@ def replay_table(n_jobs: int) -> list[str]:
     problem = philly_like(jobs=n_jobs, nodes=4, seed=0, mean_interarrival=300.0)
     horizon = HorizonConfig(horizon=7 * 86400.0, slots=24, growth=1.2, time_limit=0.3)
     policies = [
-        ("admission FCFS + best-fit", ControllerConfig(method="best-fit", order="fcfs")),
-        ("admission SJF + best-fit", ControllerConfig(method="best-fit", order="sjf")),
+        ("admission FCFS + best-fit", ControllerConfig.of(method="best-fit", order="fcfs")),
+        ("admission SJF + best-fit", ControllerConfig.of(method="best-fit", order="sjf")),
         ("horizon model, starts placed by best-fit", ControllerConfig(method="best-fit", horizon=horizon)),
-        ("horizon model, starts placed by auto", ControllerConfig(method="auto", budget=1.0, horizon=horizon)),
+        ("horizon model, starts placed by auto", ControllerConfig.of(method="auto", budget=1.0, horizon=horizon)),
     ]
     rows = [
         "| policy | jobs done | mean JCT (h) | median JCT (h) | p99 JCT (h) | mean JCT / FCFS | controller steps | wall (s) |",

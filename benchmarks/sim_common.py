@@ -10,9 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from optalloc.adaptive.sim_policies import Policy
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import Progress, SimConfig, SimResult, simulate
+from optalloc.sim import Policy, Progress, Scenario, SimConfig, SimResult, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 

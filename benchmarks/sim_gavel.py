@@ -18,10 +18,8 @@ from pathlib import Path
 
 from sim_common import REPO, command_line, default_traces, machine, run_all
 
-from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import policies
-from optalloc.adaptive.sim_workloads import gavel_scenario, parse_counts
-from optalloc.adaptive.simulator import SimConfig
+from optalloc.sim import SimConfig, gavel_scenario, parse_counts, policies, write_plots
+from optalloc.sim import report as sim_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dir:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)
-    sim_report.write_plots(args.img, results, prefix="sim_gavel_")
+    write_plots(args.img, results, prefix="sim_gavel_")
 
     by = {r.policy: r for r in results}
     base = by.get("fcfs+best-fit")

@@ -21,10 +21,8 @@ from pathlib import Path
 
 from sim_common import REPO, command_line, default_traces, machine, run_all
 
-from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import Policy, policies
-from optalloc.adaptive.sim_workloads import openb_scenario
-from optalloc.adaptive.simulator import SimConfig
+from optalloc.sim import Policy, SimConfig, openb_scenario, policies, write_plots
+from optalloc.sim import report as sim_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_report.write(args.dir, scenario, results, config, command=command_line())
     Path(args.img).mkdir(parents=True, exist_ok=True)
     prefix = Path(args.out).stem + "_"  # sim_openb_utilisation.png for the default --out
-    sim_report.write_plots(args.img, results, prefix=prefix)
+    write_plots(args.img, results, prefix=prefix)
 
     heuristics = [r for r in results if r.kind == "heuristic"]
     best = max(heuristics, key=lambda r: r.metrics.gpu_allocation) if heuristics else None

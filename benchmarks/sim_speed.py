@@ -22,9 +22,7 @@ from pathlib import Path
 
 from sim_common import REPO, command_line, default_traces, machine
 
-from optalloc.adaptive.sim_policies import policy
-from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario
-from optalloc.adaptive.simulator import SimConfig, simulate
+from optalloc.sim import Scenario, SimConfig, gavel_scenario, openb_scenario, policy, simulate
 
 POLICIES = ("fcfs+best-fit", "sjf+best-fit", "fcfs+fgd")
 

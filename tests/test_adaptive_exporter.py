@@ -6,7 +6,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from optalloc import Job, Node, Problem
+from optalloc import Allocation, Job, Node, Problem, Status, Unplaced
 from optalloc.adaptive import ControllerConfig, ControllerState, DriftConfig, NodeUsage, Observation, step
 from optalloc.adaptive.exporter import ControllerMetrics, start_exporter
 
@@ -57,3 +57,28 @@ def test_exporter_serves_on_loopback_and_stops() -> None:
         with urllib.request.urlopen(exporter.url, timeout=5) as answer:
             text = answer.read().decode()
     assert "optalloc_queue_length 7.0" in text
+
+
+def test_fallbacks_are_counted_by_reason(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import importlib
+
+    from optalloc.solve import Method
+
+    solve_mod = importlib.import_module("optalloc.solve")
+    solve_mod.methods()
+
+    def never_answers(problem: Problem, options: object) -> Allocation:
+        left = tuple(Unplaced(j.name, "time limit") for j in problem.jobs)
+        return Allocation(unplaced=left, method="never", status=Status.UNKNOWN)
+
+    never = Method("never", never_answers, "exact", "test")
+    monkeypatch.setitem(solve_mod._REGISTRY, "never", never)
+    nodes = (Node("n0", cpu=8000, memory=32000, gpus=2, gpu_model="A"),)
+    cfg = ControllerConfig(method="never", drift=DriftConfig(min_interval=0, node_high=None))
+    metrics = ControllerMetrics()
+    assert samples(metrics)[("optalloc_fallbacks_total", (("reason", "no-answer"),))] == 0  # exported from 0
+    st, plan = step(ControllerState.initial(Problem(nodes, (Job("a", gpus=1),)), cfg), 0.0)
+    metrics.record(st, plan)
+    got = samples(metrics)
+    assert got[("optalloc_fallbacks_total", (("reason", "no-answer"),))] == 1
+    assert got[("optalloc_fallbacks_total", (("reason", "unavailable"),))] == 0

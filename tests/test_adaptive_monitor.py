@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,6 +208,62 @@ def test_local_source_reports_this_machine() -> None:
     assert node.memory is not None and node.memory > 0
     assert node.cpu is not None and node.cpu >= 0
     assert obs.jobs["self"].memory is not None and obs.jobs["self"].memory > 0
+
+
+class _NVMLError(Exception):
+    """Stands in for pynvml.NVMLError."""
+
+
+def fake_nvml(monkeypatch: pytest.MonkeyPatch, *, fail_init: bool = False, fail_query: type | None = None) -> list[str]:
+    """Install a fake ``pynvml`` with one GPU 40% busy using 2 GiB; returns the calls it saw."""
+    calls: list[str] = []
+
+    def query(*_: object) -> Any:
+        calls.append("query")
+        if fail_query is not None:
+            raise fail_query("device query failed")
+        return types.SimpleNamespace(gpu=40, used=2048 * 1024 * 1024)
+
+    def init() -> None:
+        calls.append("init")
+        if fail_init:
+            raise _NVMLError("driver not loaded")
+
+    module = types.ModuleType("pynvml")
+    module.NVMLError = _NVMLError  # type: ignore[attr-defined]
+    module.nvmlInit = init  # type: ignore[attr-defined]
+    module.nvmlShutdown = lambda: calls.append("shutdown")  # type: ignore[attr-defined]
+    module.nvmlDeviceGetCount = lambda: 1  # type: ignore[attr-defined]
+    module.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    module.nvmlDeviceGetUtilizationRates = query  # type: ignore[attr-defined]
+    module.nvmlDeviceGetMemoryInfo = query  # type: ignore[attr-defined]
+    module.nvmlDeviceGetComputeRunningProcesses = lambda handle: []  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    return calls
+
+
+def test_local_source_reads_gpus_through_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psutil")
+    calls = fake_nvml(monkeypatch)
+    node = LocalSource(node="me").observe(1.0).nodes["me"]
+    assert (node.gpu_milli, node.gpu_memory, node.gpus) == (400.0, 2048.0, 1)
+    assert calls[0] == "init" and calls[-1] == "shutdown"
+
+
+def test_nvml_errors_are_expected_other_exceptions_are_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No driver: no GPU figures. A failing device query: MonitorError (the data is stale). Anything
+    else NVML's wrapper raises is not an NVML condition and is not swallowed."""
+    pytest.importorskip("psutil")
+    fake_nvml(monkeypatch, fail_init=True)
+    assert LocalSource(node="me").observe(1.0).nodes["me"].gpu_milli is None
+    calls = fake_nvml(monkeypatch, fail_query=_NVMLError)
+    with pytest.raises(MonitorError, match="NVML failed"):
+        LocalSource(node="me").observe(1.0)
+    assert calls[-1] == "shutdown"
+    assert safe_observe(LocalSource(node="me"), 2.0).stale
+    fake_nvml(monkeypatch, fail_query=TypeError)
+    with pytest.raises(TypeError):
+        LocalSource(node="me").observe(1.0)
 
 
 def test_free_port_helper_gives_a_bindable_port() -> None:

@@ -65,7 +65,7 @@ def test_with_tiers_the_short_job_takes_the_gpu_first():
 
 
 def test_a_re_solve_may_preempt_a_longer_tier_for_a_shorter_one():
-    cfg = ControllerConfig(
+    cfg = ControllerConfig.of(
         method="cpsat",
         budget=5.0,
         duration_tiers=(HOUR,),

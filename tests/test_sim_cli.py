@@ -93,11 +93,9 @@ def test_bad_input_is_one_line_naming_the_option_and_exit_2(tiny_problem: Path, 
 def test_the_summary_keeps_every_figure_whole_in_an_80_column_terminal(tiny_problem: Path) -> None:
     from rich.console import Console
 
-    from optalloc.adaptive.sim_policies import policies
-    from optalloc.adaptive.sim_workloads import Scenario
-    from optalloc.adaptive.simulator import SimConfig, compare
     from optalloc.cli.simulate import _summary
     from optalloc.io import read_problem
+    from optalloc.sim import Scenario, SimConfig, compare, policies
 
     scenario = Scenario.from_problem(read_problem(tiny_problem), "tiny")
     results = compare(scenario, policies(["fcfs+best-fit", "rolling-horizon-packing"]), SimConfig(tick=60.0))

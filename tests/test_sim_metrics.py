@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from optalloc import ProblemError
-from optalloc.adaptive.metrics import Counters, JobTable, Timeline, cdf, compute
-from optalloc.adaptive.sim_report import binned
+from optalloc.sim import Counters, JobTable, Timeline, compute
+from optalloc.sim.metrics import binned, cdf
 
 
 def three_jobs() -> JobTable:
@@ -124,7 +124,34 @@ def test_bad_timelines_are_refused_with_the_field_named() -> None:
 
 
 def test_plot_lines_of_up_to_forty_policies_are_all_distinct() -> None:
-    from optalloc.adaptive.sim_report import line_style
+    from optalloc.sim.plots import line_style
 
     styles = {(s["color"], s["linestyle"]) for s in map(line_style, range(40))}
     assert len(styles) == 40
+
+
+def test_plots_leave_the_process_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Writing the plots selects no matplotlib backend and imports no pyplot (in a fresh interpreter;
+    ``matplotlib.get_backend()`` would itself import pyplot, so the raw setting is compared)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import matplotlib
+raw = lambda: dict.__getitem__(matplotlib.rcParams, "backend")  # noqa: E731 - read without resolving it
+before = raw()
+from optalloc.sim import Scenario, SimConfig, compare, policies, write_plots
+from optalloc import Job, Node, Problem
+nodes = (Node("n0", cpu=8000, memory=32000, gpus=2, gpu_model="A"),)
+jobs = tuple(Job(f"j{{k}}", gpus=1, arrival=10.0 * k, duration=100.0) for k in range(6))
+results = compare(Scenario.from_problem(Problem(nodes, jobs), "t"), policies(["fcfs+best-fit"]), SimConfig(tick=30))
+files = write_plots({str(tmp_path)!r}, results)
+assert [f.name for f in files] == ["sim_utilisation.png", "sim_jct_cdf.png", "sim_queue.png"], files
+assert all(f.stat().st_size > 1000 for f in files)
+assert "matplotlib.pyplot" not in sys.modules
+assert raw() is before, (before, raw())  # no backend was selected for the process
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "ok", out.stderr

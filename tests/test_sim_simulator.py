@@ -12,10 +12,8 @@ import pytest
 
 from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced
 from optalloc.adaptive import ControllerConfig, DriftConfig, HorizonConfig
-from optalloc.adaptive.sim_policies import GROUPS, Policy, policies, policy
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import FailureModel, SimConfig, compare, simulate
 from optalloc.core.options import SolveOptions
+from optalloc.sim import GROUPS, FailureModel, Policy, Scenario, SimConfig, compare, policies, policy, simulate
 from optalloc.solve import Method
 
 solve_mod = importlib.import_module("optalloc.solve")  # the module (optalloc.solve is also the function)
@@ -281,3 +279,39 @@ def test_bad_settings_are_refused_with_the_field_named() -> None:
 
 def two_node_outage_on(name: str) -> SimConfig:
     return SimConfig(tick=0.0, failures=FailureModel(outages=((name, 1.0, 1.0),)))
+
+
+def test_fallbacks_are_counted_in_the_result_and_the_report(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A method without an answer: the heuristic places the jobs, and the run says how often and why."""
+    from optalloc.sim import report_table, write_report
+
+    solve_mod.methods()
+
+    def never(problem: Problem, options: SolveOptions) -> Allocation:
+        left = tuple(Unplaced(j.name, "time limit") for j in problem.jobs if j.name not in problem.running_jobs)
+        return Allocation(problem.current.placements if problem.current else (), left, status=Status.UNKNOWN)
+
+    monkeypatch.setitem(solve_mod._REGISTRY, "never", Method("never", never, "exact", "test engine"))
+    cfg = ControllerConfig(method="never", drift=DriftConfig(arrivals=1, min_interval=0.0))
+    jobs = (Job("a", gpus=1, duration=10.0), Job("b", gpus=1, arrival=1.0, duration=10.0))
+    r = simulate(scenario((node("n0"), node("n1")), jobs), Policy("never", cfg), QUIET)
+    assert r.metrics.finished == 2
+    assert r.counters.fallbacks == r.metrics.fallbacks >= 1
+    assert r.counters.fallback_reasons == {"no-answer": r.counters.fallbacks}
+    assert "fallbacks" in report_table([r]).splitlines()[0]
+    write_report(tmp_path, scenario((node("n0"), node("n1")), jobs), [r], QUIET, plots=False)
+    assert "Fallbacks by reason: never no-answer" in (tmp_path / "report.md").read_text()
+    assert "fallbacks" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_an_engine_bug_stops_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strict: an exception of an engine is not turned into a heuristic answer."""
+    solve_mod.methods()
+
+    def broken(problem: Problem, options: SolveOptions) -> Allocation:
+        raise ZeroDivisionError("engine bug")
+
+    monkeypatch.setitem(solve_mod._REGISTRY, "broken", Method("broken", broken, "exact", "test engine"))
+    sc = scenario((node("n0"),), (Job("a", gpus=1, duration=10.0),))
+    with pytest.raises(ZeroDivisionError, match="engine bug"):
+        simulate(sc, Policy("broken", ControllerConfig(method="broken")), QUIET)

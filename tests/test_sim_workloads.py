@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from optalloc import Job, Node, Problem, ProblemError
-from optalloc.adaptive.sim_policies import GROUPS, horizon_for, policies
-from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
 from optalloc.io import gavel
+from optalloc.sim import GROUPS, Scenario, gavel_scenario, horizon_for, openb_scenario, parse_counts, policies
 
 
 def test_gavel_runtime_is_total_steps_over_the_throughput_of_the_gpu_type(traces: Path) -> None:

@@ -1,7 +1,13 @@
 """The adaptive loop: monitor observed usage, detect drift from the plan, re-solve on a rolling horizon.
 
 ``step(state, now, observations, events) -> (state, plan)`` is the whole loop; drivers (the CLI's
-``optalloc watch``, the simulator) own the clock and the world. See docs/adaptive.md.
+``optalloc watch``, the simulator in :mod:`optalloc.sim`, a future service) own the clock and the world.
+This package is the production loop only and never imports the simulator. See docs/adaptive.md.
+
+Modules: :mod:`~optalloc.adaptive.controller` (config, state, step, resolve, commit),
+:mod:`~optalloc.adaptive.monitor` (observations, Prometheus, this machine), :mod:`~optalloc.adaptive.drift`,
+:mod:`~optalloc.adaptive.plan` (events in, plans out), :mod:`~optalloc.adaptive.rightsize`,
+:mod:`~optalloc.adaptive.tiers`, :mod:`~optalloc.adaptive.exporter` (the controller's Prometheus metrics).
 """
 
 from optalloc.adaptive.controller import ControllerConfig, ControllerState, events_between, step
@@ -21,7 +27,7 @@ from optalloc.adaptive.monitor import (
     StaticSource,
     safe_observe,
 )
-from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
+from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, FallbackReason, Plan
 from optalloc.adaptive.rightsize import RightSizing
 from optalloc.models.horizon import HorizonConfig, HorizonPlan, plan_horizon
 
@@ -34,6 +40,7 @@ __all__ = [
     "DriftState",
     "Event",
     "EventKind",
+    "FallbackReason",
     "HorizonConfig",
     "HorizonPlan",
     "JobUsage",

@@ -5,7 +5,8 @@ one), so that several controllers, or tests, can run side by side. Feed it each 
 with :meth:`ControllerMetrics.record`; serve it with :func:`start_exporter`.
 
 Metrics (all prefixed ``optalloc_``): ``steps_total``, ``resolves_total{trigger}``,
-``actions_total{kind}``, ``fallbacks_total``, ``solve_seconds`` (histogram of re-solve wall time),
+``actions_total{kind}``, ``fallbacks_total{reason}`` (solves where the fallback heuristic stood in for the
+method: ``no-answer``, ``infeasible``, ``unavailable``; every reason exported from 0), ``solve_seconds`` (histogram of re-solve wall time),
 ``solve_gap`` (relative gap of the last solve, NaN when unknown), ``drift_ratio`` (smoothed cluster
 drift), ``node_drift_ratio{node}`` (optional), ``queue_length``, ``running_jobs``,
 ``gpu_allocation_ratio`` (allocated GPU milli over capacity), ``monitor_stale`` (1 while the monitoring
@@ -33,6 +34,8 @@ class ControllerMetrics:
     def __init__(self, *, per_node: bool = False) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+        from optalloc.adaptive.plan import FallbackReason
+
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.per_node = per_node
@@ -40,8 +43,13 @@ class ControllerMetrics:
         self.resolves = Counter("optalloc_resolves", "Re-solves, by what triggered them.", ["trigger"], registry=r)
         self.actions = Counter("optalloc_actions", "Plan actions, by kind.", ["kind"], registry=r)
         self.fallbacks = Counter(
-            "optalloc_fallbacks", "Solves where the heuristic stood in for the exact method.", registry=r
+            "optalloc_fallbacks",
+            "Solves where the fallback heuristic stood in for the method, by why.",
+            ["reason"],
+            registry=r,
         )
+        for reason in FallbackReason:
+            self.fallbacks.labels(reason.value)
         self.solve_seconds = Histogram(
             "optalloc_solve_seconds",
             "Wall time of a re-solve, seconds.",
@@ -69,8 +77,8 @@ class ControllerMetrics:
             self.resolves.labels(plan.trigger.kind).inc()
             self.solve_seconds.observe(plan.solve_time)
             self.gap.set(math.nan if plan.gap is None else plan.gap)
-            if plan.fallback:
-                self.fallbacks.inc()
+            if plan.fallback is not None:
+                self.fallbacks.labels(plan.fallback.value).inc()
         for action in plan.actions:
             self.actions.labels(action.kind.value).inc()
         self.drift.set(state.drift.cluster)

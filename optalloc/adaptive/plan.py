@@ -51,6 +51,14 @@ class Event:
         return cls(EventKind.NODE_ADDED, node=node, name=node.name)
 
 
+class FallbackReason(StrEnum):
+    """Why the fallback heuristic answered instead of the method (``Plan.fallback``)."""
+
+    NO_ANSWER = "no-answer"  # the method found no solution within its time limit (status unknown)
+    INFEASIBLE = "infeasible"  # the method proved the window has no solution (status infeasible)
+    UNAVAILABLE = "unavailable"  # the method cannot run here: an optional module is missing
+
+
 class ActionKind(StrEnum):
     START = "start"
     PREEMPT = "preempt"
@@ -98,7 +106,8 @@ class Plan:
     ``allocation``: what runs once the actions are carried out (its ``unplaced`` lists the waiting jobs
     the last solve could not place, with reasons). ``actions``: the changes, each with its reason.
     ``trigger``: why the controller solved (None: it did not). ``method``: the engine whose answer was
-    used; ``fallback``: the exact method had no answer and the heuristic stood in. ``solve_time``:
+    used; ``fallback``: why the fallback heuristic stood in for the method (None: it did not; ``error``
+    then says what the method did). ``solve_time``:
     seconds spent solving; ``gap``: the relative gap of the answer when known. ``stale``: the monitoring
     data was stale at this step (drift not acted on). ``horizon``: the horizon model's schedule, when
     used. ``resized``: the new job specs of right-sized jobs.
@@ -109,7 +118,7 @@ class Plan:
     actions: tuple[Action, ...] = ()
     trigger: Trigger | None = None
     method: str = ""
-    fallback: bool = False
+    fallback: FallbackReason | None = None
     solve_time: float = 0.0
     gap: float | None = None
     stale: bool = False
@@ -145,7 +154,7 @@ class Plan:
             "time": self.time,
             "trigger": None if self.trigger is None else {"kind": self.trigger.kind, "detail": self.trigger.detail},
             "method": self.method,
-            "fallback": self.fallback,
+            "fallback": None if self.fallback is None else self.fallback.value,
             "solve_time": self.solve_time,
             "gap": self.gap,
             "stale": self.stale,

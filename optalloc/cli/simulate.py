@@ -1,7 +1,7 @@
 """``optalloc simulate``: replay a trace through several policies and write a comparison.
 
 The command function :func:`simulate` is registered on the main app by ``optalloc.cli``; everything it
-computes comes from :mod:`optalloc.adaptive.simulator`. Typer and rich are imported here only.
+computes comes from :mod:`optalloc.sim`. Typer and rich are imported here only.
 """
 
 from __future__ import annotations
@@ -17,13 +17,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optalloc.adaptive import sim_report
-from optalloc.adaptive.sim_policies import EXACT, GROUPS, policies
-from optalloc.adaptive.sim_usage import PROFILES
-from optalloc.adaptive.sim_workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
-from optalloc.adaptive.simulator import FailureModel, SimConfig, compare
-from optalloc.adaptive.simulator import Progress as SimProgress
 from optalloc.core import ProblemError
+from optalloc.sim import (
+    EXACT,
+    GROUPS,
+    PROFILES,
+    FailureModel,
+    Scenario,
+    SimConfig,
+    compare,
+    gavel_scenario,
+    openb_scenario,
+    parse_counts,
+    policies,
+    write_report,
+)
+from optalloc.sim import Progress as SimProgress
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +167,7 @@ def simulate(
 
             results = compare(scenario, chosen, config, progress=report)
     command = "optalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
-    files = sim_report.write(out, scenario, results, config, command=command, plots=plots)
+    files = write_report(out, scenario, results, config, command=command, plots=plots)
     if not quiet:
         console.print(_summary(results))
         console.print(f"wrote {len(files)} files to {out}: " + ", ".join(f.name for f in files))

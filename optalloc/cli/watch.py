@@ -105,7 +105,7 @@ def watch(
         source = PrometheusSource(
             prometheus, queries=Queries.dcgm_only() if gpu_only else Queries(), labels=labels, timeout=timeout
         )
-        config = ControllerConfig(
+        config = ControllerConfig.of(
             method=method,
             fallback=fallback,
             budget=budget,
@@ -199,7 +199,8 @@ def _show(
         return
     title = f"{stamp} {plan.trigger or 'events'}"
     if plan.method:
-        title += f" — {plan.method}{' (fallback)' if plan.fallback else ''} in {plan.solve_time:.2f}s"
+        fell_back = f" (fallback: {plan.fallback})" if plan.fallback is not None else ""
+        title += f" — {plan.method}{fell_back} in {plan.solve_time:.2f}s"
     table = Table(title=title, title_justify="left")
     for column in ("action", "job", "nodes", "reason"):
         table.add_column(column)

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
-from optalloc.adaptive.sim_policies import Policy
-from optalloc.adaptive.sim_workloads import Scenario
 from optalloc.core import Allocation, Placement, Problem, ProblemError, Status, verify
+from optalloc.sim.policies import Policy
+from optalloc.sim.workloads import Scenario
 
 
 class DirectEngine:
@@ -48,7 +48,7 @@ class DirectEngine:
             raise ProblemError(
                 "engine", "direct", f"is for heuristic policies (a placement rule, no migration), not {policy.name!r}"
             )
-        if cfg.order == "round-robin":
+        if cfg.options.order == "round-robin":
             raise ProblemError(
                 "engine", "direct", "keeps one queue order for the whole run: round-robin needs the controller engine"
             )
@@ -56,8 +56,8 @@ class DirectEngine:
             raise ProblemError("engine", "direct", f"does not run the horizon model or right-sizing ({policy.name!r})")
         self.scenario = scenario
         self.problem = scenario.problem
-        self.placer = heuristics.Placer(self.problem, cfg.method, seed=cfg.seed)
-        ranks = heuristics.order(self.problem, cfg.order)
+        self.placer = heuristics.Placer(self.problem, cfg.method, seed=cfg.options.seed)
+        ranks = heuristics.order(self.problem, cfg.options.order)
         self.rank = np.empty(len(ranks), dtype=np.int64)
         self.rank[ranks] = np.arange(len(ranks))
         self.max_window = cfg.max_window

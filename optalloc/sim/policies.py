@@ -90,7 +90,7 @@ def policy(
             )
         if rule not in heuristics.RULES:
             raise ProblemError("policy", name, f"has an unknown rule {rule!r} (known: {', '.join(heuristics.RULES)})")
-        cfg = ControllerConfig(
+        cfg = ControllerConfig.of(
             method=rule, fallback=rule, order=order, allow_migration=False, max_migrations=0, seed=seed
         )
         return Policy(name, cfg, f"{order} queue, {rule} placement, no migration", "heuristic")
@@ -100,7 +100,7 @@ def policy(
         found = policy(head, budget=budget, horizon=horizon, durations=durations, seed=seed, workers=workers)
         role = "fallback" if found.config.admit_exact else "admission and fallback"  # admit_exact: the method admits
         return Policy(name, replace(found.config, fallback=rule), f"{found.description}; {rule} {role}")
-    base = ControllerConfig(budget=budget, seed=seed, workers=workers)
+    base = ControllerConfig.of(budget=budget, seed=seed, workers=workers)
     if name == "cpsat-packing":
         every_event = DriftConfig(arrivals=1, arrival_gpu_milli=1, freed_gpu_milli=1, min_interval=0.0)
         cfg = replace(base, method="auto", allow_migration=False, max_migrations=0, drift=every_event)

@@ -6,7 +6,8 @@
 - ``metrics.csv``: one row per policy; ``jobs.csv``: one row per (policy, job); ``timeline.csv``: per
   policy the time-averaged cluster state over ``bins`` equal intervals;
 - ``sim_utilisation.png`` (GPU allocation and observed utilisation over time), ``sim_jct_cdf.png``
-  (the CDF of job completion times), ``sim_queue.png`` (waiting jobs over time): matplotlib, Agg backend;
+  (the CDF of job completion times), ``sim_queue.png`` (waiting jobs over time):
+  :mod:`optalloc.sim.plots`;
 - ``report.md``: the comparison table and the plots.
 """
 
@@ -20,11 +21,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from optalloc.adaptive.metrics import GPU, Metrics, Timeline, cdf
-from optalloc.adaptive.sim_workloads import Scenario
-from optalloc.adaptive.simulator import SimConfig, SimResult
+from optalloc.sim.config import SimConfig
+from optalloc.sim.metrics import GPU, Metrics, binned
+from optalloc.sim.plots import PLOTS, edges_of, time_unit, write_plots
+from optalloc.sim.result import SimResult
+from optalloc.sim.workloads import Scenario
 
 METRIC_COLUMNS = (
     "avg_jct",
@@ -51,6 +52,7 @@ METRIC_COLUMNS = (
     "preemptions",
     "migrations",
     "failure_restarts",
+    "fallbacks",
     "solver_time",
     "solver_time_share",
     "solver_time_per_hour",
@@ -59,7 +61,6 @@ METRIC_COLUMNS = (
     "wall_time",
     "events_per_second",
 )
-PLOTS = ("sim_utilisation.png", "sim_jct_cdf.png", "sim_queue.png")
 
 
 def write(
@@ -129,26 +130,6 @@ def _write_jobs_csv(path: Path, results: Sequence[SimResult]) -> Path:
     return path
 
 
-def binned(timeline: Timeline, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Time-average of the step function ``values`` over each interval ``[edges[i], edges[i+1])``."""
-    if not len(timeline):
-        return np.full(len(edges) - 1, np.nan)
-    t = timeline.time
-    ends = np.append(t[1:], max(timeline.end, t[-1]))
-    cumulative = np.concatenate(([0.0], np.cumsum(values * (ends - t))))
-    knots = np.append(t, ends[-1])
-    integral = np.interp(edges, knots, cumulative)
-    width = np.diff(edges)
-    out: np.ndarray = np.where(width > 0, np.diff(integral) / np.where(width > 0, width, 1.0), np.nan)
-    return out
-
-
-def _edges(results: Sequence[SimResult], bins: int) -> np.ndarray:
-    start = min(r.metrics.start for r in results)
-    end = max(r.metrics.end for r in results)
-    return np.linspace(start, max(end, start + 1.0), max(2, bins) + 1)
-
-
 def _write_timeline_csv(path: Path, results: Sequence[SimResult], bins: int) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -167,7 +148,7 @@ def _write_timeline_csv(path: Path, results: Sequence[SimResult], bins: int) -> 
         )
         if not results:
             return path
-        edges = _edges(results, bins)
+        edges = edges_of(results, bins)
         for r in results:
             tl = r.timeline
             series = [
@@ -184,90 +165,6 @@ def _write_timeline_csv(path: Path, results: Sequence[SimResult], bins: int) -> 
     return path
 
 
-# Plots ----------------------------------------------------------------------------------------
-
-
-def write_plots(
-    folder: str | Path, results: Sequence[SimResult], *, bins: int = 400, prefix: str = "sim_"
-) -> list[Path]:
-    """The three PNG plots of a comparison (matplotlib, Agg backend): ``<prefix>utilisation.png``,
-    ``<prefix>jct_cdf.png`` and ``<prefix>queue.png`` in ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    edges = _edges(results, bins)
-    scale, unit = _time_unit(float(edges[-1] - edges[0]))
-    x = (edges[:-1] + edges[1:]) / 2
-    x = (x - edges[0]) / scale
-    out: list[Path] = []
-
-    fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    for i, r in enumerate(results):
-        tl = r.timeline
-        cap = binned(tl, tl.capacity[:, GPU], edges)
-        with np.errstate(all="ignore"):
-            axes[0].plot(x, 100 * binned(tl, tl.allocated[:, GPU], edges) / cap, label=r.policy, **line_style(i))
-            axes[1].plot(x, 100 * binned(tl, tl.used[:, GPU], edges) / cap, label=r.policy, **line_style(i))
-    axes[0].set_ylabel("GPU allocation (%)")
-    axes[1].set_ylabel("GPU utilisation, observed (%)")
-    axes[1].set_xlabel(f"time since the first arrival ({unit})")
-    axes[0].legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("GPU allocation and utilisation over time")
-    fig.tight_layout()
-    out.append(_save(fig, folder / f"{prefix}utilisation.png", plt))
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    all_jct = np.concatenate([r.jobs.jct for r in results]) if results else np.zeros(0)
-    jscale, junit = _time_unit(float(np.median(all_jct)) * 4 if len(all_jct) else 1.0)
-    for i, r in enumerate(results):
-        xs, ys = cdf(r.jobs.jct / jscale)
-        if len(xs):
-            ax.step(xs, ys, where="post", label=r.policy, **line_style(i))
-    ax.set_xscale("symlog" if len(all_jct) and np.nanmin(all_jct) <= 0 else "log")
-    ax.set_xlabel(f"job completion time ({junit}, log scale)")
-    ax.set_ylabel("fraction of finished jobs")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    ax.set_title("JCT CDF")
-    fig.tight_layout()
-    out.append(_save(fig, folder / f"{prefix}jct_cdf.png", plt))
-
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for i, r in enumerate(results):
-        ax.plot(x, binned(r.timeline, r.timeline.waiting, edges), label=r.policy, **line_style(i))
-    ax.set_xlabel(f"time since the first arrival ({unit})")
-    ax.set_ylabel("waiting jobs (time-averaged)")
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Queue length over time")
-    fig.tight_layout()
-    out.append(_save(fig, folder / f"{prefix}queue.png", plt))
-    return out
-
-
-def line_style(i: int) -> dict[str, Any]:
-    """The ``i``-th policy's line: matplotlib's ten default colours, then the same colours dashed,
-    dotted and dash-dotted, so that no two of up to forty policies look alike."""
-    return {"color": f"C{i % 10}", "linestyle": ("-", "--", ":", "-.")[(i // 10) % 4], "lw": 1}
-
-
-def _save(fig: Any, path: Path, plt: Any) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _time_unit(span: float) -> tuple[float, str]:
-    if span >= 3 * 86400:
-        return 86400.0, "days"
-    if span >= 3 * 3600:
-        return 3600.0, "hours"
-    if span >= 180:
-        return 60.0, "minutes"
-    return 1.0, "seconds"
-
-
 # Markdown -------------------------------------------------------------------------------------
 
 
@@ -277,7 +174,7 @@ def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
         return "(no policy)\n"
     base = next((r for r in results if r.policy == baseline), None) if baseline else None
     jcts = [r.metrics.avg_jct for r in results if math.isfinite(r.metrics.avg_jct)]
-    scale, _ = _time_unit(max(jcts) if jcts else 1.0)
+    scale, _ = time_unit(max(jcts) if jcts else 1.0)
     u = {86400.0: "d", 3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
     head = [
         "policy",
@@ -295,6 +192,7 @@ def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
         "unplaceable",
         "preempt",
         "migr",
+        "fallbacks",
         "solver s",
         "solver s / sim h",
         "events/s",
@@ -320,6 +218,7 @@ def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
             str(m.unplaceable),
             str(m.preemptions),
             str(m.migrations),
+            str(m.fallbacks),
             _f(m.solver_time, 1),
             _f(m.solver_time_per_hour, 3),
             _f(m.events_per_second, 0),
@@ -360,9 +259,22 @@ def _write_markdown(
         table(results, baseline=baseline),
         "Definitions: docs/simulator.md (JCT and queueing delay as Tiresias/Gavel, allocation ratio and "
         "fragmentation as FGD, ATC'23). 'vs base' is the average JCT over the first table row's "
-        "(fcfs+best-fit) when present. GPU alloc and util are time-weighted over the run.",
+        "(fcfs+best-fit) when present. GPU alloc and util are time-weighted over the run. 'fallbacks': "
+        "solves where the fallback heuristic stood in for the policy's method (it had no answer in its time "
+        "limit, proved infeasible, or was unavailable).",
         "",
     ]
+    fell_back = [r for r in results if r.counters.fallbacks]
+    if fell_back:
+        lines += [
+            "Fallbacks by reason: "
+            + "; ".join(
+                f"{r.policy} " + ", ".join(f"{k} {v}" for k, v in r.counters.fallback_reasons.items())
+                for r in fell_back
+            )
+            + ".",
+            "",
+        ]
     for r in results:
         lines.append(f"- **{r.policy}**: {r.description}")
     lines.append("")

@@ -1,177 +1,23 @@
-"""Observed utilisation: where the adaptive loop learns what jobs really use.
-
-A :class:`MetricsSource` answers ``observe(now)`` with an :class:`Observation`: per node and per job,
-the GPU busy time, GPU memory, CPU and memory actually in use, in optalloc's canonical units
-(milli-GPU, MiB, milli-cores). Sources:
-
-- :class:`PrometheusSource`: the Prometheus HTTP API v1 (``/api/v1/query``, ``/api/v1/query_range``),
-  standard library HTTP only, PromQL configurable per quantity (defaults: NVIDIA DCGM exporter,
-  node_exporter, cAdvisor), Prometheus labels mapped to optalloc node and job names;
-- :class:`LocalSource`: this machine through psutil, plus NVML (nvidia-ml-py) when a GPU is present;
-- :class:`StaticSource` and :class:`ReplaySource`: fixed or recorded observations, for tests and the
-  simulator.
-
-A source that cannot answer raises :class:`MonitorError`; :func:`safe_observe` turns that into a stale
-observation, which is what the controller expects (it keeps its last plan while data is stale).
-"""
+"""Observed usage from a Prometheus server's HTTP API v1 (standard library HTTP only): the queries per
+quantity (:class:`Queries`), how labels name nodes and jobs (:class:`LabelMap`), and
+:class:`PrometheusSource`."""
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import json
-import logging
 import math
 import re
-import socket
-import time as _time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from optalloc.core import OptallocError, ProblemError
-
-log = logging.getLogger(__name__)
-
-MIB = 1 << 20
-
-
-class MonitorError(OptallocError):
-    """A metrics source could not answer: unreachable, too slow, or an answer that makes no sense."""
-
-
-# Vocabulary -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeUsage:
-    """What a node uses now. None = not measured.
-
-    ``gpu_milli``: GPU busy time summed over the node's GPUs, in milli-GPU (a GPU at 40% counts 400).
-    ``gpu_memory``: GPU memory used, MiB, summed over GPUs. ``cpu``: milli-cores busy. ``memory``: MiB
-    in use. ``gpus``: how many GPUs reported.
-    """
-
-    gpu_milli: float | None = None
-    gpu_memory: float | None = None
-    cpu: float | None = None
-    memory: float | None = None
-    gpus: int = 0
-
-
-@dataclass(frozen=True)
-class JobUsage:
-    """What a job uses now, summed over its replicas. None = not measured.
-
-    ``gpu_milli``: GPU busy time over the GPUs it runs on (milli-GPU); ``gpus``: how many GPU series were
-    attributed to it, so ``gpu_milli / gpus`` is the mean busy milli per GPU. ``gpu_memory``: the
-    largest GPU memory used on any one of its GPUs, MiB. ``cpu``: milli-cores; ``memory``: MiB.
-    """
-
-    gpu_milli: float | None = None
-    gpu_memory: float | None = None
-    cpu: float | None = None
-    memory: float | None = None
-    gpus: int = 0
-
-    @property
-    def gpu_milli_per_gpu(self) -> float | None:
-        if self.gpu_milli is None or not self.gpus:
-            return None
-        return self.gpu_milli / self.gpus
-
-
-@dataclass(frozen=True)
-class Observation:
-    """Observed usage at ``time`` (seconds, the caller's clock).
-
-    ``stale``: the data could not be refreshed (source down, slow or answering garbage; ``error`` says
-    why): the controller must not act on it.
-    """
-
-    time: float
-    nodes: Mapping[str, NodeUsage] = field(default_factory=lambda: MappingProxyType({}))
-    jobs: Mapping[str, JobUsage] = field(default_factory=lambda: MappingProxyType({}))
-    stale: bool = False
-    error: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("nodes", "jobs"):  # a read-only view is kept as it is (cheap re-stamping with at())
-            value = getattr(self, name)
-            if not isinstance(value, MappingProxyType):
-                object.__setattr__(self, name, MappingProxyType(dict(value)))
-
-    @classmethod
-    def missing(cls, time: float, error: str) -> Observation:
-        """A stale observation: nothing measured, and why."""
-        return cls(time, stale=True, error=error)
-
-    def at(self, time: float) -> Observation:
-        return replace(self, time=time)
-
-
-@runtime_checkable
-class MetricsSource(Protocol):
-    """Anything that reports observed usage; ``now`` is the caller's clock (seconds)."""
-
-    def observe(self, now: float) -> Observation:
-        """The latest usage. Raises :class:`MonitorError` when it cannot answer."""
-        ...
-
-
-def safe_observe(source: MetricsSource, now: float) -> Observation:
-    """``source.observe(now)``, or a stale observation naming the error when the source fails."""
-    try:
-        return source.observe(now)
-    except MonitorError as err:
-        log.warning("metrics source failed, data is stale: %s", err)
-        return Observation.missing(now, str(err))
-
-
-# Test and simulator sources -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StaticSource:
-    """Always the same usage, stamped with the time asked for."""
-
-    observation: Observation
-
-    def observe(self, now: float) -> Observation:
-        return self.observation.at(now)
-
-
-@dataclass(frozen=True)
-class ReplaySource:
-    """Recorded observations played back: ``observe(now)`` gives the latest one at or before ``now``.
-
-    Older than ``max_age`` seconds (None = never), or none yet, and the answer is stale.
-    """
-
-    observations: tuple[Observation, ...]
-    max_age: float | None = None
-
-    def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.observations, key=lambda o: o.time))
-        object.__setattr__(self, "observations", ordered)
-        object.__setattr__(self, "_times", [o.time for o in ordered])
-
-    def observe(self, now: float) -> Observation:
-        k = bisect.bisect_right(self._times, now) - 1  # type: ignore[attr-defined]
-        if k < 0:
-            return Observation.missing(now, "no recorded observation yet")
-        found = self.observations[k]
-        if self.max_age is not None and now - found.time > self.max_age:
-            return Observation.missing(now, f"latest recorded observation is {now - found.time:.0f}s old")
-        return found
-
-
-# Prometheus -----------------------------------------------------------------------------------
+from optalloc.adaptive.monitor.observation import MIB, JobUsage, MonitorError, NodeUsage, Observation
+from optalloc.core import ProblemError
 
 
 @dataclass(frozen=True)
@@ -510,90 +356,3 @@ def _read_quietly(err: urllib.error.HTTPError) -> bytes:
 def _short(value: Any, limit: int = 120) -> str:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# This machine ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocalSource:
-    """This machine's usage, as node ``node`` (default: the host name).
-
-    CPU and memory through psutil (the CPU figure is the busy share since the previous call, so the
-    first call of a process reads 0). GPUs through NVML (the ``nvidia-ml-py`` package, module
-    ``pynvml``) when it imports and finds a GPU; otherwise no GPU quantities. ``job_pids`` maps job
-    names to the process ids that belong to them: their CPU, resident memory and NVML GPU memory make
-    the job's usage. Raises :class:`MonitorError` when psutil is not installed.
-    """
-
-    node: str = field(default_factory=socket.gethostname)
-    job_pids: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    use_nvml: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "job_pids", MappingProxyType({k: tuple(v) for k, v in self.job_pids.items()}))
-
-    def observe(self, now: float) -> Observation:
-        try:
-            import psutil
-        except ImportError as err:
-            raise MonitorError("LocalSource needs psutil (pip install optalloc[prom])") from err
-        cores = psutil.cpu_count() or 1
-        busy = psutil.cpu_percent(interval=None) / 100.0 * cores * 1000.0
-        vm = psutil.virtual_memory()
-        node = {"cpu": busy, "memory": (vm.total - vm.available) / MIB}
-        gpu_by_pid: dict[int, float] = {}
-        if self.use_nvml:
-            node.update(_nvml_usage(gpu_by_pid))
-        jobs: dict[str, JobUsage] = {}
-        for job, pids in self.job_pids.items():
-            cpu = mem = 0.0
-            gpu_mem: float | None = None
-            for pid in pids:
-                try:
-                    proc = psutil.Process(pid)
-                    cpu += proc.cpu_percent(interval=None) * 10.0  # percent of one core -> milli-cores
-                    mem += proc.memory_info().rss / MIB
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-                if pid in gpu_by_pid:
-                    gpu_mem = max(gpu_mem or 0.0, gpu_by_pid[pid])
-            jobs[job] = JobUsage(cpu=cpu, memory=mem, gpu_memory=gpu_mem)
-        return Observation(now, {self.node: NodeUsage(**node)}, jobs)
-
-
-def _nvml_usage(gpu_by_pid: dict[int, float]) -> dict[str, Any]:
-    """NVML figures of every GPU of this machine (empty when NVML or a GPU is absent)."""
-    try:
-        import pynvml
-    except ImportError:
-        return {}
-    try:
-        pynvml.nvmlInit()
-    except Exception as err:  # pynvml.NVMLError: no driver, no GPU
-        log.debug("NVML unavailable: %s", err)
-        return {}
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        util = used = 0.0
-        for i in range(count):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            util += float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu) * 10.0
-            used += float(pynvml.nvmlDeviceGetMemoryInfo(handle).used) / MIB
-            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if proc.usedGpuMemory is not None:
-                    gpu_by_pid[proc.pid] = max(gpu_by_pid.get(proc.pid, 0.0), proc.usedGpuMemory / MIB)
-        return {"gpu_milli": util, "gpu_memory": used, "gpus": count} if count else {}
-    except Exception as err:  # pynvml.NVMLError on a device query
-        raise MonitorError(f"NVML failed: {err}") from err
-    finally:
-        with contextlib.suppress(Exception):  # shutting down a half-initialised NVML is best effort
-            pynvml.nvmlShutdown()
-
-
-# Helpers for the loop -------------------------------------------------------------------------
-
-
-def now() -> float:
-    """Wall-clock seconds since the epoch (what the CLI injects as the controller's clock)."""
-    return _time.time()

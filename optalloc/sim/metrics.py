@@ -225,7 +225,12 @@ class Timeline:
 
 @dataclass(frozen=True)
 class Counters:
-    """What the simulator counted: events by kind, controller steps and their cost (seconds of wall time)."""
+    """What the simulator counted: events by kind, controller steps and their cost (seconds of wall time).
+
+    ``fallbacks``: steps where the fallback heuristic stood in for the policy's method (``Plan.fallback``);
+    ``fallback_reasons``: the same by reason (``no-answer``, ``infeasible``, ``unavailable``). ``errors``:
+    steps whose plan reports an error (a window the cluster cannot describe).
+    """
 
     arrivals: int = 0
     completions: int = 0
@@ -235,6 +240,7 @@ class Counters:
     steps: int = 0
     resolves: int = 0
     fallbacks: int = 0
+    fallback_reasons: Mapping[str, int] = field(default_factory=dict)
     errors: int = 0
     solve_time: float = 0.0
     controller_time: float = 0.0
@@ -246,7 +252,7 @@ class Counters:
         return self.arrivals + self.completions + self.ticks + self.failures + self.repairs
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "events": self.events}
+        return {**asdict(self), "fallback_reasons": dict(self.fallback_reasons), "events": self.events}
 
 
 @dataclass(frozen=True)
@@ -281,6 +287,7 @@ class Metrics:
     preemptions: int
     migrations: int
     failure_restarts: int
+    fallbacks: int
     solver_time: float
     solver_time_share: float
     solver_time_per_hour: float
@@ -366,6 +373,7 @@ def compute(
         preemptions=int(jobs.preemptions[inside].sum()),
         migrations=int(jobs.migrations[inside].sum()),
         failure_restarts=int(jobs.failures[inside].sum()),
+        fallbacks=counters.fallbacks,
         solver_time=counters.solve_time,
         solver_time_share=counters.solve_time / wall if wall > 0 else math.nan,
         solver_time_per_hour=counters.solve_time / span_h if span_h > 0 else math.nan,
@@ -376,6 +384,20 @@ def compute(
         start=t0,
         end=t1,
     )
+
+
+def binned(timeline: Timeline, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Time-average of the step function ``values`` over each interval ``[edges[i], edges[i+1])``."""
+    if not len(timeline):
+        return np.full(len(edges) - 1, np.nan)
+    t = timeline.time
+    ends = np.append(t[1:], max(timeline.end, t[-1]))
+    cumulative = np.concatenate(([0.0], np.cumsum(values * (ends - t))))
+    knots = np.append(t, ends[-1])
+    integral = np.interp(edges, knots, cumulative)
+    width = np.diff(edges)
+    out: np.ndarray = np.where(width > 0, np.diff(integral) / np.where(width > 0, width, 1.0), np.nan)
+    return out
 
 
 def cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,378 @@
+"""The trace-driven simulator: replay a workload through the production controller step.
+
+:func:`simulate` plays a :class:`~optalloc.sim.workloads.Scenario` against one
+:class:`~optalloc.sim.policies.Policy`; :func:`compare` plays it against several. Every
+policy -- the heuristics as much as the exact and adaptive ones -- is a configuration of
+:func:`optalloc.adaptive.controller.step`, driven here exactly as a production driver drives it: the
+simulator owns the clock and the world, the controller owns every decision.
+
+A discrete-event loop over a heap of timestamped events:
+
+- **arrival** (the job's ``arrival``): the job joins the controller's queue (``Event.arrival``). A job no
+  node of the cluster could ever host is *rejected* on arrival (counted as unplaceable, never queued).
+- **completion**: a running job has done all its work (``Event.completion``). Work: a job must run
+  ``runtime`` seconds on the hardware it lands on (the slowest node of a gang sets the pace).
+- **tick** every ``tick`` seconds: the controller step receives an :class:`Observation` of what the
+  running jobs really use (:mod:`~optalloc.sim.usage` profiles), so that its drift detection
+  sees real drift. Ticks are skipped while the cluster is idle and nothing is waiting.
+- **failure** / **repair** (optional, :class:`FailureModel`): a node is lost (``Event.node_lost``: its
+  jobs go back to the queue) and comes back ``repair`` seconds later (``Event.node_added``).
+
+Events at the same time are handled in one step, in the order completions, repairs, failures,
+arrivals, tick (so that capacity freed at ``t`` serves jobs arriving at ``t``). With ``react=True``
+(default) the controller steps at every event time; with ``react=False`` events wait for the next
+tick (a periodic scheduler, like Gavel's rounds).
+
+The plan of each step is carried out at once: ``start`` runs a job, ``preempt`` stops it (it waits
+again), ``migrate`` stops and restarts it elsewhere. A job that restarts (after a preemption, a
+migration or a node failure) pays ``restart_penalty`` seconds without progress; with
+``keep_progress=True`` (default: jobs checkpoint) it keeps the work done so far, otherwise it starts
+over. Progress is counted in fractions of the job's work, so a job moved to faster GPUs finishes
+sooner.
+
+Deterministic for a seed with the heuristic policies (usage profiles and failures are drawn from
+``seed`` over the scenario's job and node lists, the same for every policy); the exact policies stop
+CP-SAT on a wall-clock budget, so their runs can differ slightly from one run to the next.
+Long runs report progress through the optional ``progress`` callback (the CLI draws a bar with it).
+
+This module is the loop; the pieces it drives are small modules of their own: :mod:`~optalloc.sim.events`
+(the heap), :mod:`~optalloc.sim.books` (jobs and free resources), :mod:`~optalloc.sim.sampling`
+(observations, the timeline, fragmentation), :mod:`~optalloc.sim.checks` (``verify=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from optalloc.adaptive import ActionKind, ControllerState, Event, Observation, Plan, step
+from optalloc.core import Placement, Problem, ProblemError, SolverError
+from optalloc.sim import checks
+from optalloc.sim.books import REJECTED, RUNNING, WAITING, Books
+from optalloc.sim.config import SimConfig
+from optalloc.sim.direct import DirectEngine
+from optalloc.sim.events import (
+    ARRIVAL,
+    COMPLETION,
+    FAILURE,
+    REPAIR,
+    TICK,
+    EventHeap,
+    completion_of,
+    completion_payload,
+    is_current,
+)
+from optalloc.sim.metrics import Counters, JobTable, compute
+from optalloc.sim.policies import Policy
+from optalloc.sim.result import Progress, SimResult
+from optalloc.sim.sampling import Sampler
+from optalloc.sim.workloads import Scenario
+
+log = logging.getLogger(__name__)
+
+
+def simulate(
+    scenario: Scenario,
+    policy: Policy,
+    config: SimConfig | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> SimResult:
+    """Replay ``scenario`` through the controller configured by ``policy`` (see the module docstring)."""
+    cfg = config or SimConfig()
+    started = time.perf_counter()
+    run = _Run(scenario, policy, cfg, progress)
+    run.loop()
+    wall = time.perf_counter() - started
+    return run.result(wall)
+
+
+def compare(
+    scenario: Scenario,
+    policies: Sequence[Policy],
+    config: SimConfig | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[SimResult]:
+    """:func:`simulate` for each policy in turn, on the same scenario, seed, usage and failures."""
+    return [simulate(scenario, p, config, progress=progress) for p in policies]
+
+
+class _Run:
+    """One simulation: the loop over the event heap, handing each timestamp's events to the decision
+    maker (the controller step, or the direct engine) and carrying out its plan on the books."""
+
+    def __init__(
+        self, scenario: Scenario, policy: Policy, cfg: SimConfig, progress: Callable[[Progress], None] | None
+    ) -> None:
+        self.scenario, self.policy, self.cfg, self.progress = scenario, policy, cfg, progress
+        sc = scenario
+        m, n = len(sc.jobs), len(sc.nodes)
+        problem = sc.problem
+        self.job_index = sc.job_index
+        self.names = tuple(j.name for j in sc.jobs)
+        self.node_index = problem.node_index
+        self.hostable = sc.hostable
+        self.books = Books(problem, cfg.profile.draw(m, cfg.seed))
+        self.sampler = Sampler(sc, self.books)
+        # The controller (or the direct engine).
+        self.state = ControllerState.initial(Problem(sc.nodes, ()), policy.config)
+        self.direct = DirectEngine(sc, policy) if cfg.engine == "direct" else None
+        # Events: every arrival, the first tick, node failures.
+        self.events = EventHeap()
+        arrivals = problem.job_arrival
+        for i in np.argsort(arrivals, kind="stable").tolist():
+            self.events.push(float(arrivals[i]), ARRIVAL, i)
+        self.t_start = float(arrivals.min()) if m else 0.0
+        self.deferred: list[Event] = []
+        if cfg.tick and m:
+            self.events.push(self.t_start + cfg.tick, TICK, 0)
+        self.failure_rng: list[np.random.Generator] = []
+        if cfg.failures is not None:
+            fm = cfg.failures
+            if fm.mtbf is not None:
+                self.failure_rng = [np.random.default_rng([fm.seed, k]) for k in range(n)]
+                for k in range(n):
+                    self.events.push(self.t_start + float(self.failure_rng[k].exponential(fm.mtbf)), FAILURE, k)
+            for i, (node, at, _) in enumerate(fm.outages):
+                if node not in self.node_index:
+                    raise ProblemError(f"failures.outages[{i}]", node, "is not a node of the scenario")
+                self.events.push(float(at), FAILURE, n + i)
+        # Counters.
+        self.counts = {"arrivals": 0, "completions": 0, "ticks": 0, "failures": 0, "repairs": 0}
+        self.steps = 0
+        self.fallbacks: dict[str, int] = {}  # by reason
+        self.errors = 0
+        self.solve_time = 0.0
+        self.controller_time = 0.0
+        self.plans: list[Plan] = []
+        self.now = self.t_start
+        self._last_report = 0.0
+
+    def _alive(self) -> bool:
+        b = self.books
+        if b.pending or b.running or self.deferred:
+            return True
+        return bool(b.waiting and b.down)  # a repair may still let the waiting jobs run
+
+    # Main loop ------------------------------------------------------------------------------
+    def loop(self) -> None:
+        cfg = self.cfg
+        until = cfg.until
+        heap = self.events
+        while heap and self._alive():
+            t = heap.next_time
+            if until is not None and t > until:
+                break
+            self.now = t
+            events: list[Event] = []
+            tick = False
+            for kind, payload in heap.pop_at(t):
+                if kind == COMPLETION:
+                    self._complete(payload, t, events)
+                elif kind == ARRIVAL:
+                    self._arrive(payload, events)
+                elif kind == TICK:
+                    tick = True
+                elif kind == FAILURE:
+                    self._fail(payload, t, events)
+                else:
+                    self._repair(payload, t, events)
+            if not events and not tick:
+                continue  # only outdated completions
+            if not cfg.react and not tick:
+                self.deferred += events
+                self.sampler.sample(t)
+                continue
+            if self.deferred:
+                events = self.deferred + events
+                self.deferred = []
+            if tick:
+                self.books.refresh_usage(t)
+            observation = self.sampler.observe(t) if tick and self.direct is None else None
+            self._step(t, observation, events)
+            if tick:
+                self.counts["ticks"] += 1
+                self._next_tick(t)
+            self._report(t)
+        if self.progress is not None:
+            self.progress(
+                Progress(self.policy.name, self.books.done, len(self.scenario.jobs), self._events(), self.now)
+            )
+
+    def _next_tick(self, t: float) -> None:
+        tick = self.cfg.tick
+        nxt = t + tick
+        b = self.books
+        if not (b.running or b.waiting or self.deferred) and b.pending:
+            # Idle: jump to the first tick after the next arrival.
+            k = math.ceil((self.events.next_arrival() - self.t_start) / tick)
+            nxt = max(nxt, self.t_start + k * tick)
+        self.events.push(nxt, TICK, 0)
+
+    def _step(self, t: float, observation: Observation | None, events: list[Event]) -> None:
+        before = time.perf_counter()
+        if self.direct is not None:
+            plan = self.direct.step(t, events)
+        else:
+            self.state, plan = step(self.state, t, observation, events)
+        self.controller_time += time.perf_counter() - before
+        self.steps += 1
+        self.solve_time += plan.solve_time
+        if plan.fallback is not None:
+            self.fallbacks[plan.fallback.value] = self.fallbacks.get(plan.fallback.value, 0) + 1
+        if plan.error:
+            self.errors += 1
+        if plan.actions:
+            self._carry_out(plan, t)
+            if self.cfg.keep_plans:
+                self.plans.append(plan)
+        if self.cfg.verify:
+            if self.direct is not None:
+                checks.check_direct(self.policy.name, plan.time, self.books, self.direct)
+            else:
+                checks.check_controller(self.policy.name, plan.time, self.books, self.state, self.names)
+        self.sampler.sample(t)
+
+    # Events ---------------------------------------------------------------------------------
+    def _arrive(self, j: int, events: list[Event]) -> None:
+        self.counts["arrivals"] += 1
+        if not self.books.arrive(j, hostable=bool(self.hostable[j])):
+            log.debug("job %s fits no node of the cluster: rejected", self.scenario.jobs[j].name)
+            return
+        events.append(Event.arrival(self.scenario.jobs[j]))
+
+    def _complete(self, payload: int, t: float, events: list[Event]) -> None:
+        j, version = completion_of(payload)
+        b = self.books
+        if b.status[j] != RUNNING or not is_current(int(b.version[j]), version):
+            return  # the run this completion belonged to was stopped
+        b.complete(j, t)
+        self.counts["completions"] += 1
+        events.append(Event.completion(self.scenario.jobs[j].name))
+
+    def _fail(self, payload: int, t: float, events: list[Event]) -> None:
+        fm = self.cfg.failures
+        assert fm is not None
+        n = len(self.scenario.nodes)
+        if payload < n:  # a random failure: the node is back after fm.repair, then fails again later
+            k, down, chain = payload, fm.repair, True
+        else:  # a scheduled outage
+            name, _, down = fm.outages[payload - n]
+            k, chain = self.node_index[name], False
+        if not self.books.node_down(k):  # already down: a random failure redraws from now on
+            if chain:
+                assert fm.mtbf is not None
+                self.events.push(t + float(self.failure_rng[k].exponential(fm.mtbf)), FAILURE, k)
+            return
+        self.counts["failures"] += 1
+        events.append(Event.node_lost(self.scenario.nodes[k].name))
+        self.events.push(t + down, REPAIR, k if chain else n + k)
+
+    def _repair(self, payload: int, t: float, events: list[Event]) -> None:
+        fm = self.cfg.failures
+        assert fm is not None
+        n = len(self.scenario.nodes)
+        k = payload % n if n else 0
+        self.books.node_up(k)
+        self.counts["repairs"] += 1
+        events.append(Event.node_added(self.scenario.nodes[k]))
+        if payload < n and fm.mtbf is not None:
+            self.events.push(t + float(self.failure_rng[k].exponential(fm.mtbf)), FAILURE, k)
+
+    # Carrying out a plan ----------------------------------------------------------------------
+    def _carry_out(self, plan: Plan, t: float) -> None:
+        index = self.job_index
+        b = self.books
+        for action in plan.actions:
+            j = index.get(action.job)
+            if j is None:
+                raise SolverError(f"the controller acted on job {action.job!r}, which the scenario does not have")
+            kind = action.kind
+            if kind is ActionKind.START:
+                if b.status[j] != WAITING:
+                    raise SolverError(f"the controller started job {action.job!r}, which is not waiting")
+                self._start(j, action.placements, t)
+            elif kind is ActionKind.PREEMPT:
+                if b.status[j] != RUNNING:
+                    raise SolverError(f"the controller preempted job {action.job!r}, which is not running")
+                lost = any(not b.up[self.node_index[p.node]] for p in action.previous)
+                b.stop(j, t, keep_progress=self.cfg.keep_progress)
+                if lost:
+                    b.failures[j] += 1
+                else:
+                    b.preemptions[j] += 1
+            elif kind in (ActionKind.MIGRATE, ActionKind.RESIZE):
+                if b.status[j] != RUNNING:
+                    raise SolverError(f"the controller moved job {action.job!r}, which is not running")
+                b.stop(j, t, keep_progress=self.cfg.keep_progress)
+                self._start(j, action.placements, t)
+                b.migrations[j] += 1
+
+    def _start(self, j: int, placements: Sequence[Placement], t: float) -> None:
+        length = self.scenario.runtime_on(j, [self.node_index[p.node] for p in placements])
+        if not math.isfinite(length):
+            raise SolverError(
+                f"job {self.scenario.jobs[j].name!r} was placed on {sorted({p.node for p in placements})}, "
+                "where it cannot run (infinite runtime): the scenario should restrict its gpu_models"
+            )
+        restart = not math.isnan(self.books.first_start[j])
+        penalty = self.cfg.restart_penalty if restart else 0.0
+        finish = self.books.start(j, placements, t, length, penalty)
+        self.events.push(finish, COMPLETION, completion_payload(j, int(self.books.version[j])))
+
+    def _events(self) -> int:
+        return sum(self.counts.values())
+
+    def _report(self, t: float) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_report >= 0.1:
+            self._last_report = now
+            self.progress(Progress(self.policy.name, self.books.done, len(self.scenario.jobs), self._events(), t))
+
+    # Result ---------------------------------------------------------------------------------
+    def result(self, wall: float) -> SimResult:
+        sc, b = self.scenario, self.books
+        end = self.now if self.cfg.until is None else max(self.now, float(self.cfg.until))
+        timeline = self.sampler.timeline(end)
+        jobs = JobTable(
+            tuple(j.name for j in sc.jobs),
+            sc.problem.job_arrival,
+            b.first_start,
+            b.finish,
+            b.job_gpus,
+            b.preemptions,
+            b.migrations,
+            b.failures,
+            b.status == REJECTED,
+        )
+        counters = Counters(
+            **self.counts,
+            steps=self.steps,
+            resolves=self.direct.resolves if self.direct is not None else self.state.resolves,
+            fallbacks=sum(self.fallbacks.values()),
+            fallback_reasons=dict(sorted(self.fallbacks.items())),
+            errors=self.errors,
+            solve_time=self.solve_time,
+            controller_time=self.controller_time,
+            wall_time=wall,
+        )
+        metrics = compute(jobs, timeline, counters, start=self.t_start, end=end)
+        return SimResult(
+            sc.name,
+            self.policy.name,
+            self.policy.description,
+            jobs,
+            timeline,
+            counters,
+            metrics,
+            tuple(self.plans),
+            self.cfg,
+            self.policy.kind,
+        )
