@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1] / "optalloc"
 ENGINES = ("models", "heuristics", "timeshare")
 # Packing engines: they never import each other (solve and anytime combine them).
 PACKING = ("models", "heuristics")
-BELOW_SOLVE = {"core", "io", *ENGINES, "solve", "anytime", "optalloc"}
+BELOW_SOLVE = {"core", "io", *ENGINES, "solve", "anytime", "pop", "optalloc"}
 # What each part may import of optalloc, besides itself.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "heuristics": {"core", "io"},
     "timeshare": {"core", "io", "models", "heuristics"},  # time fractions first, then rounds placed by them
     "anytime": {"core", "io", "models", "heuristics", "solve"},
-    "solve": {"core", "io", *ENGINES, "anytime"},
+    "pop": {"core", "io", *ENGINES, "solve", "anytime"},  # parts solved by any method, merged, repaired
+    "solve": {"core", "io", *ENGINES, "anytime", "pop"},
     "optalloc": {"core", "solve"},
     "adaptive": BELOW_SOLVE,
     "sim": BELOW_SOLVE | {"adaptive"},

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from optalloc.adaptive.drift import Trigger
-from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
-from optalloc.core import Job, Node, ProblemError
+from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, FallbackReason, Plan
+from optalloc.core import Job, Node, ProblemError, Status
 from optalloc.timeshare import RoundConfig, SharePolicy, TimeshareScheduler
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,12 @@ class TimeshareLoop:
             actions.append(Action(ActionKind.START, name, f"time share: runs this {what}", placed[name]))
         resolved = sched.solves > solves
         answer = sched.answer
-        fallback = resolved and answer is not None and not answer.ok
-        error = f"{answer.policy}: {answer.status.value} ({answer.solver_status}); FIFO stood in" if fallback else ""
+        fallback: FallbackReason | None = None
+        error = ""
+        if resolved and answer is not None and not answer.ok:
+            infeasible = answer.status is Status.INFEASIBLE
+            fallback = FallbackReason.INFEASIBLE if infeasible else FallbackReason.NO_ANSWER
+            error = f"{answer.policy}: {answer.status.value} ({answer.solver_status}); FIFO stood in"
         trigger = Trigger(what, f"{len(sched.jobs)} jobs share the cluster")
         return Plan(
             now,
