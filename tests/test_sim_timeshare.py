@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from optalloc import Job
+from optalloc.core import ProblemError
 from optalloc.io.gavel import gavel_cluster
 from optalloc.sim import GROUPS, TIMESHARE, Scenario, SimConfig, compare, policies, policy, simulate
 
@@ -123,3 +124,13 @@ def test_the_command_line_runs_time_share_policies_next_to_the_others(traces, tm
     data = json.loads((out / "results.json").read_text())
     assert [p["policy"] for p in data["policies"]] == policies_
     assert all(p["metrics"]["completion_rate"] == 1.0 for p in data["policies"])
+
+
+def test_a_partitioned_policy_runs_in_the_simulator_and_says_so():
+    sc = mixed(12)
+    chosen = policy("max-min-fairness", round_length=1800.0, parts=2)
+    assert "POP-2" in chosen.description
+    result = simulate(sc, chosen, SimConfig(tick=1800.0, verify=True))
+    assert result.metrics.completion_rate == 1.0
+    with pytest.raises(ProblemError, match="parts"):
+        policy("max-min-fairness", parts=0)

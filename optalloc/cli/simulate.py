@@ -105,6 +105,9 @@ def simulate(
     round_length: Annotated[
         float, typer.Option("--round", help="Time-share policies: seconds per round (re-solved every round).", min=1)
     ] = 360.0,
+    parts: Annotated[
+        int, typer.Option(help="Time-share policies: solve each program in this many parts (POP), in parallel.", min=1)
+    ] = 1,
     mtbf: Annotated[
         float | None, typer.Option(help="Node failures: mean seconds between failures of one node.", min=1)
     ] = None,
@@ -154,6 +157,7 @@ def simulate(
         seed=seed,
         durations=[j.duration for j in scenario.jobs if j.duration is not None],
         round_length=round_length,
+        parts=parts,
     )
     if not quiet:
         d = scenario.describe()

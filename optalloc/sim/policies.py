@@ -32,7 +32,8 @@ in its configuration:
   (:class:`optalloc.adaptive.timeshare.TimeshareLoop`), which the simulator drives instead
   (:mod:`optalloc.sim.timeshare`): re-solved at every arrival, completion and round, every round's
   assignment verified. ``round_length`` seconds per round (Gavel's 360 s by default); ``budget`` is the
-  solver's time limit per stage.
+  solver's time limit per stage; ``parts`` > 1 solves each program partitioned (POP,
+  :mod:`optalloc.timeshare.partitioned`).
 
 Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the five controller policies
 above), ``all`` (both), ``timeshare`` (every time-share policy, aware and agnostic).
@@ -68,11 +69,12 @@ GROUPS["timeshare"] = TIMESHARE
 @dataclass(frozen=True)
 class TimeshareSpec:
     """A time-share policy: its name (``-agnostic`` included), seconds per round, the solver's time limit
-    per stage (None: none)."""
+    per stage (None: none), and ``parts`` (> 1: each program solved partitioned into that many parts)."""
 
     name: str
     round_length: float = 360.0
     time_limit: float | None = None
+    parts: int = 1
 
 
 @dataclass(frozen=True)
@@ -96,19 +98,20 @@ def policy(
     seed: int = 0,
     workers: int | None = None,
     round_length: float = 360.0,
+    parts: int = 1,
 ) -> Policy:
     """The policy called ``name`` (see the module docstring).
 
     ``budget``: seconds per re-solve of the exact policies (per stage of a time-share program).
     ``horizon``: the horizon model's settings (default :func:`horizon_for` the estimated ``durations``).
-    ``seed``/``workers``: for the engines. ``round_length``: for the time-share policies.
+    ``seed``/``workers``: for the engines. ``round_length``, ``parts``: for the time-share policies.
     """
     from optalloc import heuristics
 
     if not isinstance(name, str) or not name:
         raise ProblemError("policy", name, "is not a policy name")
     if name in TIMESHARE:
-        return _timeshare(name, budget=budget, seed=seed, round_length=round_length)
+        return _timeshare(name, budget=budget, seed=seed, round_length=round_length, parts=parts)
     head, plus, rule = name.partition("+")
     if plus and head not in EXACT:
         order = head
@@ -155,13 +158,16 @@ def policy(
     raise ProblemError("policy", name, f"is not a policy (known: {known})")
 
 
-def _timeshare(name: str, *, budget: float, seed: int, round_length: float) -> Policy:
+def _timeshare(name: str, *, budget: float, seed: int, round_length: float, parts: int) -> Policy:
     from optalloc.timeshare import describe
 
     if not (isinstance(round_length, int | float) and round_length > 0):
         raise ProblemError("round_length", round_length, "is not a positive number of seconds")
-    spec = TimeshareSpec(name, float(round_length), budget)
-    text = f"time share, {round_length:.0f} s rounds: {describe(name)}"
+    if not (isinstance(parts, int) and not isinstance(parts, bool) and parts >= 1):
+        raise ProblemError("parts", parts, "is not a number of parts >= 1")
+    spec = TimeshareSpec(name, float(round_length), budget, parts)
+    split = f", POP-{parts}" if parts > 1 else ""
+    text = f"time share, {round_length:.0f} s rounds{split}: {describe(name)}"
     return Policy(name, ControllerConfig.of(seed=seed), text, "timeshare", spec)
 
 

@@ -52,9 +52,10 @@ class TimeshareEngine:
         self.job_index = scenario.job_index
         self.remaining = remaining
         rounds = RoundConfig(length=self.round_length, seed=seed, verify=True)
-        self.loop = TimeshareLoop(
-            spec.name, scenario.nodes, throughputs=self._throughputs, rounds=rounds, time_limit=spec.time_limit
-        )
+        options: dict[str, object] = {"time_limit": spec.time_limit}
+        if spec.parts > 1:
+            options.update(parts=spec.parts, seed=seed)
+        self.loop = TimeshareLoop(spec.name, scenario.nodes, throughputs=self._throughputs, rounds=rounds, **options)
         self.next_round: float | None = None
         self.resolves = 0
         self._empty = Plan(0.0, Allocation(status=Status.FEASIBLE))

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from optalloc.timeshare.max_min_fairness import among
 from optalloc.timeshare.problem import ShareProblem
 from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_params, register
 
@@ -56,6 +57,21 @@ class FinishTimeFairness(ConvexPolicy):
         frame.extra["slope"] = frame.pad(factor * problem.remaining / unit)  # alpha R eq / (W best)
         # inv_pos needs a positive argument on rows that are not jobs: 1 there.
         frame.extra["pad"] = frame.pad(np.where(ok, 0.0, 1.0), fill=1.0)
+
+    balance: ClassVar[int] = -1
+
+    @classmethod
+    def value(cls, problem: ShareProblem, X: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+        """The largest weighted finish-time ratio ``alpha_j rho_j`` (inf when a job gets nothing)."""
+        eq = problem.equal_rate()
+        ok = among(problem.runnable & (eq > 0) & (problem.work > 0) & (problem.best > 0), rows)
+        if not ok.any():
+            return None
+        eff = (problem.rates * X).sum(axis=1)[ok]
+        if (eff <= 0).any():
+            return float("inf")
+        factor = problem.weight[ok] * eq[ok] / problem.work[ok]
+        return float((factor * (problem.elapsed[ok] + problem.remaining[ok] / eff)).max())
 
     def _build(self, stage: int, rows: int, k: int) -> Program:
         import cvxpy as cp

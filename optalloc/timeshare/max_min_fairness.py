@@ -41,6 +41,18 @@ class MaxMinFairness(ConvexPolicy):
         frame.extra["slack"] = np.where(frame.live > 0, 0.0, ceiling)
         frame.extra["gain"] = frame.pad(gain(problem))
 
+    balance: ClassVar[int] = 1
+
+    @classmethod
+    def value(cls, problem: ShareProblem, X: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+        """The smallest weighted throughput relative to the equal share (stage 1's ``t``)."""
+        eq = problem.equal_rate()
+        live = among(problem.runnable & (eq > 0), rows)
+        if not live.any():
+            return None
+        eff = (problem.rates * X).sum(axis=1)
+        return float((eff[live] / (problem.weight[live] * eq[live])).min())
+
     def _build(self, stage: int, rows: int, k: int) -> Program:
         import cvxpy as cp
 
@@ -60,6 +72,15 @@ class MaxMinFairness(ConvexPolicy):
             cp.Maximize(cp.sum(cp.multiply(params["gain"], X))), [*constraints, rel >= params["first"]]
         )
         return Program(problem, params, {"X": X}, "")
+
+
+def among(mask: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """``mask`` restricted to the positions ``rows`` (None: all)."""
+    if rows is None:
+        return mask
+    out = np.zeros_like(mask)
+    out[rows] = mask[rows]
+    return out
 
 
 def gain(problem: ShareProblem) -> np.ndarray:

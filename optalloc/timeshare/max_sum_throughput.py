@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from optalloc.timeshare.max_min_fairness import gain
 from optalloc.timeshare.problem import ShareProblem
 from optalloc.timeshare.program import ConvexPolicy, Frame, Program, frame_params, register
@@ -24,6 +26,12 @@ class MaxSumThroughput(ConvexPolicy):
 
     def _values(self, frame: Frame, problem: ShareProblem) -> None:
         frame.extra["gain"] = frame.pad(gain(problem))
+
+    @classmethod
+    def value(cls, problem: ShareProblem, X: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+        """The weighted throughput, each job's relative to its best type."""
+        terms = gain(problem) * X
+        return float((terms if rows is None else terms[rows]).sum())
 
     def _build(self, stage: int, rows: int, k: int) -> Program:
         import cvxpy as cp

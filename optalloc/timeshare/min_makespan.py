@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from optalloc.timeshare.max_min_fairness import gain
+from optalloc.timeshare.max_min_fairness import among, gain
 from optalloc.timeshare.problem import ShareProblem
 from optalloc.timeshare.program import STAGE_TOLERANCE, ConvexPolicy, Frame, Program, frame_params, register
 
@@ -37,6 +37,20 @@ class MinMakespan(ConvexPolicy):
         frame.extra["need"] = frame.pad(need / unit)
         frame.extra["gain"] = frame.pad(gain(problem))
         frame.extra["unit"] = np.array([unit])
+
+    balance: ClassVar[int] = -1
+
+    @classmethod
+    def value(cls, problem: ShareProblem, X: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+        """The makespan: the latest ``alpha_j R_j / eff_j`` (seconds; inf when a job gets nothing)."""
+        live = among(problem.runnable & (problem.best > 0), rows)
+        if not live.any():
+            return None
+        eff = (problem.rates * X).sum(axis=1)[live]
+        need = problem.weight[live] * problem.remaining[live]
+        if (eff <= 0).any():
+            return float("inf")
+        return float((need / eff).max())
 
     def _objective(self, frame: Frame, first: float) -> float:
         return float(frame.extra["unit"][0]) / first if first > 0 else float("inf")

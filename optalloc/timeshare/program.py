@@ -88,7 +88,9 @@ def describe(name: str) -> str:
 def get_policy(name: str, *, aware: bool = True, **options: Any) -> SharePolicy:
     """The policy called ``name`` (``<name>-agnostic``, or ``aware=False``: the agnostic variant).
 
-    ``options`` go to the policy's constructor (``solver``, ``time_limit``, ...). An unknown name raises
+    ``options`` go to the policy's constructor (``solver``, ``time_limit``, ...); ``parts`` > 1 (with
+    ``executor``, ``ray_address``, ``seed``, ``repair``, ``rebalance``) gives the policy solved partitioned
+    (:class:`~optalloc.timeshare.partitioned.Partitioned`, POP). An unknown name raises
     :class:`MethodUnavailable` listing the valid ones; a convex policy without cvxpy installed raises it
     too, naming the ``fair`` extra.
     """
@@ -96,6 +98,16 @@ def get_policy(name: str, *, aware: bool = True, **options: Any) -> SharePolicy:
     info = _info(base)
     if info.convex:
         require_cvxpy()
+    parts = options.pop("parts", None)
+    split = {
+        key: options.pop(key) for key in ("executor", "ray_address", "seed", "repair", "rebalance") if key in options
+    }
+    if parts is None and split:
+        raise ProblemError("options", sorted(split), "are options of a partitioned solve: give parts too")
+    if parts is not None and not (parts == 1 and isinstance(parts, int) and not isinstance(parts, bool)):
+        from optalloc.timeshare.partitioned import Partitioned
+
+        return Partitioned(base, aware=aware and aware_name, parts=parts, **split, **options)
     return info.factory(aware=aware and aware_name, **options)
 
 
@@ -196,7 +208,7 @@ class SharePolicy:
             raise ProblemError("problem", type(problem).__name__, "is not a ShareProblem")
         seen = problem if self.aware else problem.pooled()
         started = time.perf_counter()
-        key = _fingerprint(seen, self.depends)
+        key = _fingerprint(seen, self.dependencies())
         if self._memo is not None and self._memo[0] == key:
             last = self._memo[1]
             self.reused += 1
@@ -227,6 +239,31 @@ class SharePolicy:
         )
         self._memo = (key, out) if out.ok else None
         return out
+
+    def close(self) -> None:
+        """Release what the policy holds outside this process (a partitioned policy's worker pool)."""
+
+    def __enter__(self) -> SharePolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def dependencies(self) -> tuple[str, ...]:
+        """The fields of a :class:`ShareProblem` the answer depends on (the class's :attr:`depends`)."""
+        return self.depends
+
+    #: How the policy's objective moves with capacity, for a partitioned solve's balancing pass: +1 it
+    #: grows (a maximin), -1 it shrinks (a makespan, a largest ratio), 0 it is a sum (no balancing).
+    balance: ClassVar[int] = 0
+
+    @classmethod
+    def value(cls, problem: ShareProblem, X: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+        """The policy's objective (as :attr:`Shares.objective` reports it) of the time fractions ``X``
+        on ``problem`` (over the jobs at positions ``rows`` only: the worst of them, for a min or a max),
+        or None for a policy without one: what a partitioned answer is measured by on the whole problem."""
+        del problem, X, rows
+        return None
 
     def solve_part(self, problem: ShareProblem, jobs: Any, capacity: Any) -> Shares:
         """The policy on the jobs at positions ``jobs`` with ``capacity`` GPUs per type: the building
