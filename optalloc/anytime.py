@@ -253,18 +253,18 @@ def best_heuristic(
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
-    Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
-    strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
-    has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
-    and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
-    in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
-    over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
-the caller's order. When the program will have no time after the first heuristic (a short budget, a
-loaded machine), the others may use the whole budget instead of ``warm_start_share``. Online callers
-    (arrivals in batches, a controller step around running jobs) keep their order, because packing the
-    most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
-    batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
-    long as the first one took).
+        Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
+        strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
+        has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
+        and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
+        in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
+        over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
+    the caller's order. When the program will have no time after the first heuristic (a short budget, a
+    loaded machine), the others may use the whole budget instead of ``warm_start_share``. Online callers
+        (arrivals in batches, a controller step around running jobs) keep their order, because packing the
+        most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
+        batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
+        long as the first one took).
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
