@@ -17,7 +17,7 @@ sim.write_report("sim-out", scenario, results, sim.SimConfig(tick=300))
 Modules: :mod:`~optalloc.sim.workloads` (scenarios), :mod:`~optalloc.sim.policies` (the registry of
 policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.sim.config` and
 :mod:`~optalloc.sim.result` (what a run is asked and gives back), :mod:`~optalloc.sim.replay` (the event
-loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
+loop, :class:`Replay`, which a driver may also step itself, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
 :mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
 :mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files and tables) and
 :mod:`~optalloc.sim.plots` (figures, with matplotlib's object API: no process-wide backend).
@@ -27,7 +27,7 @@ from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.sim.plots import write_plots
 from optalloc.sim.policies import EXACT, GROUPS, Policy, horizon_for, policies, policy
-from optalloc.sim.replay import compare, simulate
+from optalloc.sim.replay import Pending, Replay, compare, simulate
 from optalloc.sim.report import table as report_table
 from optalloc.sim.report import write as write_report
 from optalloc.sim.result import Progress, SimResult
@@ -42,8 +42,10 @@ __all__ = [
     "FailureModel",
     "JobTable",
     "Metrics",
+    "Pending",
     "Policy",
     "Progress",
+    "Replay",
     "Scenario",
     "SimConfig",
     "SimResult",
