@@ -65,7 +65,8 @@ def simulate(
             # \b keeps click from re-wrapping the names (it would split them at their hyphens)
             help="Policy to compare (repeat), one of:\n\n\b\n<order>+<rule> (fcfs+best-fit, sjf+fgd, ...)\n"
             + "\n".join(EXACT)
-            + f"\n<exact policy>+<rule>\na group: {', '.join(GROUPS)}",
+            + f"\n<exact policy>+<rule>\na group: {', '.join(GROUPS)}"
+            + "\ndqn:MODEL.zip, ppo:MODEL.zip (trained with optalloc rl train)",
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
@@ -139,7 +140,7 @@ def simulate(
         verify=verify,
         engine=engine,
     )
-    chosen = policies(
+    chosen = resolve_policies(
         policy or list(DEFAULT_POLICIES),
         budget=budget,
         seed=seed,
@@ -171,6 +172,28 @@ def simulate(
     if not quiet:
         console.print(_summary(results))
         console.print(f"wrote {len(files)} files to {out}: " + ", ".join(f.name for f in files))
+
+
+def resolve_policies(names: list[str], *, budget: float, seed: int, durations: list[float]) -> list:
+    """The policies called ``names``, in order: simulator policies (groups expanded) and trained ones
+    (``dqn:MODEL.zip``, ``ppo:MODEL.zip``, built by :func:`optalloc.rl.policy`)."""
+    out: dict[str, object] = {}
+    for name in names:
+        if name.partition(":")[0] in ("dqn", "ppo") and ":" in name:
+            if name not in out:
+                out[name] = _learned(name, seed=seed)  # the exact arm keeps the budget it was trained with
+            continue
+        for p in policies([name], budget=budget, seed=seed, durations=durations):
+            out.setdefault(p.name, p)
+    return list(out.values())
+
+
+def _learned(name: str, *, seed: int) -> object:
+    try:
+        from optalloc import rl
+    except ImportError as exc:  # the rl extra is optional
+        raise ProblemError("--policy", name, f"needs the rl extra (pip install 'optalloc[rl]'): {exc}") from None
+    return rl.policy(name, seed=seed)
 
 
 def load_scenario(
@@ -256,4 +279,4 @@ def _h(seconds: float) -> str:
     return "-" if seconds != seconds else f"{seconds / 3600:.2f}"
 
 
-__all__ = ["load_scenario", "simulate"]
+__all__ = ["load_scenario", "resolve_policies", "simulate"]

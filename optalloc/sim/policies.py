@@ -81,6 +81,8 @@ def policy(
 
     if not isinstance(name, str) or not name:
         raise ProblemError("policy", name, "is not a policy name")
+    if name.partition(":")[0] in ("dqn", "ppo") and ":" in name:  # sim never imports rl: the caller builds it
+        raise ProblemError("policy", name, "is a learned policy: build it with optalloc.rl.policy(name) (the rl extra)")
     head, plus, rule = name.partition("+")
     if plus and head not in EXACT:
         order = head

@@ -126,8 +126,13 @@ class Replay:
     """
 
     def __init__(
-        self, scenario: Scenario, policy: Policy, cfg: SimConfig, progress: Callable[[Progress], None] | None
+        self,
+        scenario: Scenario,
+        policy: Policy,
+        cfg: SimConfig | None = None,
+        progress: Callable[[Progress], None] | None = None,
     ) -> None:
+        cfg = cfg or SimConfig()
         self.scenario, self.policy, self.cfg, self.progress = scenario, policy, cfg, progress
         sc = scenario
         m, n = len(sc.jobs), len(sc.nodes)

@@ -140,6 +140,8 @@ def _adopt(st: ControllerState, now: float, proposal: Allocation, forced: list[A
     trigger = Trigger("admit", f"{len(st.queue)} jobs waiting; allocation proposed by {method}")
     problem = st.problem()
     st2, changes = commit(st, now, proposal, problem, trigger, method, None)
+    # The proposal decided what runs at this step: the event counters start again, as after a re-solve.
+    st2 = replace(st2, drift=drift_mod.after_resolve(st2.drift, now, st2.config.drift))
     plan = Plan(
         now,
         st2.allocation,
