@@ -95,6 +95,7 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "--policy all --policy rolling-horizon-fcfs+fgd --processes 2 --out benchmarks/results/sim_openb_all.md",
     ),
     ("sim_speed.py", "sim_speed.md", "Simulator: speed with heuristic policies (issue 7)"),
+    ("rl_eval.py", "rl_eval.md", "Learned scheduler: DQN and PPO against every fixed policy (issue 15)"),
 ]
 
 INTRO = """# Benchmarks

@@ -82,3 +82,22 @@ def test_sim_openb_repeats_exact_policies_and_reports_their_median(traces: Path,
     assert rows.count("fcfs+best-fit") == 1  # heuristics are deterministic: run once
     assert {"cpsat-packing #1", "cpsat-packing #2"} <= set(rows)
     assert "Medians over 2 runs of each exact policy" in report and "- cpsat-packing: " in report
+
+
+@pytest.mark.slow
+def test_rl_eval_trains_evaluates_and_reports_on_a_slice(traces: Path, tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "rl.md"
+    args = ["--quick", "--steps", "64", "--ppo-steps", "0", "--out", str(out), "--img", str(tmp_path / "img")]
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rl_eval.py"), "--traces", str(traces), *args],
+        check=True,
+        capture_output=True,
+        cwd=REPO / "benchmarks",
+        timeout=600,
+    )
+    report = out.read_text()
+    assert "## Held-out windows of the Gavel trace" in report and "## openb, a trace family" in report
+    assert "`dqn:dqn.zip`" in report and "`rolling-horizon`" in report and "`random`" in report
+    assert "Best fixed policy in hindsight" in report and "ms per decision" in report
+    assert (tmp_path / "img" / "rl_dqn_curve.png").exists()

@@ -175,12 +175,15 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate policies on windows of a trace: mean [95% interval] (median) per metric."""
-    _rl()
+    rl = _rl()
     from optalloc.rl import evaluate as ev
     from optalloc.sim import SimConfig
 
     if target not in ev.METRICS:
         raise ProblemError("--target", target, f"is not one of {', '.join(ev.METRICS)}")
+    for name in policy:  # a missing or foreign model file is reported before any run starts
+        if rl.is_learned(name):
+            rl.read_meta(name.partition(":")[2])
     scenario = load_scenario(trace, cluster, throughputs=throughputs, compress=compress)
     size = min(window, len(scenario.jobs))
     chosen = _starts(starts, len(scenario.jobs), size, skip, windows)

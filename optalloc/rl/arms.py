@@ -7,8 +7,10 @@ when the agent picks it (for that step only):
   simulator's heuristic policy of that name (:func:`optalloc.sim.policy`): the rule places the waiting
   jobs in that order around the running ones, nobody moves;
 - ``exact``: re-solve the window now with CP-SAT (method ``cpsat``, warm-started by the best heuristic),
-  within ``budget`` seconds, migrations allowed (at most 2 running jobs moved per step), in
-  deterministic mode (a work limit, one worker) so that an episode replays the same for a seed.
+  within ``budget`` seconds, migrations allowed (at most 2 running jobs moved per step), with the
+  rolling-horizon policy's duration tiers (``tiers``: thresholds of estimated remaining time; shorter
+  tiers first), in deterministic mode (a work limit, one worker) so that an episode replays the same
+  for a seed. It is what the ``rolling-horizon`` loop does at a re-solve, at a step the agent chooses.
 
 :data:`ALL` is every ordering x every rule, then ``exact``; :data:`COMPACT` a smaller set (the five
 orderings the simulator compares x best-fit and FGD, then ``exact``) that learns faster.
@@ -48,8 +50,9 @@ class Arm:
     config: ControllerConfig
 
 
-def arm(name: str, *, budget: float = 0.5, seed: int = 0) -> Arm:
-    """The arm called ``name`` (``<order>+<rule>`` or ``exact``; module docstring)."""
+def arm(name: str, *, budget: float = 0.5, seed: int = 0, tiers: Sequence[float] = ()) -> Arm:
+    """The arm called ``name`` (``<order>+<rule>`` or ``exact``; module docstring). ``tiers``: the
+    exact arm's duration tiers (:func:`optalloc.adaptive.tiers.thresholds_for` the estimated durations)."""
     if name == EXACT:
         every_event = DriftConfig(arrivals=1, arrival_gpu_milli=1, freed_gpu_milli=1, min_interval=0.0)
         cfg = ControllerConfig.of(
@@ -60,6 +63,7 @@ def arm(name: str, *, budget: float = 0.5, seed: int = 0) -> Arm:
             deterministic=True,
             max_migrations=2,
             drift=every_event,
+            duration_tiers=tuple(tiers),
         )
         return Arm(name, cfg)
     if not isinstance(name, str) or "+" not in name:
@@ -67,12 +71,17 @@ def arm(name: str, *, budget: float = 0.5, seed: int = 0) -> Arm:
     head = name.partition("+")[0]
     from optalloc import heuristics
 
+    rule = name.partition("+")[2]
     if head not in heuristics.ORDERS:  # keeps exact policies (rolling-horizon+fgd) out of the arms
         raise ProblemError("arms", name, f"has an unknown order {head!r} (known: {', '.join(heuristics.ORDERS)})")
+    if rule not in heuristics.RULES:
+        raise ProblemError("arms", name, f"has an unknown rule {rule!r} (known: {', '.join(heuristics.RULES)})")
     return Arm(name, sim_policy(name, seed=seed).config)
 
 
-def arms(names: Sequence[str] | str | None = None, *, budget: float = 0.5, seed: int = 0) -> tuple[Arm, ...]:
+def arms(
+    names: Sequence[str] | str | None = None, *, budget: float = 0.5, seed: int = 0, tiers: Sequence[float] = ()
+) -> tuple[Arm, ...]:
     """The arms called ``names`` (a list, or a set name: ``all``, ``compact``; default ``all``)."""
     chosen: Sequence[str]
     if names is None:
@@ -87,7 +96,7 @@ def arms(names: Sequence[str] | str | None = None, *, budget: float = 0.5, seed:
         raise ProblemError("arms", list(chosen), "is empty")
     if len(set(chosen)) != len(chosen):
         raise ProblemError("arms", list(chosen), "has duplicates")
-    return tuple(arm(n, budget=budget, seed=seed) for n in chosen)
+    return tuple(arm(n, budget=budget, seed=seed, tiers=tiers) for n in chosen)
 
 
 def base_config(seed: int = 0) -> ControllerConfig:

@@ -45,13 +45,15 @@ import numpy as np
 from gymnasium import spaces
 
 from optalloc.adaptive.controller import Prepared, act, prepare
+from optalloc.adaptive.tiers import thresholds_for
 from optalloc.core import ProblemError
 from optalloc.rl.arms import Arm, base_config
 from optalloc.rl.arms import arms as make_arms
 from optalloc.rl.features import Features, observe
 from optalloc.rl.picker import Picker
 from optalloc.rl.reward import Reward
-from optalloc.sim import Pending, Policy, Replay, Scenario, SimConfig, SimResult
+from optalloc.sim import Pending, Policy, Replay, Scenario, SimConfig, SimResult, simulate
+from optalloc.sim import policy as sim_policy
 
 MODES = ("algorithm", "job")
 #: Seconds between the controller's ticks (observations of usage) unless ``sim`` says otherwise: coarser
@@ -69,8 +71,11 @@ class AllocationEnv(gymnasium.Env):
     ``window``: jobs per episode (None: the whole scenario). ``starts``: the first job (by arrival) of
     the windows an episode may replay (default: 0, window, 2 window, ... -- disjoint windows).
     ``sim``: the simulator's settings (tick, usage, restarts, ``verify``; its seed is drawn per
-    episode; default: ticks every :data:`DEFAULT_TICK` s). ``budget``: seconds of the ``exact`` arm.
-    ``max_steps``: decisions per episode at most.
+    episode; default: ticks every :data:`DEFAULT_TICK` s). ``budget``: seconds of the ``exact`` arm;
+    ``tiers``: its duration tiers (default: the quartiles of the scenario's estimated durations, as the
+    ``rolling-horizon`` policy). ``max_steps``: decisions per episode at most. ``baseline``: a simulator
+    policy whose mean JCT on the episode's window is reported at the episode's end
+    (``info["baseline_jct"]``), for learning curves.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -89,6 +94,8 @@ class AllocationEnv(gymnasium.Env):
         sim: SimConfig | None = None,
         budget: float = 0.5,
         max_steps: int | None = None,
+        tiers: Sequence[float] | None = None,
+        baseline: str | None = None,
     ) -> None:
         from optalloc import heuristics
 
@@ -128,7 +135,14 @@ class AllocationEnv(gymnasium.Env):
         if mode == "job" and features.candidates < 1:
             raise ProblemError("features.candidates", features.candidates, "is 0: the job-choice mode needs >= 1")
         self.features = features
-        self.arms: tuple[Arm, ...] = make_arms(arms, budget=budget) if mode == "algorithm" else ()
+        if tiers is None:
+            tiers = thresholds_for([j.duration for j in scenario.jobs if j.duration is not None])
+        self.tiers = tuple(float(t) for t in tiers)
+        self.arms: tuple[Arm, ...] = make_arms(arms, budget=budget, tiers=self.tiers) if mode == "algorithm" else ()
+        self.baseline = baseline
+        self._baseline_jct: dict[int, float] = {}
+        if baseline is not None:
+            sim_policy(baseline)  # a bad name fails now, not at the end of the first episode
         self.arm_names = tuple(a.name for a in self.arms)
         self.base = base_config()
         n_actions = len(self.arms) if mode == "algorithm" else features.candidates
@@ -209,6 +223,8 @@ class AllocationEnv(gymnasium.Env):
         info.update(self._info())
         if self._done or truncated:
             info["jct"], info["wait"] = self._episode_means()
+            if self.baseline is not None:
+                info["baseline_jct"] = self.baseline_jct(self.start)
         return self._observation(), float(reward), self._done, truncated, info
 
     def action_masks(self) -> np.ndarray:
@@ -224,6 +240,24 @@ class AllocationEnv(gymnasium.Env):
         found = self._windows.get(start)
         if found is None:
             found = self._windows[start] = self.scenario.select(start, self.window)
+        return found
+
+    def baseline_jct(self, start: int) -> float:
+        """The mean JCT (s) of the ``baseline`` policy on the window at ``start`` (usage seed 0; cached):
+        the learning curve compares each episode with it, since windows differ far more than policies."""
+        if self.baseline is None:
+            return math.nan
+        found = self._baseline_jct.get(start)
+        if found is None:
+            episode = self.episode_scenario(start)
+            durations = [j.duration for j in episode.jobs if j.duration is not None]
+            result = simulate(
+                episode, sim_policy(self.baseline, durations=durations), replace(self.sim, seed=0, verify=False)
+            )
+            jobs = result.jobs
+            finished = np.isfinite(jobs.finish)
+            found = float((jobs.finish[finished] - jobs.arrival[finished]).mean()) if finished.any() else math.nan
+            self._baseline_jct[start] = found
         return found
 
     def result(self) -> SimResult:

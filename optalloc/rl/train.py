@@ -64,13 +64,15 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 @dataclass(frozen=True)
 class Episode:
     """One training episode: when it ended (``timesteps``), its ``reward`` (return), ``length``
-    (decisions), and the mean JCT and queueing delay of its jobs (seconds; NaN when none finished)."""
+    (decisions), the mean JCT and queueing delay of its jobs (seconds; NaN when none finished), and the
+    mean JCT of the environment's ``baseline`` policy on the same window (NaN without one)."""
 
     timesteps: int
     reward: float
     length: int
     jct: float
     wait: float
+    baseline_jct: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def train(
                             int(ep["l"]),
                             float(info.get("jct", math.nan)),
                             float(info.get("wait", math.nan)),
+                            float(info.get("baseline_jct", math.nan)),
                         )
                     )
             now = time.perf_counter()
@@ -187,6 +190,7 @@ def env_settings(env: AllocationEnv) -> dict[str, Any]:
         "features": env.features.to_dict(),
         "reward": env.reward_weights.to_dict(),
         "budget": env.budget,
+        "tiers": list(env.tiers),
         "window": env.window,
         "tick": env.sim.tick,
     }
@@ -235,24 +239,29 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def write_curve(trained: Trained, path: str | Path, *, title: str = "") -> list[Path]:
-    """The learning curve: ``<path>.png`` (episode return and mean JCT against steps, with a moving
-    average) and ``<path>.csv`` (one row per episode). Returns the files written."""
+    """The learning curve: ``<path>.png`` (episode return, and the episode's mean JCT over the
+    baseline's on the same window -- or the mean JCT itself without a baseline --, against steps, with
+    a moving average) and ``<path>.csv`` (one row per episode). Returns the files written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     base = Path(path)
     png, csv = base.with_suffix(".png"), base.with_suffix(".csv")
-    rows = ["timesteps,reward,length,jct_s,wait_s"]
-    rows += [f"{e.timesteps},{e.reward:.6g},{e.length},{e.jct:.6g},{e.wait:.6g}" for e in trained.curve]
+    rows = ["timesteps,reward,length,jct_s,wait_s,baseline_jct_s"]
+    rows += [
+        f"{e.timesteps},{e.reward:.6g},{e.length},{e.jct:.6g},{e.wait:.6g},{e.baseline_jct:.6g}" for e in trained.curve
+    ]
     csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
     fig = Figure(figsize=(8, 5.5))
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True)
     x = np.array([e.timesteps for e in trained.curve], dtype=np.float64)
-    for ax, values, label in (
-        (top, [e.reward for e in trained.curve], "episode return"),
-        (bottom, [e.jct / 3600 for e in trained.curve], "mean JCT of the episode (h)"),
-    ):
+    baseline = trained.env.baseline
+    if baseline is not None:
+        lower = ([e.jct / e.baseline_jct for e in trained.curve], f"mean JCT / {baseline}'s")
+    else:
+        lower = ([e.jct / 3600 for e in trained.curve], "mean JCT of the episode (h)")
+    for ax, values, label in ((top, [e.reward for e in trained.curve], "episode return"), (bottom, *lower)):
         y = np.array(values, dtype=np.float64)
         ax.plot(x, y, ".", alpha=0.35, label="episode")
         if len(y) >= 2:
@@ -264,6 +273,8 @@ def write_curve(trained: Trained, path: str | Path, *, title: str = "") -> list[
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
+    if baseline is not None:
+        bottom.axhline(1.0, color="grey", lw=0.8)
     bottom.set_xlabel("training steps (decisions)")
     top.set_title(title or f"{trained.algo.upper()} learning curve ({trained.steps} steps, seed {trained.seed})")
     fig.tight_layout()
