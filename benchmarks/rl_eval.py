@@ -2,7 +2,7 @@
 windows of it and on the openb trace (a family it never saw), against every fixed policy it chooses
 from, the random policy, the best fixed one in hindsight and the rolling-horizon controller.
 
-Run: ``python benchmarks/rl_eval.py [--traces DIR] [--steps 12000] [--ppo-steps 6000] [--seed 0]
+Run: ``python benchmarks/rl_eval.py [--traces DIR] [--steps 20000] [--ppo-steps 10000] [--seed 0]
 [--budget 0.2] [--tick 3600] [--out benchmarks/results/rl_eval.md] [--img docs/img] [--models DIR]
 [--quick]``. ``--quick`` is a smoke run (two windows each, two fixed policies).
 
@@ -12,8 +12,12 @@ a loaded cluster, where the order of the queue matters), estimates = the V100 ru
 controller step with something to decide, one of the ``compact`` arms (five queue orderings x best-fit
 and FGD, or an exact CP-SAT re-solve with the rolling-horizon loop's duration tiers); reward: minus the
 job-seconds in the system (the mean JCT). Held out: six windows of 100 jobs from job 800 on (the last
-27 days of the trace), and five windows of 200 pods of openb, every 1,500 pods from pod 750 (``openb_pod_list_default``, 12 nodes,
-inter-arrivals / 8). Every run starts empty and lasts until its last job finishes.
+27 days of the trace), and five windows of 200 pods of openb, every 1,500 pods from pod 750 (``openb_pod_list_default``, 4 nodes,
+inter-arrivals / 32: loaded enough that pods queue). Every run starts empty and lasts until its last job finishes.
+
+Three agents: DQN over the compact arms, DQN over the compact heuristic arms alone (no exact re-solve:
+fully deterministic), PPO over the compact arms. Each policy runs on every held-out window with three
+usage seeds; a window's figure is the mean over its seeds.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ GAVEL_COUNTS = {"v100": 8, "p100": 8, "k80": 8}
 TRAIN_STARTS = list(range(0, 701, 20))
 GAVEL_HELD_OUT = [800, 856, 912, 968, 1024, 1080]
 OPENB_HELD_OUT = [750, 2250, 3750, 5250, 6750]  # every 1,500 pods
+OPENB_NODES, OPENB_COMPRESS = 4, 32.0  # a window of 200 pods must queue for the order to matter
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", default=default_traces())
-    parser.add_argument("--steps", type=int, default=12_000, help="DQN training steps (decisions)")
-    parser.add_argument("--ppo-steps", type=int, default=6_000, help="PPO training steps (0: no PPO)")
+    parser.add_argument("--steps", type=int, default=20_000, help="DQN training steps (decisions)")
+    parser.add_argument("--ppo-steps", type=int, default=10_000, help="PPO training steps (0: no PPO)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=0.2, help="seconds of the exact arm and the exact policies")
     parser.add_argument("--tick", type=float, default=3600.0)
@@ -58,11 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     gavel = gavel_scenario(
         gavel_dir / "msr" / "seed=0" / "0e4a51.trace", gavel_dir / "simulation_throughputs.json", GAVEL_COUNTS
     )
-    openb = openb_scenario(pods, nodes=12, compress=8.0)
+    openb = openb_scenario(pods, nodes=OPENB_NODES, compress=OPENB_COMPRESS)
     train_starts, gavel_held, openb_held, window, openb_window = TRAIN_STARTS, GAVEL_HELD_OUT, OPENB_HELD_OUT, 100, 200
     if args.quick:
         train_starts, gavel_held, openb_held, window, openb_window = [0, 20], [800, 1080], [1000, 4000], 30, 40
     config = SimConfig(tick=args.tick)
+    seeds = [args.seed] if args.quick else [args.seed, args.seed + 1, args.seed + 2]
     models = Path(args.models) if args.models else Path(args.out).with_suffix("")
     models.mkdir(parents=True, exist_ok=True)
     img = Path(args.img)
@@ -72,24 +78,32 @@ def main(argv: list[str] | None = None) -> int:
     # Training ------------------------------------------------------------------------------------
     trained: dict[str, rl.Trained] = {}
     names: list[str] = []
-    env = rl.AllocationEnv(  # one environment for both agents: the baseline's JCT per window is computed once
-        gavel,
-        arms="compact",
-        window=window,
-        starts=train_starts,
-        sim=config,
-        budget=args.budget,
-        baseline=None if args.quick else "sjf+best-fit",
-    )
-    for algo, steps in (("dqn", args.steps), ("ppo", args.ppo_steps)):
+    baselines: dict[int, float] = {}
+    heuristic_arms = [a for a in rl.COMPACT if a != rl.EXACT]
+    for label, algo, arms, steps in (
+        ("dqn", "dqn", "compact", args.steps),
+        ("dqn-heuristics", "dqn", heuristic_arms, args.steps),
+        ("ppo", "ppo", "compact", args.ppo_steps),
+    ):
         if steps <= 0:
             continue
-        print(f"training {algo} for {steps} steps", file=sys.stderr)
+        env = rl.AllocationEnv(  # the same windows and baseline for every agent
+            gavel,
+            arms=arms,
+            window=window,
+            starts=train_starts,
+            sim=config,
+            budget=args.budget,
+            baseline=None if args.quick else "sjf+best-fit",
+        )
+        env.baseline_jcts = baselines  # computed once for all agents (same windows and settings)
+        print(f"training {label} for {steps} steps", file=sys.stderr)
         about = {"trace": "gavel msr 0e4a51", "cluster": GAVEL_COUNTS, "window": window, "starts": train_starts}
-        result = rl.train(env, algo=algo, steps=steps, seed=args.seed, trained_on=about, progress=_progress(algo))
-        path = rl.save(result, models / f"{algo}.zip")
-        rl.write_curve(result, img / f"{prefix}_{algo}_curve", title=f"{algo.upper()} on Gavel windows ({steps} steps)")
-        trained[algo] = result
+        result = rl.train(env, algo=algo, steps=steps, seed=args.seed, trained_on=about, progress=_progress(label))
+        path = rl.save(result, models / f"{label}.zip")
+        title = f"{label.upper()} on Gavel windows ({steps} steps, {env.action_space.n} arms)"
+        rl.write_curve(result, img / f"{prefix}_{label.replace('-', '_')}_curve", title=title)
+        trained[label] = result
         names.append(f"{algo}:{path}")
 
     # Evaluation ----------------------------------------------------------------------------------
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             compared,
             starts=starts,
             window=size,
-            seeds=[args.seed],
+            seeds=seeds,
             config=config,
             budget=args.budget,
             progress=report,
@@ -129,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         "| model | steps | episodes | training time | file |",
         "|---|---:|---:|---:|---|",
     ]
-    for (algo, result), name in zip(trained.items(), names, strict=True):
+    for (label, result), name in zip(trained.items(), names, strict=True):
+        arms = len(result.env.arm_names)
         lines.append(
-            f"| {algo.upper()} | {result.steps:,} | {len(result.curve)} | {result.seconds / 60:.1f} min | `{short[name]}` |"
+            f"| {label} ({arms} arms) | {result.steps:,} | {len(result.curve)} | {result.seconds / 60:.1f} min | "
+            f"`{short[name]}` |"
         )
     for label, title, starts, size in (
         ("gavel", "Held-out windows of the Gavel trace (the same family, later jobs)", gavel_held, window),
@@ -142,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"## {title}",
             "",
-            f"Windows of {size} jobs starting at {starts}, usage seed {args.seed}; every run until its last job "
+            f"Windows of {size} jobs starting at {starts}, usage seeds {seeds}; every run until its last job "
             f"finishes ({seconds[label] / 60:.1f} min for all runs). Each cell: mean [95% interval] (median) over "
-            f"the {len(starts)} windows; sorted by mean JCT, the metric the reward targets.",
+            f"the {len(starts)} windows, each window's value the mean over its seeds; sorted by mean JCT, the "
+            "metric the reward targets.",
             "",
             ev.table(
                 outcomes,
@@ -166,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     lines += [
         "",
-        "Learning curves: " + ", ".join(f"`docs/img/{prefix}_{a}_curve.png`" for a in trained) + ".",
+        "Learning curves: " + ", ".join(f"`docs/img/{prefix}_{a.replace('-', '_')}_curve.png`" for a in trained) + ".",
         "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

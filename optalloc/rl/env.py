@@ -28,8 +28,10 @@ window that runs to its end without a choice to make (nothing ever waits) is an 
 whose action is ignored (``info["no_choice"]``).
 
 Deterministic for a seed: ``reset(seed=s)`` draws the window start and the usage seed from
-``self.np_random``; the heuristic arms are deterministic and the ``exact`` arm runs CP-SAT in
-deterministic mode.
+``self.np_random``, and the heuristic arms are deterministic. The ``exact`` arm runs CP-SAT in
+deterministic mode (a work limit, one worker), which repeats only while the work limit ends the search
+before the wall clock does: on a loaded machine a re-solve cut by the clock can differ, and the episode
+diverge from there (docs/rl.md, "Results").
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class AllocationEnv(gymnasium.Env):
     ``tiers``: its duration tiers (default: the quartiles of the scenario's estimated durations, as the
     ``rolling-horizon`` policy). ``max_steps``: decisions per episode at most. ``baseline``: a simulator
     policy whose mean JCT on the episode's window is reported at the episode's end
-    (``info["baseline_jct"]``), for learning curves.
+    (``info["baseline_jct"]``), for learning curves; ``baseline_jcts`` caches it per window start (a
+    dictionary environments over the same scenario and settings may share).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -140,7 +143,7 @@ class AllocationEnv(gymnasium.Env):
         self.tiers = tuple(float(t) for t in tiers)
         self.arms: tuple[Arm, ...] = make_arms(arms, budget=budget, tiers=self.tiers) if mode == "algorithm" else ()
         self.baseline = baseline
-        self._baseline_jct: dict[int, float] = {}
+        self.baseline_jcts: dict[int, float] = {}
         if baseline is not None:
             sim_policy(baseline)  # a bad name fails now, not at the end of the first episode
         self.arm_names = tuple(a.name for a in self.arms)
@@ -247,7 +250,7 @@ class AllocationEnv(gymnasium.Env):
         the learning curve compares each episode with it, since windows differ far more than policies."""
         if self.baseline is None:
             return math.nan
-        found = self._baseline_jct.get(start)
+        found = self.baseline_jcts.get(start)
         if found is None:
             episode = self.episode_scenario(start)
             durations = [j.duration for j in episode.jobs if j.duration is not None]
@@ -257,7 +260,7 @@ class AllocationEnv(gymnasium.Env):
             jobs = result.jobs
             finished = np.isfinite(jobs.finish)
             found = float((jobs.finish[finished] - jobs.arrival[finished]).mean()) if finished.any() else math.nan
-            self._baseline_jct[start] = found
+            self.baseline_jcts[start] = found
         return found
 
     def result(self) -> SimResult:

@@ -5,7 +5,8 @@ from each of ``starts``, the usage drawn from ``seed`` -- with the same simulato
 one :class:`Outcome` per run. Names are the simulator's (``fcfs+best-fit``, ``rolling-horizon``, ...),
 trained models (``dqn:model.zip``, ``ppo:model.zip``), and ``random`` / ``random:<arms>`` (a uniformly
 random arm at every decision; default the ``compact`` arms). :func:`summarise` gives per policy and
-metric the mean, its 95% confidence interval (Student's t over the runs) and the median;
+metric the mean, its 95% confidence interval (Student's t over the windows, each window averaged over
+its seeds) and the median;
 :func:`table` the markdown table, best first on the metric the reward targets.
 
 Every run starts from an empty cluster and lasts until every job of its window has finished, so the
@@ -141,14 +142,17 @@ def _policy(
 
 
 def summarise(outcomes: Sequence[Outcome], metric: str) -> dict[str, Summary]:
-    """Per policy (in the order they first appear): the mean of ``metric``, its 95% interval, the median."""
+    """Per policy (in the order they first appear): the mean of ``metric``, its 95% interval and the
+    median over the windows, each window's value being its mean over the seeds (the windows are the
+    independent samples; seeds only vary the usage draws)."""
     from scipy import stats
 
     if metric not in METRICS:
         raise ProblemError("metric", metric, f"is not one of {', '.join(METRICS)}")
-    by: dict[str, list[float]] = {}
+    runs: dict[str, dict[int, list[float]]] = {}
     for o in outcomes:
-        by.setdefault(o.policy, []).append(getattr(o, metric))
+        runs.setdefault(o.policy, {}).setdefault(o.start, []).append(getattr(o, metric))
+    by = {name: [float(np.mean(v)) for v in windows.values()] for name, windows in runs.items()}
     out: dict[str, Summary] = {}
     for name, values in by.items():
         x = np.asarray(values, dtype=np.float64)
