@@ -72,9 +72,10 @@ def run_heuristic(
         future=future,
         deadline=budget.deadline if budget.limited else None,
     )
-    if rule in PACE_RULES and future is None:
+    if rule in PACE_RULES and future is None and not options.deterministic:
         # The simple rules' speed is known (jobs per second, unloaded): how long this run took says how
         # loaded the machine is now, and every later forecast of uninterruptible work stretches with it.
+        # (Not in deterministic mode: a decision that follows the machine's load would not repeat.)
         decided = answer.stats.get("jobs", 0) - answer.stats.get("undecided", 0)
         budget.observe_pace(decided / options.portfolio.pace_jobs_per_second, budget.clock() - started)
     budget.improve(rule, objective=answer.objective)

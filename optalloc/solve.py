@@ -138,9 +138,6 @@ def solve(
     opts = options if options is not None else SolveOptions()
     if option_values:
         opts = SolveOptions.from_dict({**opts.to_dict(), **option_values})
-    # The clock starts here: checking the input and a first call's imports count against the time limit
-    # (a scheduler pays the imports once, before its first cycle, with optalloc.solve.preload).
-    budget = Budget(opts.time_limit, stop=stop, on_progress=on_progress)
     # What runs now is the caller's input: one that cannot run, or (when the answer is verified) one that
     # no longer fits where it runs, is a ProblemError naming the placement, not an engine failure. (No
     # engine is trusted to move such a job: each may answer with a heuristic's placement, which keeps it.)
@@ -150,6 +147,10 @@ def solve(
         check_running(problem, problem.current, "problem.current", fits=opts.verify)
     engine = get_method(method)
     preload(engine.name)
+    # The clock starts once the input is checked and the engines are imported: the engines' decisions then
+    # do not follow how long the checks took (deterministic mode repeats); a first call pays the imports
+    # (about 1.5 s) on top of its time limit, which optalloc.preload() at start-up avoids.
+    budget = Budget(opts.time_limit, stop=stop, on_progress=on_progress)
     if previous is not None:
         problem = with_previous(problem, previous)
     from optalloc.anytime import verify_reserve
@@ -187,9 +188,10 @@ def solve(
 def preload(method: str = "auto") -> None:
     """Import the modules ``method`` runs on (OR-Tools, SciPy, HiGHS...: about 1.5 s the first time).
 
-    ``solve`` counts the imports of its first call against ``time_limit``; a scheduler that calls it
-    every cycle with a budget of a second calls this once at start-up, so that the first cycle has its
-    whole budget for the solve. Importing ``optalloc`` itself imports none of them.
+    ``solve`` imports them on its first call, before its clock starts: that call takes the imports'
+    time on top of ``time_limit``. A scheduler that calls it every cycle with a budget of a second calls
+    this once at start-up, so that its first cycle keeps the budget too. Importing ``optalloc`` itself
+    imports none of them.
     """
     for module in get_method(method).preload:
         __import__(module)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced, verify
+from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, SolverError, Status, Unplaced, verify
 from optalloc.adaptive import (
     ActionKind,
     ControllerConfig,
@@ -25,6 +25,7 @@ from optalloc.adaptive import (
     events_between,
     step,
 )
+from optalloc.adaptive.controller import act, prepare
 from optalloc.core.options import SolveOptions
 from optalloc.solve import Method
 
@@ -380,3 +381,70 @@ def test_admissions_use_the_exact_method_only_when_admit_exact_is_on(engines) ->
 def test_bad_controller_knobs_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ProblemError, match=field):
         ControllerConfig.of(**{field: value})
+
+
+# A selector: the step asks it how to act, at the steps that have something to decide ------------
+
+
+class Recorder:
+    """A selector that records when it is asked and answers with a fixed choice."""
+
+    def __init__(self, answer: object = None) -> None:
+        self.answer = answer
+        self.asked: list[tuple[float, tuple[str, ...]]] = []
+
+    def choose(self, state: ControllerState, now: float) -> object:
+        self.asked.append((now, state.queue))
+        return self.answer
+
+
+def test_step_is_prepare_then_act() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1, arrival=5), Job("c", gpus=1)))
+    st0 = ControllerState.initial(problem, config())
+    st1, plan1 = step(st0, 10.0)
+    st2, plan2 = act(prepare(st0, 10.0))
+    assert plan1.actions == plan2.actions and st1.queue == st2.queue and st1.steps == st2.steps == 1
+
+
+def test_a_selector_is_asked_only_when_the_step_has_something_to_decide() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1),))
+    chooser = Recorder()
+    st, _ = step(ControllerState.initial(problem, config(selector=chooser)), 0.0)
+    assert [q for _, q in chooser.asked] == [("a",)]  # the first step: a waits
+    st, _ = step(st, 1.0)  # nothing waits, nothing changed
+    st, _ = step(st, 2.0, events=[Event.arrival(Job("b", gpus=1, arrival=2.0))])  # b cannot fit yet
+    assert len(chooser.asked) == 1
+    st, plan = step(st, 3.0, events=[Event.completion("a")])  # room for b
+    assert chooser.asked[-1] == (3.0, ("b",))
+    assert [a.job for a in plan.starts] == ["b"]
+
+
+def test_a_chosen_configuration_acts_for_one_step_and_the_state_keeps_its_own() -> None:
+    nodes = gpu_nodes("n0", "n1")
+    jobs = (Job("long", gpus=1, duration=100.0), Job("short", gpus=1, arrival=1.0, duration=1.0))
+    problem = Problem(nodes[:1], jobs)
+    sjf = config(order="sjf")
+    chooser = Recorder(sjf)
+    own = config(selector=chooser)
+    st, plan = step(ControllerState.initial(problem, own), 2.0)
+    assert [a.job for a in plan.starts] == ["short"]  # SJF chose; FCFS would start "long"
+    assert st.config is own
+
+
+def test_a_proposed_allocation_is_verified_and_committed() -> None:
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1)))
+    proposal = Allocation(
+        (Placement("b", 0, "n1", (0,), 1000),), (Unplaced("a", "not chosen by the test"),), method="picker"
+    )
+    st, plan = step(ControllerState.initial(problem, config(selector=Recorder(proposal))), 0.0)
+    assert [a.job for a in plan.starts] == ["b"] and plan.method == "picker"
+    assert st.queue == ("a",)
+    valid(st)
+    bad = Allocation((Placement("a", 0, "n0", (0,), 1000), Placement("b", 0, "n0", (0,), 1000)), method="picker")
+    with pytest.raises(SolverError, match="invalid allocation from picker"):
+        step(ControllerState.initial(problem, config(selector=Recorder(bad))), 0.0)
+
+
+def test_a_selector_without_choose_is_refused() -> None:
+    with pytest.raises(ProblemError, match="selector"):
+        config(selector=object())

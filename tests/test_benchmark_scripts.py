@@ -111,3 +111,22 @@ def test_anytime_benchmark_tables_every_method_and_budget_and_folds_runs_made_in
     rows = [line for line in folded.read_text().splitlines() if line.startswith("| 0.2 |") or line.startswith("| 1 |")]
     assert {r.split(" | ")[1] for r in rows} >= {"best-fit", "first-fit"}
     assert "Budgets kept in" in folded.read_text()
+
+
+@pytest.mark.slow
+def test_rl_eval_trains_evaluates_and_reports_on_a_slice(traces: Path, tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "rl.md"
+    args = ["--quick", "--steps", "64", "--ppo-steps", "0", "--out", str(out), "--img", str(tmp_path / "img")]
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "rl_eval.py"), "--traces", str(traces), *args],
+        check=True,
+        capture_output=True,
+        cwd=REPO / "benchmarks",
+        timeout=600,
+    )
+    report = out.read_text()
+    assert "## Held-out windows of the Gavel trace" in report and "## openb, a trace family" in report
+    assert "`dqn:dqn.zip`" in report and "`rolling-horizon`" in report and "`random`" in report
+    assert "Best fixed policy in hindsight" in report and "ms per decision" in report
+    assert (tmp_path / "img" / "rl_dqn_curve.png").exists()

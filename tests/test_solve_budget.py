@@ -145,7 +145,7 @@ def test_cpsat_builds_no_model_without_the_time_to_build_it():
 
 
 def test_preload_imports_the_engines_a_method_runs_on_and_importing_optalloc_does_not():
-    """solve() counts a first call's imports against its time limit; preload() pays them up front."""
+    """A first solve() imports its engines before its clock starts; preload() pays that at start-up."""
     import subprocess
     import sys
 
@@ -159,9 +159,9 @@ def test_preload_imports_the_engines_a_method_runs_on_and_importing_optalloc_doe
     assert done.returncode == 0, done.stderr
 
 
-def test_a_first_call_with_a_budget_smaller_than_its_imports_still_answers_every_job():
-    """In a fresh interpreter the imports alone may use the whole budget: every job is then placed by
-    what fitted or listed with a reason, and the answer is verified."""
+def test_a_first_call_with_a_budget_far_below_its_imports_still_answers_every_job():
+    """In a fresh interpreter, with a budget of 50 ms: every job is placed by what fitted or listed with a
+    reason, and the answer is verified."""
     import subprocess
     import sys
 

@@ -10,7 +10,7 @@ Modules: :mod:`~optalloc.adaptive.controller` (config, state, step, resolve, com
 :mod:`~optalloc.adaptive.tiers`, :mod:`~optalloc.adaptive.exporter` (the controller's Prometheus metrics).
 """
 
-from optalloc.adaptive.controller import ControllerConfig, ControllerState, events_between, step
+from optalloc.adaptive.controller import ControllerConfig, ControllerState, Prepared, Selector, events_between, step
 from optalloc.adaptive.drift import DriftConfig, DriftState, Trigger
 from optalloc.adaptive.monitor import (
     JobUsage,
@@ -51,11 +51,13 @@ __all__ = [
     "NodeUsage",
     "Observation",
     "Plan",
+    "Prepared",
     "PrometheusSource",
     "Queries",
     "Query",
     "ReplaySource",
     "RightSizing",
+    "Selector",
     "StaticSource",
     "Trigger",
     "events_between",

@@ -431,6 +431,9 @@ def _register_optional() -> None:
         logging.getLogger(__name__).debug("simulate unavailable: %s", exc)
     else:
         app.command(help=simulate.__doc__, short_help="Replay a trace under several policies.")(simulate)
+        from optalloc.cli.rl import rl_app  # optalloc.rl itself is imported inside its commands
+
+        app.add_typer(rl_app, name="rl", short_help="Train and evaluate a learned scheduler (DQN, PPO).")
     try:
         from optalloc.cli.watch import watch
     except ImportError as exc:  # the adaptive extras are optional

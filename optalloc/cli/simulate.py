@@ -76,7 +76,8 @@ def simulate(
             + "\n".join(EXACT)
             + "\n<exact policy>+<rule>\n"
             + "\n".join(TIMESHARE)
-            + f"\na group: {', '.join(GROUPS)}",
+            + f"\na group: {', '.join(GROUPS)}"
+            + "\ndqn:MODEL.zip, ppo:MODEL.zip (trained with optalloc rl train)",
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
@@ -175,7 +176,7 @@ def simulate(
         verify=verify,
         engine=engine,
     )
-    chosen = policies(
+    chosen = resolve_policies(
         policy or list(DEFAULT_POLICIES),
         budget=budget,
         seed=seed,
@@ -326,6 +327,29 @@ def _sidecars(trace: Path) -> tuple[Path, ...]:
     return (trace.parent / "openb_node_list_all_node.csv", trace.parent / "simulation_throughputs.json")
 
 
+def resolve_policies(names: list[str], *, budget: float, seed: int, durations: list[float], **options: object) -> list:
+    """The policies called ``names``, in order: simulator policies (groups expanded; ``options`` such as
+    the time-share ``round_length`` and ``parts`` go to them) and trained ones (``dqn:MODEL.zip``,
+    ``ppo:MODEL.zip``, built by :func:`optalloc.rl.policy`)."""
+    out: dict[str, object] = {}
+    for name in names:
+        if name.partition(":")[0] in ("dqn", "ppo") and ":" in name:
+            if name not in out:
+                out[name] = _learned(name, seed=seed)  # the exact arm keeps the budget it was trained with
+            continue
+        for p in policies([name], budget=budget, seed=seed, durations=durations, **options):
+            out.setdefault(p.name, p)
+    return list(out.values())
+
+
+def _learned(name: str, *, seed: int) -> object:
+    try:
+        from optalloc import rl
+    except ImportError as exc:  # the rl extra is optional
+        raise ProblemError("--policy", name, f"needs the rl extra (pip install 'optalloc[rl]'): {exc}") from None
+    return rl.policy(name, seed=seed)
+
+
 def load_scenario(
     trace: Path,
     cluster: list[str] | None,
@@ -427,4 +451,4 @@ def _h(seconds: float) -> str:
     return "-" if seconds != seconds else f"{seconds / 3600:.2f}"
 
 
-__all__ = ["load_scenario", "simulate"]
+__all__ = ["load_scenario", "resolve_policies", "simulate"]

@@ -97,7 +97,11 @@ def solve_program(
     program's objective is not the problem's, e.g. with the fragmentation guide).
     """
     start = time.perf_counter()
-    if budget.limited and budget.left() - reserve <= 0.005 + BUILD_PER_VAR * prog.num_vars * budget.pace:
+    if (
+        budget.limited
+        and not options.deterministic  # a skip that follows the clock would not repeat
+        and budget.left() - reserve <= 0.005 + BUILD_PER_VAR * prog.num_vars * budget.pace
+    ):
         # Building the model cannot be interrupted: with no time to build it and search, do neither.
         stats = {"engine": "cpsat", "message": "no time to build the model"}
         return _or_hint(

@@ -107,7 +107,7 @@ def solve_exact(
         )
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
-    search = _Search(problem, method, budget, reserve, repair)
+    search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic)
     try:
         budget.check(reserve)
         quick = capacity_bound(comp, budget)
@@ -226,7 +226,17 @@ def _lp_methods(form: Formulation) -> list[tuple[str | None, bool]]:
 class _Search:
     """The answers decoded so far and the warm starts they came from; keeps the best."""
 
-    def __init__(self, problem: Problem, method: str, budget: Budget, reserve: float, repair: Repair | None) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        method: str,
+        budget: Budget,
+        reserve: float,
+        repair: Repair | None,
+        *,
+        forecast: bool = True,
+    ) -> None:
+        self.forecast = forecast  # skip a decode the clock says cannot finish (not in deterministic mode)
         self.problem = problem
         self.method = method
         self.budget = budget
@@ -250,7 +260,7 @@ class _Search:
         # Decoding stops at the deadline with nothing to show: do not start one that cannot finish (as long
         # as the last one took, or before the first, the unloaded estimate stretched by the pace).
         forecast = self.decode_time or DECODE_PER_JOB * len(self.problem.jobs) * self.budget.pace
-        if self.budget.expired(self.reserve + forecast):
+        if self.forecast and self.budget.expired(self.reserve + forecast):
             self.skipped.append(source)
             return
         t0 = time.perf_counter()

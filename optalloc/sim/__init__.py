@@ -17,7 +17,7 @@ sim.write_report("sim-out", scenario, results, sim.SimConfig(tick=300))
 Modules: :mod:`~optalloc.sim.workloads` (scenarios), :mod:`~optalloc.sim.policies` (the registry of
 policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.sim.config` and
 :mod:`~optalloc.sim.result` (what a run is asked and gives back), :mod:`~optalloc.sim.replay` (the event
-loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
+loop, :class:`Replay`, which a driver may also step itself, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
 :mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
 :mod:`~optalloc.sim.timeshare` (the time-share policies' rounds, driven through the time-share loop),
 :mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files and tables) and
@@ -28,7 +28,7 @@ from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.sim.plots import PLOTS, write_plots
 from optalloc.sim.policies import EXACT, GROUPS, TIMESHARE, Policy, TimeshareSpec, horizon_for, policies, policy
-from optalloc.sim.replay import compare, simulate
+from optalloc.sim.replay import Pending, Replay, compare, simulate
 from optalloc.sim.report import table as report_table
 from optalloc.sim.report import write as write_report
 from optalloc.sim.result import Progress, SimResult
@@ -45,8 +45,10 @@ __all__ = [
     "FailureModel",
     "JobTable",
     "Metrics",
+    "Pending",
     "Policy",
     "Progress",
+    "Replay",
     "Scenario",
     "SimConfig",
     "SimResult",

@@ -112,6 +112,8 @@ def policy(
         raise ProblemError("policy", name, "is not a policy name")
     if name in TIMESHARE:
         return _timeshare(name, budget=budget, seed=seed, round_length=round_length, parts=parts)
+    if name.partition(":")[0] in ("dqn", "ppo") and ":" in name:  # sim never imports rl: the caller builds it
+        raise ProblemError("policy", name, "is a learned policy: build it with optalloc.rl.policy(name) (the rl extra)")
     head, plus, rule = name.partition("+")
     if plus and head not in EXACT:
         order = head

@@ -49,11 +49,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from optalloc.adaptive import ActionKind, ControllerState, Event, Observation, Plan, step
-from optalloc.core import Placement, Problem, ProblemError, SolverError
+from optalloc.core import MILLI, Placement, Problem, ProblemError, SolverError
 from optalloc.sim import checks
 from optalloc.sim.books import REJECTED, RUNNING, WAITING, Books
 from optalloc.sim.config import SimConfig
@@ -93,7 +94,7 @@ def simulate(
     if policy.kind == "exact":  # imports before the first step, not within its budget (it would cut it)
         preload(policy.config.method)
     started = time.perf_counter()
-    run = _Run(scenario, policy, cfg, progress)
+    run = Replay(scenario, policy, cfg, progress)
     run.loop()
     wall = time.perf_counter() - started
     return run.result(wall)
@@ -110,13 +111,36 @@ def compare(
     return [simulate(scenario, p, config, progress=progress) for p in policies]
 
 
-class _Run:
+@dataclass(frozen=True)
+class Pending:
+    """A step the decision maker is to take: at ``time``, with ``observation`` (at ticks, controller
+    engine) and ``events``; ``tick``: the step is a tick."""
+
+    time: float
+    observation: Observation | None
+    events: tuple[Event, ...]
+    tick: bool
+
+
+class Replay:
     """One simulation: the loop over the event heap, handing each timestamp's events to the decision
-    maker (the controller step, or the direct engine) and carrying out its plan on the books."""
+    maker (the controller step, or the direct engine) and carrying out its plan on the books.
+
+    :func:`simulate` runs it to the end (:meth:`loop`). A driver that takes the decisions itself (the
+    environment of :mod:`optalloc.rl`) calls :meth:`advance` for the next step's inputs, steps the
+    controller (``state``) as it likes, hands the plan to :meth:`apply`, and reads the books
+    (``books``), the clock (``now``) and ``area``: the integrals so far of the number of jobs waiting,
+    of jobs running and of GPUs allocated over time (job-seconds, GPU-seconds).
+    """
 
     def __init__(
-        self, scenario: Scenario, policy: Policy, cfg: SimConfig, progress: Callable[[Progress], None] | None
+        self,
+        scenario: Scenario,
+        policy: Policy,
+        cfg: SimConfig | None = None,
+        progress: Callable[[Progress], None] | None = None,
     ) -> None:
+        cfg = cfg or SimConfig()
         self.scenario, self.policy, self.cfg, self.progress = scenario, policy, cfg, progress
         sc = scenario
         m, n = len(sc.jobs), len(sc.nodes)
@@ -166,6 +190,7 @@ class _Run:
         self.controller_time = 0.0
         self.plans: list[Plan] = []
         self.now = self.t_start
+        self.area = np.zeros(3)
         self._last_report = 0.0
 
     def _alive(self) -> bool:
@@ -176,13 +201,22 @@ class _Run:
 
     # Main loop ------------------------------------------------------------------------------
     def loop(self) -> None:
+        while (pending := self.advance()) is not None:
+            self.take(pending)
+        self.finish()
+
+    def advance(self) -> Pending | None:
+        """Move the clock to the next time the decision maker steps and return that step's inputs
+        (None: the run is over). Events that need no step (outdated completions; with ``react=False``,
+        events before the next tick) are handled on the way."""
         cfg = self.cfg
         until = cfg.until
         heap = self.events
         while heap and self._alive():
             t = heap.next_time
             if until is not None and t > until:
-                break
+                return None
+            self._integrate(t)
             self.now = t
             events: list[Event] = []
             tick = False
@@ -209,15 +243,44 @@ class _Run:
             if tick:
                 self.books.refresh_usage(t)
             observation = self.sampler.observe(t) if tick and self.direct is None else None
-            self._step(t, observation, events)
-            if tick:
-                self.counts["ticks"] += 1
-                self._next_tick(t)
-            self._report(t)
+            return Pending(t, observation, tuple(events), tick)
+        return None
+
+    def take(self, pending: Pending) -> None:
+        """Take the step ``pending`` with the policy's own decision maker and carry out its plan."""
+        before = time.perf_counter()
+        if self.direct is not None:
+            plan = self.direct.step(pending.time, pending.events)
+        else:
+            self.state, plan = step(self.state, pending.time, pending.observation, pending.events)
+        self.controller_time += time.perf_counter() - before
+        self.apply(pending, plan)
+
+    def apply(self, pending: Pending, plan: Plan, state: ControllerState | None = None) -> None:
+        """Carry out ``plan``, the answer to ``pending`` (``state``: the controller's state after it,
+        when a driver stepped the controller itself), then move on to the next tick."""
+        if state is not None:
+            self.state = state
+        self._step(pending.time, plan)
+        if pending.tick:
+            self.counts["ticks"] += 1
+            self._next_tick(pending.time)
+        self._report(pending.time)
+
+    def finish(self) -> None:
+        """Report the end of the run (the progress callback)."""
         if self.progress is not None:
             self.progress(
                 Progress(self.policy.name, self.books.done, len(self.scenario.jobs), self._events(), self.now)
             )
+
+    def _integrate(self, t: float) -> None:
+        """Add the time since the last event to the areas under the waiting, running and allocated-GPU
+        curves (they change only at events)."""
+        dt = t - self.now
+        if dt > 0:
+            b = self.books
+            self.area += dt * np.array((b.waiting, b.running, b.alloc_total[0] / MILLI))
 
     def _next_tick(self, t: float) -> None:
         tick = self.tick
@@ -229,13 +292,7 @@ class _Run:
             nxt = max(nxt, self.t_start + k * tick)
         self.events.push(nxt, TICK, 0)
 
-    def _step(self, t: float, observation: Observation | None, events: list[Event]) -> None:
-        before = time.perf_counter()
-        if self.direct is not None:
-            plan = self.direct.step(t, events)
-        else:
-            self.state, plan = step(self.state, t, observation, events)
-        self.controller_time += time.perf_counter() - before
+    def _step(self, t: float, plan: Plan) -> None:
         self.steps += 1
         self.solve_time += plan.solve_time
         if plan.fallback is not None:

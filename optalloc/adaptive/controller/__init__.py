@@ -25,14 +25,18 @@ What a step does, cheapest first:
    ``config.method`` solves the admission with ``config.admit_exact``);
 6. otherwise nothing: the plan is empty and the allocation is the last one (no solve, no rebuild).
 
+``prepare`` (steps 1-2) and ``act`` (steps 3-6) are the two halves of ``step``, for drivers that choose
+between them; ``config.selector`` (a :class:`Selector`, e.g. a trained policy) makes that choice inside
+``step`` at every step that has something to decide.
+
 Modules: :mod:`~optalloc.adaptive.controller.config` (the knobs, with the solves' ``SolveOptions``),
 :mod:`~optalloc.adaptive.controller.state`, :mod:`~optalloc.adaptive.controller.step` (events,
 observations, the decision to solve), :mod:`~optalloc.adaptive.controller.resolve` (the window, the
 method or its fallback) and :mod:`~optalloc.adaptive.controller.commit` (the migration cap, the actions).
 """
 
-from optalloc.adaptive.controller.config import ControllerConfig
+from optalloc.adaptive.controller.config import ControllerConfig, Selector
 from optalloc.adaptive.controller.state import ControllerState
-from optalloc.adaptive.controller.step import events_between, step
+from optalloc.adaptive.controller.step import Prepared, act, events_between, prepare, step
 
-__all__ = ["ControllerConfig", "ControllerState", "events_between", "step"]
+__all__ = ["ControllerConfig", "ControllerState", "Prepared", "Selector", "act", "events_between", "prepare", "step"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from optalloc.adaptive import tiers as tiers_mod
 from optalloc.adaptive.drift import DriftConfig
@@ -12,6 +12,10 @@ from optalloc.adaptive.rightsize import RightSizing
 from optalloc.core import ObjectiveWeights, ProblemError
 from optalloc.core.options import SolveOptions
 from optalloc.models.horizon import HorizonConfig
+
+if TYPE_CHECKING:
+    from optalloc.adaptive.controller.state import ControllerState
+    from optalloc.core import Allocation
 
 #: The options of the re-solves unless told otherwise: ``SolveOptions()`` with a 1 s time limit.
 DEFAULT_OPTIONS = SolveOptions(time_limit=1.0)
@@ -23,6 +27,20 @@ _PER_SOLVE = ("allow_migration", "round")
 
 def _default_options() -> SolveOptions:
     return DEFAULT_OPTIONS
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Chooses how the controller acts at a step that has something to decide (``config.selector``).
+
+    ``choose(state, now)`` sees the state with the step's events and observation applied and returns
+    None (act as configured), a :class:`ControllerConfig` for this step only (e.g. another queue order
+    and placement rule, or a re-solve by an exact method), or an :class:`~optalloc.core.Allocation`
+    proposing what runs now (verified before it is adopted). A trained policy of :mod:`optalloc.rl` is
+    one; the controller does not know how it decides.
+    """
+
+    def choose(self, state: ControllerState, now: float) -> ControllerConfig | Allocation | None: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,8 @@ class ControllerConfig:
     heuristics order the queue by tier, then arrival (the ``priority`` order). () = off.
     ``admit_exact``: admissions between re-solves also use ``method`` (around the running jobs, nothing
     moves) instead of the fallback heuristic: a packing solve at every event, as ``cpsat-packing`` does.
+    ``selector``: a :class:`Selector` asked at every step that has something to decide how to act at
+    that step (None: always as configured here).
     """
 
     method: str = "auto"
@@ -68,6 +88,7 @@ class ControllerConfig:
     max_window: int = 2000
     duration_tiers: tuple[float, ...] = ()
     admit_exact: bool = False
+    selector: Selector | None = None
 
     def __post_init__(self) -> None:
         for name in ("method", "fallback"):
@@ -109,6 +130,8 @@ class ControllerConfig:
             raise ProblemError("max_window", self.max_window, "is not a positive integer")
         if not 0 < self.horizon_share < 1:
             raise ProblemError("horizon_share", self.horizon_share, "is not in (0, 1)")
+        if self.selector is not None and not callable(getattr(self.selector, "choose", None)):
+            raise ProblemError("selector", self.selector, "has no choose(state, now) method")
 
     @classmethod
     def of(cls, *, budget: float | None = None, options: SolveOptions | None = None, **values: Any) -> ControllerConfig:

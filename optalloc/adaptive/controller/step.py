@@ -1,22 +1,32 @@
 """The step: ``step(state, now, observations, events) -> (state, plan)``, and what it does before it
-solves (apply the events, fold in the observation, decide whether to re-solve)."""
+solves (apply the events, fold in the observation, decide whether to re-solve).
+
+A step has two halves, public for drivers that decide between them (the reinforcement-learning
+environment of :mod:`optalloc.rl`): :func:`prepare` applies the events and the observation and decides
+nothing; :func:`act` decides and solves, with the configured method or with a *choice* made in between
+(another :class:`ControllerConfig` for this step, or a proposed allocation). ``step`` is ``prepare``
+then ``act``; with ``config.selector`` set, it asks the selector for the choice at every step that has
+something to decide (:attr:`Prepared.open`).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from optalloc.adaptive import drift as drift_mod
 from optalloc.adaptive import rightsize
+from optalloc.adaptive.controller.commit import commit
+from optalloc.adaptive.controller.config import ControllerConfig
 from optalloc.adaptive.controller.resolve import admit, resolve
 from optalloc.adaptive.controller.state import ControllerState
 from optalloc.adaptive.drift import Trigger
 from optalloc.adaptive.monitor import Observation
 from optalloc.adaptive.plan import Action, ActionKind, Event, EventKind, Plan
-from optalloc.core import Problem
+from optalloc.core import Allocation, Problem
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +48,45 @@ def step(
     ``observations``: the latest usage (None: no monitoring at this step; a stale observation marks the
     data stale and the controller keeps its plan until fresh data arrives). ``events``: what happened
     since the last step. Returns the next state and the plan of this step (empty when nothing changed).
+    With ``config.selector`` set, the selector chooses how to act at every step that has something to
+    decide (see :func:`act`).
     """
+    prepared = prepare(state, now, observations, events)
+    selector = prepared.state.config.selector
+    choice = selector.choose(prepared.state, prepared.now) if selector is not None and prepared.open else None
+    return act(prepared, choice)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A step half done: ``state`` with the events applied and the observation folded in, at ``now``;
+    ``forced``: the actions the events forced (the jobs of a lost node preempted); ``fresh``: a fresh
+    observation arrived. Nothing is decided yet: :func:`act` finishes the step."""
+
+    state: ControllerState
+    now: float
+    forced: tuple[Action, ...] = ()
+    fresh: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Whether this step has something to decide: jobs wait, and something changed that may let one
+        start (an event, capacity freed) or a re-solve is due (drift, event triggers)."""
+        st = self.state
+        if not st.queue:
+            return False
+        if st.config.admit and st.dirty and _might_fit(st):
+            return True
+        return _decide(st, self.now, self.fresh) is not None
+
+
+def prepare(
+    state: ControllerState,
+    now: float,
+    observations: Observation | None = None,
+    events: Iterable[Event] = (),
+) -> Prepared:
+    """The first half of :func:`step`: apply ``events`` and fold in ``observations``; decide nothing."""
     st = state
     if st.time is not None and now < st.time:
         log.warning("controller clock went back from %.3f to %.3f; using %.3f", st.time, now, st.time)
@@ -50,19 +98,60 @@ def step(
     fresh = observations is not None and not observations.stale
     if observations is not None:
         st = _observe(st, observations)
-    trigger = _decide(st, now, fresh)
-    cfg = st.config
-    if trigger is not None:
-        st, plan = resolve(st, now, trigger, forced)
-    elif cfg.admit and st.dirty and st.queue and _might_fit(st):
-        st, plan = admit(st, now, forced)
-    else:  # the cheap path: nothing to solve
-        plan = Plan(now, st.allocation, tuple(forced), stale=st.stale, error=st.error)
-        if st.dirty:
-            st = replace(st, dirty=False)  # nothing waiting could fit: wait for the next event
+    return Prepared(st, now, tuple(forced), fresh)
+
+
+def act(prepared: Prepared, choice: ControllerConfig | Allocation | None = None) -> tuple[ControllerState, Plan]:
+    """The second half of :func:`step`: decide whether to re-solve, then re-solve, admit or do nothing.
+
+    ``choice`` (from a selector, or a driver that decides itself): None acts as ``state.config`` says;
+    a :class:`ControllerConfig` is used for this step only (its method, fallback, queue order, triggers,
+    migrations; the state keeps its own configuration); an :class:`Allocation` is a proposal for what
+    runs now -- the running jobs and the waiting jobs it starts -- verified and committed as an
+    admission by ``allocation.method`` (an invalid proposal is a :class:`~optalloc.core.SolverError`).
+    """
+    st, now, forced = prepared.state, prepared.now, list(prepared.forced)
+    own = st.config
+    if isinstance(choice, Allocation):
+        st, plan = _adopt(st, now, choice, forced)
+    else:
+        if choice is not None:
+            if not isinstance(choice, ControllerConfig):
+                raise TypeError(f"a step's choice is a ControllerConfig or an Allocation, not {type(choice).__name__}")
+            st = replace(st, config=choice)
+        trigger = _decide(st, now, prepared.fresh)
+        cfg = st.config
+        if trigger is not None:
+            st, plan = resolve(st, now, trigger, forced)
+        elif cfg.admit and st.dirty and st.queue and _might_fit(st):
+            st, plan = admit(st, now, forced)
+        else:  # the cheap path: nothing to solve
+            plan = Plan(now, st.allocation, tuple(forced), stale=st.stale, error=st.error)
+            if st.dirty:
+                st = replace(st, dirty=False)  # nothing waiting could fit: wait for the next event
     if plan.actions:
         st = replace(st, plan=plan)
-    return replace(st, time=now, steps=st.steps + 1), plan
+    return replace(st, config=own, time=now, steps=st.steps + 1), plan
+
+
+def _adopt(st: ControllerState, now: float, proposal: Allocation, forced: list[Action]) -> tuple[ControllerState, Plan]:
+    """Commit a proposed allocation of the whole queue's window (verified by :func:`commit`)."""
+    method = proposal.method or "proposal"
+    trigger = Trigger("admit", f"{len(st.queue)} jobs waiting; allocation proposed by {method}")
+    problem = st.problem()
+    st2, changes = commit(st, now, proposal, problem, trigger, method, None)
+    # The proposal decided what runs at this step: the event counters start again, as after a re-solve.
+    st2 = replace(st2, drift=drift_mod.after_resolve(st2.drift, now, st2.config.drift))
+    plan = Plan(
+        now,
+        st2.allocation,
+        tuple(forced) + tuple(changes),
+        trigger,
+        method=method,
+        stale=st.stale,
+        error=st.error,
+    )
+    return replace(st2, dirty=False), plan
 
 
 def _decide(st: ControllerState, now: float, fresh: bool) -> Trigger | None:
