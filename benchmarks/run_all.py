@@ -129,6 +129,36 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "--nodes 64 --submits 5000 --clients 32 --settle --out benchmarks/results/service_load_runs.md",
     ),
     ("rl_eval.py", "rl_eval.md", "Learned scheduler: DQN and PPO against every fixed policy (issue 15)"),
+    (
+        "timeshare_gavel.py",
+        "timeshare_gavel.md",
+        "Time sharing across GPU types: the Gavel msr trace on 32 V100 + 32 P100 + 32 K80 (issue 17)",
+        "--processes 2",
+    ),
+    (
+        "timeshare_gavel.py",
+        "timeshare_gavel_small.md",
+        "Time sharing across GPU types: a smaller cluster where the queue builds up (issue 17)",
+        "--cluster v100=16,p100=16,k80=16 --jobs 400 --processes 2 --out benchmarks/results/timeshare_gavel_small.md",
+    ),
+    (
+        "timeshare_gavel.py",
+        "timeshare_gavel_heldout.md",
+        "Time sharing across GPU types: the smaller cluster on a held-out window of the trace (issue 17)",
+        "--cluster v100=16,p100=16,k80=16 --skip 600 --jobs 400 --processes 2 "
+        "--out benchmarks/results/timeshare_gavel_heldout.md",
+    ),
+    (
+        "timeshare_scale.py",
+        "timeshare_scale.md",
+        "Time sharing across GPU types: solve time at 2,048 jobs on 1,536 GPUs, whole and POP (issues 17, 18)",
+    ),
+    (
+        "timeshare_scale.py",
+        "timeshare_scale_heldout.md",
+        "Time sharing across GPU types: POP on other synthetic job sets (issue 18)",
+        "--seed 7 --policy max-min-fairness --repeats 2 --parts 8 --out benchmarks/results/timeshare_scale_heldout.md",
+    ),
 ]
 
 INTRO = """# Benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -172,3 +173,17 @@ def test_estimated_remaining_work_advances_and_observations_replace_it():
     problem = scheduler.problem(100.0)
     assert problem.remaining.tolist() == [500.0] and problem.throughput.tolist() == [[1.0]]
     assert np.isclose(problem.elapsed[0], 100.0)
+
+
+@pytest.mark.parametrize("stick", [0.0, 2.0])
+def test_stickiness_lengthens_time_slices_and_keeps_the_shares(stick):
+    # One GPU, two equal jobs: half the time each. Without stickiness they swap every round; with a
+    # bonus of 2 rounds for the job that runs, they swap about every 3 rounds, and still share half-half.
+    nodes = [Node("v100-0", cpu=8000, memory=65536, gpus=1, gpu_model="v100")]
+    scheduler = TimeshareScheduler("max-min-fairness", nodes, rounds=RoundConfig(stick=stick))
+    for name in ("a", "b"):
+        scheduler.arrive(job(name), {"v100": 1.0}, now=0.0, work=1e9)
+    order = [next(iter(scheduler.step(360.0 * r).placements())) for r in range(40)]
+    swaps = sum(x != y for x, y in pairwise(order))
+    assert abs(order.count("a") - 20) <= 1 + stick
+    assert swaps >= 35 if stick == 0 else swaps <= 15

@@ -10,8 +10,9 @@ of the time.
 
 One round (:meth:`Rounds.assign`):
 
-1. *select*: the (job, type) pairs with a share, by credit + share (then share, arrival, name); each
-   job takes its first pair whose type still has ``scale`` GPUs free (GPUs counted per type);
+1. *select*: the (job, type) pairs with a share, by credit + share (+ ``stick`` for the type the job
+   runs on now, 0 by default; then share, arrival, name); each job takes its first pair whose type
+   still has ``scale`` GPUs free (GPUs counted per type);
 2. *place*: the selected jobs that already run on that type keep their GPUs (no restart); the others
    go onto nodes of the type with optalloc's placement rule (``rule``, best-fit by default) through
    :class:`optalloc.heuristics.Placer`, gangs all or nothing;
@@ -54,7 +55,9 @@ class RoundConfig:
     ``length``: seconds per round. ``rule``: the placement rule (``optalloc.heuristics.RULES``).
     ``memory``: credits are clipped to ``[-memory, memory]`` rounds. ``threshold``: shares below this
     count as none. ``work_conserving``: idle GPUs go to jobs without a share too. ``verify``: check
-    every round's allocation with ``optalloc.verify``. ``seed``: for the placement rule.
+    every round's allocation with ``optalloc.verify``. ``seed``: for the placement rule. ``stick``:
+    rounds of credit added to the pair of the type a job runs on when the next round is chosen (0: pure
+    credit order, Gavel's; more: longer time slices, fewer restarts, the same shares over time).
     """
 
     length: float = 360.0
@@ -64,6 +67,7 @@ class RoundConfig:
     work_conserving: bool = True
     verify: bool = True
     seed: int = 0
+    stick: float = 0.0
 
     def __post_init__(self) -> None:
         from optalloc.heuristics import RULES
@@ -76,6 +80,8 @@ class RoundConfig:
             raise ProblemError("memory", self.memory, "is not a number of rounds >= 1")
         if not (isinstance(self.threshold, int | float) and 0 <= self.threshold < 1):
             raise ProblemError("threshold", self.threshold, "is not in [0, 1)")
+        if not (isinstance(self.stick, int | float) and 0 <= self.stick <= self.memory):
+            raise ProblemError("stick", self.stick, f"is not a number of rounds in [0, memory = {self.memory}]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +150,7 @@ class Rounds:
         problem = Problem(tuple(nodes), tuple(jobs), gpu_models=frozenset().union(*(j.gpu_models for j in jobs)))
         index = problem.job_index
         models_of = _type_masks(problem)
-        pairs = self._pairs(problem, shares)
+        pairs = self._pairs(problem, shares, _running_types(problem, running))
         chosen: dict[str, str] = {}
         if full:
             chosen = _select(problem, pairs, models_of)
@@ -220,7 +226,9 @@ class Rounds:
         )
 
     # Steps ------------------------------------------------------------------------------------
-    def _pairs(self, problem: Problem, shares: Shares | None) -> list[tuple[str, str]]:
+    def _pairs(
+        self, problem: Problem, shares: Shares | None, on: Mapping[str, str] | None = None
+    ) -> list[tuple[str, str]]:
         """The (job, type) pairs with a share, in the order they are served: credit + share, share,
         arrival, name."""
         if shares is None or shares.X is None:
@@ -237,6 +245,8 @@ class Rounds:
                 continue
             x = float(X[j, k])
             owed = self.credit.get((name, models[k]), 0.0) + x
+            if on is not None and name in on and models[k] in (on[name], POOL):
+                owed += cfg.stick  # the type it runs on: staying there costs no restart
             keys.append((-owed, -x, float(shares.problem.arrival[j]), name, models[k]))
         keys.sort()
         return [(name, kind) for _, _, _, name, kind in keys]
@@ -286,6 +296,16 @@ class Rounds:
                 shown = "; ".join(str(v) for v in found[:3])
                 raise SolverError(f"{label}: the round's allocation is invalid: {shown}")
         return allocation
+
+
+def _running_types(problem: Problem, running: Mapping[str, tuple[Placement, ...]]) -> dict[str, str]:
+    """The GPU type each running job runs on (nodes that are still up)."""
+    index = problem.node_index
+    out = {}
+    for name, ps in running.items():
+        if ps and ps[0].node in index:
+            out[name] = problem.nodes[index[ps[0].node]].gpu_model or ""
+    return out
 
 
 def _type_masks(problem: Problem) -> dict[str, np.ndarray | None]:
