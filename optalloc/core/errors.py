@@ -15,6 +15,9 @@ class _NoValue:
     def __repr__(self) -> str:
         return "NO_VALUE"
 
+    def __reduce__(self) -> str:
+        return "NO_VALUE"  # pickled by name: the one sentinel, also in another process
+
 
 #: Pass as a ProblemError's ``value`` when there is no single offending value to show.
 NO_VALUE: Any = _NoValue()
@@ -36,6 +39,11 @@ class ProblemError(OptallocError, ValueError):
         self.value = value
         self.reason = reason
         super().__init__(self._message())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors travel back from worker processes and Ray tasks: rebuilt from their three parts (the
+        # default would call ProblemError(message) and fail in the receiving process).
+        return (type(self), (self.field, self.value, self.reason))
 
     def _message(self) -> str:
         text = self.reason if self.value is NO_VALUE else f"{short_repr(self.value)} {self.reason}"
