@@ -27,7 +27,7 @@ from optalloc.core import (
     verify,
 )
 from optalloc.core.options import SolveOptions
-from optalloc.solve import Method, get_method, methods, register, solve
+from optalloc.solve import Method, get_method, methods, preload, register, solve
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "__version__",
     "get_method",
     "methods",
+    "preload",
     "register",
     "solve",
     "verify",

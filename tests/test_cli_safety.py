@@ -530,7 +530,9 @@ def run_on_terminal(args: list[str], cwd: Path) -> tuple[int, bytes, str]:
 def test_plan_shows_a_live_status_line_on_a_terminal_and_erases_it(hard, tmp_path):
     code, err, out = run_on_terminal(["plan", str(hard), "--method", "auto", "--time-limit", "3"], tmp_path)
     assert code == 0 and "GPU allocated" in out
-    assert b"\rauto: searching" in err and b"objective " in err and b" bound " in err and b" gap " in err
+    # (Before the first report the line says "auto: searching"; the engines are imported before the clock
+    # starts, so the first heuristic's report may come before the first draw.)
+    assert b"objective " in err and b" bound " in err and b" gap " in err
     assert err.endswith(b"\r\x1b[K")  # the status is erased: nothing of it stays on the screen
 
 

@@ -167,3 +167,18 @@ def test_evaluate_subtracts_secondary_terms_unless_lexicographic():
     assert (value.primary, value.partial_gpus, value.extra_nodes, value.total) == (1000, 2, 1, 997)
     lex = evaluate(Problem(nodes, jobs, weights=ObjectiveWeights(lexicographic=True)), alloc)
     assert lex.total == 1000
+
+
+def test_a_problem_error_pickles_with_its_field_value_and_reason():
+    """Raised in a worker process or a Ray task (a POP part), it must travel back to the caller."""
+    import pickle
+
+    from optalloc.core import ProblemError
+
+    err = pickle.loads(pickle.dumps(ProblemError("jobs[3].gpus", -1, "is negative")))
+    assert (err.field, err.value, err.reason, str(err)) == (
+        "jobs[3].gpus",
+        -1,
+        "is negative",
+        "jobs[3].gpus: -1 is negative",
+    )

@@ -82,7 +82,7 @@ def serve(
         )
         Store(db, sync=sync).close()  # a file that cannot be opened fails here, in one line
     except (TokenError, StoreError, OptallocError) as err:
-        errors.print(f"error: {err}", markup=False, highlight=False)
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
         raise typer.Exit(2) from None
     settings = Settings(
         db=db,

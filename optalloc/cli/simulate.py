@@ -30,6 +30,7 @@ from optalloc.sim import (
     GROUPS,
     PLOTS,
     PROFILES,
+    TIMESHARE,
     FailureModel,
     Run,
     Scenario,
@@ -76,7 +77,9 @@ def simulate(
             # \b keeps click from re-wrapping the names (it would split them at their hyphens)
             help="Policy to compare (repeat), one of:\n\n\b\n<order>+<rule> (fcfs+best-fit, sjf+fgd, ...)\n"
             + "\n".join(EXACT)
-            + f"\n<exact policy>+<rule>\na group: {', '.join(GROUPS)}",
+            + "\n<exact policy>+<rule>\n"
+            + "\n".join(TIMESHARE)
+            + f"\na group: {', '.join(GROUPS)}",
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for results, plots and report.")] = Path(
@@ -106,7 +109,16 @@ def simulate(
     ] = True,
     usage: Annotated[str, typer.Option(help=f"Usage profile: {', '.join(PROFILES)}.")] = "typical",
     seed: Annotated[int, typer.Option(help="Seed of the usage draws, failures and engines.")] = 0,
-    budget: Annotated[float, typer.Option(help="Seconds per re-solve of the exact policies.", min=0.01)] = 1.0,
+    budget: Annotated[
+        float,
+        typer.Option(help="Seconds per re-solve of the exact policies (per stage of a time-share program).", min=0.01),
+    ] = 1.0,
+    round_length: Annotated[
+        float, typer.Option("--round", help="Time-share policies: seconds per round (re-solved every round).", min=1)
+    ] = 360.0,
+    parts: Annotated[
+        int, typer.Option(help="Time-share policies: solve each program in this many parts (POP), in parallel.", min=1)
+    ] = 1,
     mtbf: Annotated[
         float | None, typer.Option(help="Node failures: mean seconds between failures of one node.", min=1)
     ] = None,
@@ -195,6 +207,8 @@ def simulate(
         budget=budget,
         seed=seed,
         durations=[j.duration for j in scenario.jobs if j.duration is not None],
+        round_length=round_length,
+        parts=parts,
     )
     if not quiet:
         d = scenario.describe()

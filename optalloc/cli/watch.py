@@ -134,6 +134,10 @@ def watch(
         # own warnings about it would only repeat that line.
         for name in ("optalloc.adaptive.monitor", "optalloc.adaptive.controller"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    from optalloc.solve import preload
+
+    preload(config.method)  # imports before the first step, not within its budget
+    preload(config.fallback)
     state = ControllerState.initial(current, config, now=time.time())
     mtime = _mtime(problem)
     taken = 0

@@ -40,9 +40,8 @@ class ProblemError(OptallocError, ValueError):
         self.reason = reason
         super().__init__(self._message())
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Errors travel back from worker processes and Ray tasks: rebuilt from their three parts (the
-        # default would call ProblemError(message) and fail in the receiving process).
+    def __reduce__(self) -> tuple[Any, tuple[str, Any, str]]:
+        """Pickle by the three fields (an error raised in a worker process or a Ray task travels back)."""
         return (type(self), (self.field, self.value, self.reason))
 
     def _message(self) -> str:

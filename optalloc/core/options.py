@@ -34,6 +34,10 @@ class PortfolioConfig:
     ``verify_per_node`` x nodes: the time ``solve()`` keeps for verifying the answer, with at most
     ``placements_per_second`` x the time limit placements (an estimate; the verification itself is not
     cut short).
+    ``pace_jobs_per_second``: how many jobs the simple rules (best-fit, first-fit, worst-fit) decide per
+    second on an unloaded machine; a run that takes longer tells the solve its :attr:`Budget.pace
+    <optalloc.core.budget.Budget.pace>` (how loaded the machine is now), and the estimates above stretch
+    with it, so that a budget is kept on a shared machine too.
     """
 
     warm_start_share: float = 0.25
@@ -50,6 +54,7 @@ class PortfolioConfig:
     verify_per_job: float = 0.4e-6
     verify_per_node: float = 2e-6
     placements_per_second: float = 40_000.0
+    pace_jobs_per_second: float = 50_000.0
 
 
 #: Where the ``pop`` method runs its parts: Ray when running or asked for, else a local process pool ("auto").

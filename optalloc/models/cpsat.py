@@ -74,6 +74,10 @@ def build_model(prog: Program) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]
     return model, xs
 
 
+#: Seconds per variable that building the CP-SAT model takes on an unloaded machine (hints included).
+BUILD_PER_VAR = 25e-6
+
+
 def solve_program(
     prog: Program,
     weights: dict[str, int],
@@ -93,6 +97,12 @@ def solve_program(
     program's objective is not the problem's, e.g. with the fragmentation guide).
     """
     start = time.perf_counter()
+    if budget.limited and budget.left() - reserve <= 0.005 + BUILD_PER_VAR * prog.num_vars * budget.pace:
+        # Building the model cannot be interrupted: with no time to build it and search, do neither.
+        stats = {"engine": "cpsat", "message": "no time to build the model"}
+        return _or_hint(
+            ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats=stats), prog, weights, hint, lexicographic
+        )
     model, xs = build_model(prog)
     build_time = time.perf_counter() - start
     if hint is not None:
@@ -175,8 +185,15 @@ def solve_program(
             run.stats["secondary_objective"] = solver.objective_value + offset
     if run is None:
         run = ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats={"message": "no time"})
+    return _or_hint(run, prog, weights, hint, lexicographic)
+
+
+def _or_hint(
+    run: ProgramRun, prog: Program, weights: dict[str, int], hint: np.ndarray | None, lexicographic: bool
+) -> ProgramRun:
+    """``run``, or when it found nothing in time (presolve can eat a short budget), the warm start when
+    it is feasible: its values, as a feasible answer."""
     if run.values is None and run.status is Status.UNKNOWN and hint is not None and not prog.check(hint):
-        # No solution in time (presolve can eat a short budget): the warm start is feasible, return it.
         run.values = np.asarray(hint, dtype=np.int64)
         run.objective = float(prog.value(run.values, {"primary": 1} if lexicographic else weights))
         run.status = Status.FEASIBLE

@@ -310,6 +310,11 @@ class Cluster:
 
     # The loop -------------------------------------------------------------------------------------
     def start(self) -> None:
+        from optalloc.solve import preload
+
+        # The engines' imports (seconds on a busy machine) would count against the first re-solve's budget.
+        preload(self.config.method)
+        preload(self.config.fallback)
         if self.state is None:
             self.restore()
         self._stop.clear()

@@ -20,6 +20,7 @@ policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.si
 loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
 :mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
 :mod:`~optalloc.sim.sweep` (many runs: serially, in a local process pool, or as Ray tasks),
+:mod:`~optalloc.sim.timeshare` (the time-share policies' rounds, driven through the time-share loop),
 :mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files and tables) and
 :mod:`~optalloc.sim.plots` (figures, with matplotlib's object API: no process-wide backend).
 """
@@ -27,7 +28,7 @@ loop, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optal
 from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.sim.plots import PLOTS, write_plots
-from optalloc.sim.policies import EXACT, GROUPS, Policy, horizon_for, policies, policy
+from optalloc.sim.policies import EXACT, GROUPS, TIMESHARE, Policy, TimeshareSpec, horizon_for, policies, policy
 from optalloc.sim.replay import simulate
 from optalloc.sim.report import table as report_table
 from optalloc.sim.report import write as write_report
@@ -42,6 +43,7 @@ __all__ = [
     "GROUPS",
     "PLOTS",
     "PROFILES",
+    "TIMESHARE",
     "Counters",
     "FailureModel",
     "JobTable",
@@ -53,6 +55,7 @@ __all__ = [
     "SimConfig",
     "SimResult",
     "Timeline",
+    "TimeshareSpec",
     "UsageProfile",
     "compare",
     "compute",

@@ -124,6 +124,14 @@ class Books:
         self.running -= 1
         self.waiting += 1
 
+    def remaining(self, j: int, t: float) -> float:
+        """The part of job ``j``'s work left at ``t`` (1 = all of it), counting the run in progress."""
+        done = float(self.work[j])
+        if self.status[j] == RUNNING:
+            length = float(self.run_len[j])
+            done += max(0.0, t - float(self.run_from[j])) / length if length > 0 else 1.0
+        return max(0.0, 1.0 - done)
+
     def complete(self, j: int, t: float) -> None:
         """Job ``j`` has done its work at ``t``."""
         self._release(j)

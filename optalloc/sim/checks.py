@@ -7,6 +7,7 @@ from optalloc.adaptive import ControllerState
 from optalloc.core import SolverError, Unplaced, verify
 from optalloc.sim.books import Books
 from optalloc.sim.direct import DirectEngine
+from optalloc.sim.timeshare import TimeshareEngine
 
 
 def check_controller(policy: str, t: float, books: Books, state: ControllerState, names: tuple[str, ...]) -> None:
@@ -28,8 +29,8 @@ def check_controller(policy: str, t: float, books: Books, state: ControllerState
         raise SolverError(f"{policy}: {books.waiting} jobs wait in the simulator, {len(state.queue)} in the controller")
 
 
-def check_direct(policy: str, t: float, books: Books, direct: DirectEngine) -> None:
-    """The same for the direct engine."""
+def check_direct(policy: str, t: float, books: Books, direct: DirectEngine | TimeshareEngine) -> None:
+    """The same for the direct engine (or the time-share engine)."""
     found = direct.check(books.up)
     if found:
         raise SolverError(f"{policy}: the direct engine's allocation is invalid: {found[:3]}")

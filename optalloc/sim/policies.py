@@ -26,8 +26,17 @@ in its configuration:
 - ``<exact policy>+<rule>`` (e.g. ``rolling-horizon+fgd``): that policy with ``rule`` as its fallback
   heuristic, which also admits jobs between re-solves (default: best-fit; ``rolling-horizon-packing``
   admits with its method, so there ``rule`` is the fallback only).
+- the time-share policies of :mod:`optalloc.timeshare` (``max-min-fairness``, ``finish-time-fairness``,
+  ``max-sum-throughput``, ``min-makespan``, ``fifo``, ``srtf``, each also ``-agnostic``): not a
+  configuration of the packing controller but of the time-share loop
+  (:class:`optalloc.adaptive.timeshare.TimeshareLoop`), which the simulator drives instead
+  (:mod:`optalloc.sim.timeshare`): re-solved at every arrival, completion and round, every round's
+  assignment verified. ``round_length`` seconds per round (Gavel's 360 s by default); ``budget`` is the
+  solver's time limit per stage; ``parts`` > 1 solves each program partitioned (POP,
+  :mod:`optalloc.timeshare.partitioned`).
 
-Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the last five), ``all``.
+Groups: ``heuristics`` (the five orders x best-fit and FGD), ``exact`` (the five controller policies
+above), ``all`` (both), ``timeshare`` (every time-share policy, aware and agnostic).
 """
 
 from __future__ import annotations
@@ -51,16 +60,33 @@ GROUPS = {
     "exact": EXACT,
 }
 GROUPS["all"] = GROUPS["heuristics"] + EXACT
+#: The time-share policies (:mod:`optalloc.timeshare`), each heterogeneity-aware, then -agnostic.
+TIMESHARE_BASE = ("max-min-fairness", "finish-time-fairness", "max-sum-throughput", "min-makespan", "fifo", "srtf")
+TIMESHARE = tuple(name + suffix for name in TIMESHARE_BASE for suffix in ("", "-agnostic"))
+GROUPS["timeshare"] = TIMESHARE
+
+
+@dataclass(frozen=True)
+class TimeshareSpec:
+    """A time-share policy: its name (``-agnostic`` included), seconds per round, the solver's time limit
+    per stage (None: none), and ``parts`` (> 1: each program solved partitioned into that many parts)."""
+
+    name: str
+    round_length: float = 360.0
+    time_limit: float | None = None
+    parts: int = 1
 
 
 @dataclass(frozen=True)
 class Policy:
-    """A named controller configuration. ``kind``: ``heuristic`` or ``exact`` (uses a solver)."""
+    """A named controller configuration. ``kind``: ``heuristic``, ``exact`` (uses a solver) or
+    ``timeshare`` (``timeshare`` set: the simulator drives the time-share loop, not the controller)."""
 
     name: str
     config: ControllerConfig
     description: str = ""
     kind: str = "exact"
+    timeshare: TimeshareSpec | None = None
 
 
 def policy(
@@ -71,16 +97,21 @@ def policy(
     durations: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
     workers: int | None = None,
+    round_length: float = 360.0,
+    parts: int = 1,
 ) -> Policy:
     """The policy called ``name`` (see the module docstring).
 
-    ``budget``: seconds per re-solve of the exact policies. ``horizon``: the horizon model's settings
-    (default :func:`horizon_for` the estimated ``durations``). ``seed``/``workers``: for the engines.
+    ``budget``: seconds per re-solve of the exact policies (per stage of a time-share program).
+    ``horizon``: the horizon model's settings (default :func:`horizon_for` the estimated ``durations``).
+    ``seed``/``workers``: for the engines. ``round_length``, ``parts``: for the time-share policies.
     """
     from optalloc import heuristics
 
     if not isinstance(name, str) or not name:
         raise ProblemError("policy", name, "is not a policy name")
+    if name in TIMESHARE:
+        return _timeshare(name, budget=budget, seed=seed, round_length=round_length, parts=parts)
     head, plus, rule = name.partition("+")
     if plus and head not in EXACT:
         order = head
@@ -123,8 +154,21 @@ def policy(
             cfg,
             f"the adaptive loop with the time-indexed horizon model ({hz.horizon:.0f} s, {hz.slots} slots)",
         )
-    known = ", ".join([*GROUPS, *EXACT, "<order>+<rule>"])
+    known = ", ".join([*GROUPS, *EXACT, *TIMESHARE, "<order>+<rule>"])
     raise ProblemError("policy", name, f"is not a policy (known: {known})")
+
+
+def _timeshare(name: str, *, budget: float, seed: int, round_length: float, parts: int) -> Policy:
+    from optalloc.timeshare import describe
+
+    if not (isinstance(round_length, int | float) and round_length > 0):
+        raise ProblemError("round_length", round_length, "is not a positive number of seconds")
+    if not (isinstance(parts, int) and not isinstance(parts, bool) and parts >= 1):
+        raise ProblemError("parts", parts, "is not a number of parts >= 1")
+    spec = TimeshareSpec(name, float(round_length), budget, parts)
+    split = f", POP-{parts}" if parts > 1 else ""
+    text = f"time share, {round_length:.0f} s rounds{split}: {describe(name)}"
+    return Policy(name, ControllerConfig.of(seed=seed), text, "timeshare", spec)
 
 
 def policies(names: Iterable[str], **options: object) -> list[Policy]:

@@ -31,6 +31,9 @@ migration or a node failure) pays ``restart_penalty`` seconds without progress; 
 over. Progress is counted in fractions of the job's work, so a job moved to faster GPUs finishes
 sooner.
 
+A time-share policy (``policy.timeshare`` set: :mod:`optalloc.sim.timeshare`) is driven through the
+time-share loop instead of the controller step; the simulator ticks at least once per round for it.
+
 Deterministic for a seed with the heuristic policies (usage profiles and failures are drawn from
 ``seed`` over the scenario's job and node lists, the same for every policy); the exact policies stop
 CP-SAT on a wall-clock budget, so their runs can differ slightly from one run to the next.
@@ -71,6 +74,7 @@ from optalloc.sim.metrics import Counters, JobTable, compute
 from optalloc.sim.policies import Policy
 from optalloc.sim.result import Progress, SimResult
 from optalloc.sim.sampling import Sampler
+from optalloc.sim.timeshare import TimeshareEngine
 from optalloc.sim.workloads import Scenario
 
 log = logging.getLogger(__name__)
@@ -84,7 +88,11 @@ def simulate(
     progress: Callable[[Progress], None] | None = None,
 ) -> SimResult:
     """Replay ``scenario`` through the controller configured by ``policy`` (see the module docstring)."""
+    from optalloc.solve import preload
+
     cfg = config or SimConfig()
+    if policy.kind == "exact":  # imports before the first step, not within its budget (it would cut it)
+        preload(policy.config.method)
     started = time.perf_counter()
     run = _Run(scenario, policy, cfg, progress)
     run.loop()
@@ -111,7 +119,14 @@ class _Run:
         self.sampler = Sampler(sc, self.books)
         # The controller (or the direct engine).
         self.state = ControllerState.initial(Problem(sc.nodes, ()), policy.config)
-        self.direct = DirectEngine(sc, policy) if cfg.engine == "direct" else None
+        self.direct: DirectEngine | TimeshareEngine | None = None
+        self.tick = cfg.tick
+        if policy.timeshare is not None:  # the time-share loop decides instead of the controller
+            self.direct = TimeshareEngine(sc, policy, self.books.remaining, seed=cfg.seed)
+            length = policy.timeshare.round_length
+            self.tick = min(cfg.tick, length) if cfg.tick else length  # a tick at least every round
+        elif cfg.engine == "direct":
+            self.direct = DirectEngine(sc, policy)
         # Events: every arrival, the first tick, node failures.
         self.events = EventHeap()
         arrivals = problem.job_arrival
@@ -119,8 +134,8 @@ class _Run:
             self.events.push(float(arrivals[i]), ARRIVAL, i)
         self.t_start = float(arrivals.min()) if m else 0.0
         self.deferred: list[Event] = []
-        if cfg.tick and m:
-            self.events.push(self.t_start + cfg.tick, TICK, 0)
+        if self.tick and m:
+            self.events.push(self.t_start + self.tick, TICK, 0)
         self.failure_rng: list[np.random.Generator] = []
         if cfg.failures is not None:
             fm = cfg.failures
@@ -195,7 +210,7 @@ class _Run:
             )
 
     def _next_tick(self, t: float) -> None:
-        tick = self.cfg.tick
+        tick = self.tick
         nxt = t + tick
         b = self.books
         if not (b.running or b.waiting or self.deferred) and b.pending:
