@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import resource
 import statistics
 import sys
@@ -36,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from optalloc.core import usable_cpus
 
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ("default", "multigpu50", "10k", "20k")
@@ -111,7 +112,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
     out = [
         "# Anytime engine: budgets, bounds and the best heuristic (issue 14)",
         "",
-        f"Command: `{command}`. Machine: {os.cpu_count()} CPUs (shared, noisy). Medians over "
+        f"Command: `{command}`. Machine: {usable_cpus()} CPUs (shared, noisy). Medians over "
         f"{args.repeats} runs (seeds 0..{args.repeats - 1}); wall = the whole `solve()` call, verification "
         "included, the engines imported beforehand (a process's first call also pays about 1.5 s of imports: "
         "OR-Tools, SciPy, HiGHS). *kept*: runs with wall <= T + max(0.1 s, 5% T), over all runs. "
@@ -187,7 +188,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "anytime.md")
+    ap.add_argument(
+        "--fold",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="only rebuild --out from these .jsonl files of earlier runs (one table from runs made in parts)",
+    )
     args = ap.parse_args()
+    if args.fold is not None:
+        rows = [json.loads(line) for path in args.fold for line in path.read_text().splitlines() if line.strip()]
+        problems = list(dict.fromkeys(r["problem"] for r in rows))
+        rows.sort(key=lambda r: (problems.index(r["problem"]), r["budget"], r["method"], r["repeat"]))
+        args.repeats = max(r["repeat"] for r in rows) + 1
+        commands = sorted(
+            {path.with_suffix(".cmd").read_text().strip() for path in args.fold if path.with_suffix(".cmd").exists()}
+        )
+        args.out.write_text(report(rows, args, "`; `".join(commands) or "python benchmarks/anytime.py --fold ..."))
+        print(f"wrote {args.out}")
+        return
     chosen = args.methods.split(",") if args.methods else [*EXACT, *(m.name for m in methods("heuristic"))]
     budgets = [float(b) for b in args.budgets.split(",")]
     jobs = [(p, m, budgets, args.repeats, str(args.traces)) for p in args.problems.split(",") for m in chosen]
@@ -209,6 +228,7 @@ def main() -> None:
     command = "python benchmarks/anytime.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args.out.with_suffix(".cmd").write_text(command.strip() + "\n")
     args.out.write_text(report(rows, args, command.strip()))
     print(f"wrote {args.out}")
 

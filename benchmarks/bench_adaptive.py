@@ -40,6 +40,7 @@ from optalloc.adaptive import (
     Observation,
     step,
 )
+from optalloc.core import usable_cpus
 from optalloc.io import openb
 from optalloc.io.synthetic import philly_like
 from optalloc.models.horizon import plan_horizon
@@ -213,7 +214,7 @@ def main() -> None:
         "# Adaptive loop",
         "",
         f"`python benchmarks/bench_adaptive.py --replay-jobs {args.replay_jobs}` on {platform.machine()} with "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; CP-SAT with 1 worker for the horizon model. "
+        f"{usable_cpus()} cores, Python {platform.python_version()}; CP-SAT with 1 worker for the horizon model. "
         "Timings are of one run on a shared machine: noisy.",
         "",
         "## Step cost (openb cluster)",

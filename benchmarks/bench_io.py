@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import optalloc
+from optalloc.core import usable_cpus
 from optalloc.io import gavel, openb, read_problem, synthetic, write_problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "# optalloc.io benchmark",
         "",
         f"Command: `{command}` (traces from `{os.path.relpath(traces, REPO)}`). Median of {runs} runs in one process; "
-        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores (shared, noisy).",
+        f"Python {platform.python_version()}, {platform.machine()}, {usable_cpus()} cores (shared, noisy).",
         "",
         "| step | median time | notes |",
         "|---|---:|---|",

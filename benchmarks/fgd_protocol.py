@@ -45,6 +45,7 @@ import numpy as np
 
 import optalloc
 from optalloc import Job, Node, Problem
+from optalloc.core import usable_cpus
 from optalloc.heuristics import Placer, typical_workload
 from optalloc.io import openb, synthetic
 
@@ -191,7 +192,7 @@ def machine_note() -> str:
     except OSError:
         pass
     return (
-        f"{cpu}, {os.cpu_count()} cores (shared with other work while measuring), Python "
+        f"{cpu}, {usable_cpus()} cores (shared with other work while measuring), Python "
         f"{platform.python_version()}, numpy {np.__version__}, optalloc {optalloc.__version__}; one process, "
         "runs in sequence; times are medians over the seeds."
     )

@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from optalloc.core import usable_cpus
+
 REPO = Path(__file__).resolve().parents[1]
 METHODS = (
     "first-fit",
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             args.baseline = folder
         head = ["# Heuristics at scale, side by side", "", f"Command: `{command.strip()}`", ""]
         cpu = platform.processor() or platform.machine()
-        tail = [f"Machine: {cpu}, {os.cpu_count()} cores shared with other work while measuring.", ""]
+        tail = [f"Machine: {cpu}, {usable_cpus()} cores shared with other work while measuring.", ""]
         Path(args.out).write_text("\n".join(head + side_by_side(problems, methods, args) + tail))
         print(f"wrote {args.out}")
         return 0
@@ -373,7 +375,7 @@ def report(problems, methods, rows, placer_rows, args, command: str, budget_rows
         out.append("")
     cpu = platform.processor() or platform.machine()
     out += [
-        f"Machine: {cpu}, {os.cpu_count()} cores shared with other work while measuring (wall times include "
+        f"Machine: {cpu}, {usable_cpus()} cores shared with other work while measuring (wall times include "
         f"waiting for a core; CPU times do not), Python {platform.python_version()}.",
         "",
     ]

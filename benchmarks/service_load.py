@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import socket
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from optalloc.core import usable_cpus
 
 TOKEN = "bench-token-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     service_args = ["--budget", str(args.budget), "--min-interval", str(args.min_interval), "--method", args.method]
     service = Service(db, port, service_args).start()
-    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count()}
+    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": usable_cpus()}
     try:
         with httpx.Client(base_url=service.url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
             for i in range(args.nodes):

@@ -5,6 +5,7 @@ Build a :class:`Problem` from :class:`Node` and :class:`Job` objects (or read on
 """
 
 from optalloc.core import (
+    LIMITS,
     Allocation,
     Changes,
     Job,
@@ -12,6 +13,7 @@ from optalloc.core import (
     Node,
     ObjectiveWeights,
     OptallocError,
+    OutputError,
     Placement,
     PlacementRule,
     Problem,
@@ -25,11 +27,12 @@ from optalloc.core import (
     verify,
 )
 from optalloc.core.options import SolveOptions
-from optalloc.solve import Method, get_method, methods, register, solve
+from optalloc.solve import Method, get_method, methods, preload, register, solve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIMITS",
     "Allocation",
     "Changes",
     "Job",
@@ -38,6 +41,7 @@ __all__ = [
     "Node",
     "ObjectiveWeights",
     "OptallocError",
+    "OutputError",
     "Placement",
     "PlacementRule",
     "Problem",
@@ -52,6 +56,7 @@ __all__ = [
     "__version__",
     "get_method",
     "methods",
+    "preload",
     "register",
     "solve",
     "verify",

@@ -62,6 +62,7 @@ def run_heuristic(
     """One heuristic rule on ``problem`` (jobs in ``order``, default the options' ordering)."""
     from optalloc import heuristics
 
+    started = budget.clock()
     answer = heuristics.allocate(
         problem,
         rule=rule,
@@ -71,8 +72,17 @@ def run_heuristic(
         future=future,
         deadline=budget.deadline if budget.limited else None,
     )
+    if rule in PACE_RULES and future is None:
+        # The simple rules' speed is known (jobs per second, unloaded): how long this run took says how
+        # loaded the machine is now, and every later forecast of uninterruptible work stretches with it.
+        decided = answer.stats.get("jobs", 0) - answer.stats.get("undecided", 0)
+        budget.observe_pace(decided / options.portfolio.pace_jobs_per_second, budget.clock() - started)
     budget.improve(rule, objective=answer.objective)
     return answer
+
+
+#: The rules whose unloaded speed ``PortfolioConfig.pace_jobs_per_second`` gives (the pace's yardstick).
+PACE_RULES = frozenset({"best-fit", "first-fit", "worst-fit"})
 
 
 def heuristic_engine(rule: str) -> Callable[[Problem, SolveOptions, Budget], Allocation]:
@@ -91,7 +101,7 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         future = forecast(problem, options)
         early_bound(problem, options, budget)
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
-        if budget.expired(exact_setup(problem, options.portfolio)):
+        if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
             problem,
@@ -120,7 +130,7 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if budget.expired(exact_setup(problem, options.portfolio)):
+    if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
@@ -243,16 +253,18 @@ def best_heuristic(
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
-    Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
-    strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
-    has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
-    and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
-    in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
-    over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory. Online callers
-    (arrivals in batches, a controller step around running jobs) keep their order, because packing the
-    most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
-    batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
-    long as the first one took).
+        Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
+        strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
+        has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
+        and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
+        in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
+        over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
+    the caller's order. When the program will have no time after the first heuristic (a short budget, a
+    loaded machine), the others may use the whole budget instead of ``warm_start_share``. Online callers
+        (arrivals in batches, a controller step around running jobs) keep their order, because packing the
+        most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
+        batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
+        long as the first one took).
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
@@ -261,26 +273,31 @@ def best_heuristic(
             (rule, options.order),
             *([(options.portfolio.strong_rule, options.order)] if scratch else []),
             (rule, "largest-demand-first"),
-            *([(rule, "gpu-first"), ("first-fit", "gpu-first")] if scratch else []),
+            *([(rule, "gpu-first"), ("first-fit", "gpu-first"), ("first-fit", options.order)] if scratch else []),
         ]
     )
     start = budget.clock()
     answers: list[Allocation] = []
     share = options.portfolio.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
     first = 0.0
+    # While the program has time to run after the heuristics, they leave it most of the budget; when it
+    # has none (a short budget, or a loaded machine: see Budget.pace), the heuristics may use all of it.
+    margin = 2.0
     for i, (name, order) in enumerate(candidates):
         spent = budget.clock() - start
         if i == 0:
             pass
         elif name == options.portfolio.strong_rule:
             # The strong rule costs a few runs of the first; it runs while that leaves half the time.
-            if budget.expired(2 * options.portfolio.strong_cost * first):
+            if budget.expired(margin * options.portfolio.strong_cost * first):
                 continue
         elif spent + first > share or budget.expired(first):
             break
         answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future))
         if i == 0:
             first = budget.clock() - start
+            if budget.limited and budget.expired(budget.pace * exact_setup(problem, options.portfolio) + 2 * first):
+                share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
     best = max(answers, key=scorer(problem, future, options))
     return best.replace(stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4)})
 

@@ -19,15 +19,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.options import SolveOptions
 
 log = logging.getLogger(__name__)
@@ -56,65 +57,65 @@ def partition(problem: Problem, parts: int, seed: int = 0) -> list[Part]:
     if parts < 1:
         raise ValueError("parts must be at least 1")
     running = problem.current.by_job() if problem.current is not None else {}
-    # Nodes linked by a running job are dealt as one block.
-    parent = list(range(len(problem.nodes)))
+    n_nodes, n_jobs = len(problem.nodes), len(problem.jobs)
+    # Nodes linked by a running job are dealt as one block (the block of its first node).
+    block = np.arange(n_nodes)
+    if running:
+        parent = list(range(n_nodes))
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
 
-    for places in running.values():
-        idx = [problem.node_index[p.node] for p in places]
-        for other in idx[1:]:
-            parent[find(other)] = find(idx[0])
-    blocks: dict[int, list[int]] = defaultdict(list)
-    for n in range(len(problem.nodes)):
-        blocks[find(n)].append(n)
-    by_shape: dict[tuple, list[list[int]]] = defaultdict(list)
-    for members in blocks.values():
-        node = problem.nodes[members[0]]
-        shape = (
-            len(members),
-            node.gpu_model,
-            node.gpus,
-            node.cpu,
-            node.memory,
-            node.gpu_memory,
-            tuple(sorted(node.labels.items())),
-        )
-        by_shape[shape].append(members)
-    node_part = [0] * len(problem.nodes)
-    turn = 0
-    for shape in sorted(by_shape, key=repr):
-        members_list = sorted(by_shape[shape], key=lambda b: _key(problem.nodes[b[0]].name, seed))
-        for members in members_list:
-            for n in members:
-                node_part[n] = turn % parts
-            turn += 1
+        for places in running.values():
+            idx = [problem.node_index[p.node] for p in places]
+            for other in idx[1:]:
+                parent[find(other)] = find(idx[0])
+        block = np.array([find(i) for i in range(n_nodes)])
+    heads = np.flatnonzero(block == np.arange(n_nodes))
+    size = np.bincount(block, minlength=n_nodes)[heads]
+    labels = np.array([hash_text(repr(sorted(n.labels.items()))) for n in problem.nodes], dtype=np.int64)
+    shape = np.column_stack(
+        [size, problem.node_model[heads], problem.capacity[heads], problem.node_gpu_memory[heads], labels[heads]]
+    )
+    names = np.array([hash_text(f"{seed}:{problem.nodes[h].name}") for h in heads.tolist()], dtype=np.int64)
+    head_part = _deal(shape, names, parts)
+    node_part = head_part[np.searchsorted(heads, block)]
     # Jobs: running ones go with their nodes; the others by demand class.
-    job_part = [-1] * len(problem.jobs)
+    job_part = np.full(n_jobs, -1, dtype=np.int64)
     for name, places in running.items():
         job_part[problem.job_index[name]] = node_part[problem.node_index[places[0].node]]
-    by_class: dict[tuple, list[int]] = defaultdict(list)
-    for j, job in enumerate(problem.jobs):
-        if job_part[j] < 0:
-            by_class[job.demand_key].append(j)
-    turn = 0
-    for key in sorted(by_class, key=repr):
-        for j in sorted(by_class[key], key=lambda j: _key(problem.jobs[j].name, seed)):
-            job_part[j] = turn % parts
-            turn += 1
-    out = [Part(tuple(n for n in range(len(problem.nodes)) if node_part[n] == k), ()) for k in range(parts)]
-    jobs_of: dict[int, list[int]] = defaultdict(list)
-    for j, k in enumerate(job_part):
-        jobs_of[k].append(j)
-    return [Part(out[k].nodes, tuple(jobs_of[k])) for k in range(parts)]
+    free = np.flatnonzero(job_part < 0)
+    if len(free):
+        keys: dict[tuple, int] = {}  # demand class -> a stable hash (not first-seen order: order-independent)
+        key_of = np.array(
+            [
+                keys.get(k) or keys.setdefault(k, hash_text(repr(k)))
+                for k in (problem.jobs[j].demand_key for j in free.tolist())
+            ],
+            dtype=np.int64,
+        )
+        job_names = np.array([hash_text(f"{seed}:{problem.jobs[j].name}") for j in free.tolist()], dtype=np.int64)
+        job_part[free] = _deal(key_of[:, None], job_names, parts)
+    return [
+        Part(tuple(np.flatnonzero(node_part == k).tolist()), tuple(np.flatnonzero(job_part == k).tolist()))
+        for k in range(parts)
+    ]
 
 
-def _key(name: str, seed: int) -> bytes:
-    return hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+def _deal(groups: np.ndarray, names: np.ndarray, parts: int) -> np.ndarray:
+    """Deal items into parts in one rotation: groups in a fixed order, items within a group by name hash."""
+    order = np.lexsort((names, *groups.T[::-1]))
+    out = np.empty(len(names), dtype=np.int64)
+    out[order] = np.arange(len(names)) % parts
+    return out
+
+
+def hash_text(text: str) -> int:
+    """A stable 63-bit hash of a string (the same in every process, unlike ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def sub_problem(problem: Problem, part: Part) -> Problem:
@@ -135,6 +136,14 @@ def solve_part(problem: Problem, method: str, options: dict[str, Any]) -> Alloca
     from optalloc.solve import solve
 
     return solve(problem, method, **options)
+
+
+#: The parts a local pool's workers inherit when they are forked (so that only an index is sent to them).
+_FORKED: list[Problem] = []
+
+
+def _solve_forked(index: int, method: str, options: dict[str, Any]) -> Allocation:
+    return solve_part(_FORKED[index], method, options)
 
 
 def engine(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
@@ -195,14 +204,12 @@ def _repair_reserve(problem: Problem) -> float:
 
 
 def _merge(problem: Problem, answers: list[Allocation]) -> Allocation:
-    placements = []
-    unplaced: list[Unplaced] = []
-    for answer in answers:
-        placements.extend(answer.placements)
-        unplaced.extend(answer.unplaced)
-    order = problem.job_index
-    placements.sort(key=lambda p: (order[p.job], p.replica))
-    return Allocation(tuple(placements), tuple(unplaced), method="pop", status=Status.FEASIBLE)
+    """The parts' answers side by side (they share no node and no job)."""
+    from optalloc.core.state import allocation_of
+
+    placements = tuple(p for answer in answers for p in answer.placements)
+    unplaced = tuple(u for answer in answers for u in answer.unplaced)
+    return allocation_of(placements, unplaced, status=Status.FEASIBLE, stats={}, method="pop")
 
 
 #: Reasons a part may give for a job that another part's leftovers could still hold.
@@ -244,7 +251,7 @@ Runner = Callable[[list[Problem], str, dict[str, Any], Budget], list[Allocation]
 
 def _executor(options: SolveOptions, parts: int) -> tuple[Runner, int, str]:
     """Where the parts run: Ray (asked for, or installed and running), a local process pool, or here."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     kind = options.executor
     if kind == "auto":
         kind = "ray" if _ray_ready(options.ray_address) else ("local" if parts > 1 and cpus > 1 else "serial")
@@ -283,15 +290,20 @@ def _run_local(problems: list[Problem], method: str, options: dict[str, Any], bu
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    workers = max(1, min(len(problems), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        futures = [pool.submit(solve_part, p, method, options) for p in problems]
-        return [f.result() for f in futures]
+    workers = max(1, min(len(problems), usable_cpus()))
+    # The workers are forked with the parts in memory: only an index travels to them, an answer back.
+    _FORKED[:] = problems
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+            futures = [pool.submit(_solve_forked, k, method, options) for k in range(len(problems))]
+            return [f.result() for f in futures]
+    finally:
+        _FORKED.clear()
 
 
 def _run_ray(problems: list[Problem], method: str, options: dict[str, Any], budget: Budget) -> list[Allocation]:
     import ray
 
     task = ray.remote(solve_part)
-    refs = [task.remote(p, method, options) for p in problems]
+    refs = [task.remote(ray.put(p), method, options) for p in problems]
     return list(ray.get(refs))

@@ -20,11 +20,13 @@ from typing import Any
 from optalloc.core import (
     Allocation,
     MethodUnavailable,
+    Placement,
     Problem,
     ProblemError,
     Reason,
     SolverError,
     Unplaced,
+    check_running,
     verify,
 )
 from optalloc.core.budget import Budget, ProgressCallback, StopFlag
@@ -123,6 +125,12 @@ def solve(
     """
     if not isinstance(problem, Problem):
         raise ProblemError("problem", type(problem).__name__, "is not a Problem")
+    if not isinstance(method, str):
+        raise ProblemError("method", method, "is not a method name (see optalloc.solve.methods())")
+    if previous is not None and not isinstance(previous, Allocation):
+        raise ProblemError("previous", previous, "is not an Allocation (the last answer) or None")
+    if options is not None and not isinstance(options, SolveOptions):
+        raise ProblemError("options", options, "is not a SolveOptions")
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise ProblemError("stop", type(stop).__name__, "has no is_set() (pass a threading.Event)")
     if on_progress is not None and not callable(on_progress):
@@ -130,10 +138,18 @@ def solve(
     opts = options if options is not None else SolveOptions()
     if option_values:
         opts = SolveOptions.from_dict({**opts.to_dict(), **option_values})
-    engine = get_method(method)
-    for module in engine.preload:
-        __import__(module)
+    # The clock starts here: checking the input and a first call's imports count against the time limit
+    # (a scheduler pays the imports once, before its first cycle, with optalloc.solve.preload).
     budget = Budget(opts.time_limit, stop=stop, on_progress=on_progress)
+    # What runs now is the caller's input: one that cannot run, or (when the answer is verified) one that
+    # no longer fits where it runs, is a ProblemError naming the placement, not an engine failure. (No
+    # engine is trusted to move such a job: each may answer with a heuristic's placement, which keeps it.)
+    if previous is not None:
+        with_previous(problem, previous, fits=opts.verify)
+    elif problem.current is not None:
+        check_running(problem, problem.current, "problem.current", fits=opts.verify)
+    engine = get_method(method)
+    preload(engine.name)
     if previous is not None:
         problem = with_previous(problem, previous)
     from optalloc.anytime import verify_reserve
@@ -168,6 +184,17 @@ def solve(
     return answer
 
 
+def preload(method: str = "auto") -> None:
+    """Import the modules ``method`` runs on (OR-Tools, SciPy, HiGHS...: about 1.5 s the first time).
+
+    ``solve`` counts the imports of its first call against ``time_limit``; a scheduler that calls it
+    every cycle with a budget of a second calls this once at start-up, so that the first cycle has its
+    whole budget for the solve. Importing ``optalloc`` itself imports none of them.
+    """
+    for module in get_method(method).preload:
+        __import__(module)
+
+
 def _recheck_held_back(problem: Problem, answer: Allocation) -> Allocation:
     """A job held back when it fitted may no longer fit once later jobs took the room: then it is left
     out for insufficient capacity, so that ``held back`` always means "fits what this answer leaves"."""
@@ -182,12 +209,55 @@ def _recheck_held_back(problem: Problem, answer: Allocation) -> Allocation:
     return answer.replace(unplaced=tuple(out))
 
 
-def with_previous(problem: Problem, previous: Allocation) -> Problem:
-    """``problem`` whose current allocation also holds ``previous``'s placements."""
-    placements = list(problem.current.placements) if problem.current is not None else []
-    held = {p.job for p in placements}
-    placements += [p for p in previous.placements if p.job not in held]
-    return problem.replace(current=Allocation(tuple(placements), method="previous", status="feasible"))
+def with_previous(problem: Problem, previous: Allocation, *, fits: bool = False) -> Problem:
+    """``problem`` whose current allocation also holds ``previous``'s placements: the scheduler's cycle.
+
+    ``previous`` is the last cycle's answer, as it is. Its placements of jobs that are no longer jobs
+    of ``problem`` are dropped: those jobs finished (``answer.diff(previous, problem)`` lists them as
+    ``finished``). So are the placements of a job with a replica on a node that is no longer in the
+    problem (the job lost that node: it is placed again, whole). A job running in both
+    ``problem.current`` and ``previous`` must run at the same places in both. What remains must be
+    something that can run (with ``fits``, also fit where it runs: see
+    :func:`optalloc.core.running.check_running`); if not, :class:`ProblemError` names the placement
+    (``previous.placements[3]``): it is the caller's input.
+    """
+    if not isinstance(previous, Allocation):
+        raise ProblemError("previous", previous, "is not an Allocation (the last answer) or None")
+    current = problem.current
+    if current is not None:
+        check_running(problem, current, "problem.current", fits=fits)
+    jobs, nodes = problem.job_index, problem.node_index
+    lost = {p.job for p in previous.placements if p.job in jobs and p.node not in nodes}
+    kept = [(i, p) for i, p in enumerate(previous.placements) if p.job in jobs and p.job not in lost]
+    placements = list(current.placements) if current is not None else []
+    mine = current.by_job() if current is not None else {}
+    theirs: dict[str, list[Placement]] = {}
+    for _, p in kept:
+        theirs.setdefault(p.job, []).append(p)
+
+    def key(p: Placement) -> tuple[str, int, tuple[int, ...], int]:
+        return (p.node, p.replica, tuple(sorted(p.gpus)), p.gpu_milli)
+
+    for name, places in theirs.items():
+        if name in mine and sorted(mine[name], key=key) != sorted(places, key=key):
+            i = next(i for i, p in kept if p.job == name)
+            raise ProblemError(
+                f"previous.placements[{i}]", name, "runs elsewhere in problem.current (pass one of the two)"
+            )
+    added = [(i, p) for i, p in kept if p.job not in mine]
+    merged = Allocation(tuple(placements) + tuple(p for _, p in added), method="previous", status="feasible")
+    try:
+        check_running(problem, merged, "previous", fits=fits)
+    except ProblemError as err:
+        # Name the placement in the caller's own list: current's first, then previous's index.
+        rest = err.field.partition(".placements[")[2]
+        if rest:
+            k = int(rest.rstrip("]"))
+            if k < len(placements):
+                raise ProblemError(f"problem.current.placements[{k}]", err.value, err.reason) from None
+            raise ProblemError(f"previous.placements[{added[k - len(placements)][0]}]", err.value, err.reason) from None
+        raise
+    return problem.replace(current=merged)
 
 
 def _registry() -> dict[str, Method]:

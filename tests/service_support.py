@@ -26,7 +26,7 @@ def fast_controller(**changes: Any) -> ControllerConfig:
     """A loop that answers quickly in tests: auto within 0.5 s on one worker."""
     values: dict[str, Any] = {"method": "auto", "budget": 0.5, "workers": 1}
     values.update(changes)
-    return ControllerConfig(**values)
+    return ControllerConfig.of(**values)
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:

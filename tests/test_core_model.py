@@ -71,6 +71,60 @@ def test_views_are_integer_arrays_in_canonical_units():
     assert p.replica_value.tolist() == [2000, 250, 10]
 
 
+VIEWS = (
+    "capacity",
+    "node_gpus",
+    "node_gpu_memory",
+    "node_model",
+    "demand",
+    "job_gpus",
+    "job_share",
+    "job_gpu_memory",
+    "job_replicas",
+    "job_min_replicas",
+    "job_priority",
+    "job_arrival",
+    "job_duration",
+    "priority_weight",
+    "replica_value",
+)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_the_problems_arrays_are_read_only(view):
+    """A frozen problem shares its arrays with every engine: writing into one is an error, not a
+    silent change of the problem for every later reader."""
+    p = Problem(
+        (Node("n0", cpu=8000, memory=64, gpus=2, gpu_model="V100"),),
+        (Job("a", cpu=1000, memory=4, gpus=1, gpu_models={"V100"}, priority=2), Job("b", cpu=500)),
+    )
+    array = getattr(p, view)
+    before = array.copy()
+    assert not array.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        array[...] = 0
+    assert np.array_equal(getattr(p, view), before, equal_nan=array.dtype.kind == "f")
+    copy = array.copy()  # the way to change one: a copy
+    copy[...] = 0
+
+
+def test_the_arrays_stay_read_only_through_pickling():
+    import pickle
+
+    p = Problem((Node("n0", cpu=8, memory=8, gpus=1, gpu_model="V100"),), (Job("a", gpus=1, gpu_models={"V100"}),))
+    p.capacity, p.allowed_nodes(0)
+    q = pickle.loads(pickle.dumps(p))
+    assert not q.capacity.flags.writeable and not q.allowed_nodes(0).flags.writeable
+    assert q.capacity.tolist() == p.capacity.tolist()
+
+
+def test_allowed_nodes_masks_are_read_only():
+    p = Problem((Node("n0", cpu=8, memory=8, gpus=1, gpu_model="V100"),), (Job("a", gpus=1, gpu_models={"V100"}),))
+    with pytest.raises(ValueError, match="read-only"):
+        p.allowed_nodes(0)[0] = False
+    assert p.allowed_nodes("a").tolist() == [True]
+
+
 def test_hostable_sees_single_node_gangs_that_no_node_can_hold():
     nodes = [
         Node("n0", cpu=8000, memory=64, gpus=4, gpu_model="T4"),
@@ -113,3 +167,18 @@ def test_evaluate_subtracts_secondary_terms_unless_lexicographic():
     assert (value.primary, value.partial_gpus, value.extra_nodes, value.total) == (1000, 2, 1, 997)
     lex = evaluate(Problem(nodes, jobs, weights=ObjectiveWeights(lexicographic=True)), alloc)
     assert lex.total == 1000
+
+
+def test_a_problem_error_pickles_with_its_field_value_and_reason():
+    """Raised in a worker process or a Ray task (a POP part), it must travel back to the caller."""
+    import pickle
+
+    from optalloc.core import ProblemError
+
+    err = pickle.loads(pickle.dumps(ProblemError("jobs[3].gpus", -1, "is negative")))
+    assert (err.field, err.value, err.reason, str(err)) == (
+        "jobs[3].gpus",
+        -1,
+        "is negative",
+        "jobs[3].gpus: -1 is negative",
+    )

@@ -37,6 +37,7 @@ def placements(plan: dict[str, Any]) -> list[tuple[Any, ...]]:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_keeps_jobs_nodes_and_plan(tmp_path: Path) -> None:
     db = tmp_path / "state.sqlite"
     server = Server(db, args=ARGS).start()

@@ -39,6 +39,7 @@ def seed(c: httpx.Client) -> None:
     c.post("/v1/nodes", json={"name": "t4-0", "cpu": "32", "memory": "128Gi", "gpus": 4, "gpu_model": "T4"})
 
 
+@pytest.mark.slow
 def test_dashboard_shows_placements_and_updates_live(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -130,6 +130,7 @@ def test_plot_lines_of_up_to_forty_policies_are_all_distinct() -> None:
     assert len(styles) == 40
 
 
+@pytest.mark.slow
 def test_plots_leave_the_process_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Writing the plots selects no matplotlib backend and imports no pyplot (in a fresh interpreter;
     ``matplotlib.get_backend()`` would itself import pyplot, so the raw setting is compared)."""

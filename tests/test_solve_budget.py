@@ -106,3 +106,99 @@ def test_a_budget_narrowed_for_a_stage_shares_its_progress_and_stop():
     assert stage.stopped and stage.left() == 0
     with pytest.raises(OutOfTime):
         stage.check()
+
+
+def test_time_kept_for_later_work_stretches_with_the_measured_pace():
+    """A stage narrowed to keep 1 s for what follows keeps 3 s once the machine is measured three times
+    slower than unloaded (a shared machine): forecasts of uninterruptible work scale with the load."""
+    now = [100.0]
+    budget = Budget(10, clock=lambda: now[0])
+    stage = budget.narrow(1.0)
+    inner = stage.narrow(0.5)
+    assert stage.deadline == pytest.approx(109.0) and inner.deadline == pytest.approx(108.5)
+    budget.observe_pace(nominal=0.5, actual=1.5)
+    assert stage.pace == 3.0
+    assert stage.deadline == pytest.approx(107.0) and inner.deadline == pytest.approx(105.5)
+    assert budget.detached().pace == 3.0
+
+
+def test_the_pace_ignores_work_too_short_to_measure_and_stays_within_one_and_twenty():
+    budget = Budget(10)
+    budget.observe_pace(nominal=0.001, actual=1.0)  # a millisecond of work: noise, not load
+    assert budget.pace == 1.0
+    budget.observe_pace(nominal=1.0, actual=0.5)  # faster than the yardstick: never below 1
+    assert budget.pace == 1.0
+    budget.observe_pace(nominal=0.1, actual=100.0)
+    assert budget.pace == 20.0
+
+
+def test_cpsat_builds_no_model_without_the_time_to_build_it():
+    from optalloc.core.options import SolveOptions
+    from optalloc.models import cpsat
+    from optalloc.models.classes import compress
+    from optalloc.models.formulation import build
+
+    form = build(compress(synthetic.openb_like(nodes=40, jobs=300, seed=3)))
+    budget = Budget(0.004)
+    run = cpsat.solve_program(form.program, form.weights, SolveOptions(), budget)
+    assert run.values is None and run.stats["message"] == "no time to build the model"
+
+
+def test_preload_imports_the_engines_a_method_runs_on_and_importing_optalloc_does_not():
+    """solve() counts a first call's imports against its time limit; preload() pays them up front."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, optalloc\n"
+        "assert 'ortools.sat.python.cp_model' not in sys.modules and 'scipy.optimize' not in sys.modules\n"
+        "optalloc.preload('auto')\n"
+        "assert 'ortools.sat.python.cp_model' in sys.modules, 'cp-sat not imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_first_call_with_a_budget_smaller_than_its_imports_still_answers_every_job():
+    """In a fresh interpreter the imports alone may use the whole budget: every job is then placed by
+    what fitted or listed with a reason, and the answer is verified."""
+    import subprocess
+    import sys
+
+    code = (
+        "import optalloc\n"
+        "from optalloc.io import synthetic\n"
+        "p = synthetic.openb_like(nodes=40, jobs=300, seed=3)\n"
+        "a = optalloc.solve(p, 'auto', time_limit=0.05)\n"
+        "assert optalloc.verify(p, a) == []\n"
+        "assert len({q.job for q in a.placements} | {u.job for u in a.unplaced}) == len(p.jobs)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def _solve_in_worker(seed: int) -> tuple[str, bool]:
+    problem = synthetic.openb_like(nodes=30, jobs=200, seed=seed)
+    answer = solve(problem, "milp-highs", time_limit=5)
+    return answer.status.value, verify(problem, answer) == []
+
+
+def test_milp_highs_runs_inside_a_daemonic_pool_worker():
+    """HiGHS's search runs in a forked child; a caller that is itself a multiprocessing.Pool worker
+    (daemonic, which multiprocessing forbids to have children) still gets a verified answer."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(1) as pool:
+        status, valid = pool.apply(_solve_in_worker, (3,))
+    assert status in {"optimal", "feasible"} and valid
+
+
+def test_an_exception_in_the_highs_child_is_raised_in_the_parent_with_its_traceback():
+    from optalloc.core import SolverError
+    from optalloc.models.highs import in_child
+
+    def search(budget: Budget):
+        raise ValueError("broken search")
+
+    with pytest.raises(SolverError, match="broken search"):
+        in_child(search, Budget(10.0), reserve=0.0)

@@ -91,6 +91,12 @@ def test_empty_problem_and_empty_allocation_are_valid():
     assert verify(Problem([], []), Allocation()) == []
 
 
+def test_gpus_held_by_unknown_jobs_on_an_empty_problem_are_reported_not_crashed_on():
+    """Found by the file fuzzer: GPU entries whose job the problem does not have (no job at all here)."""
+    kinds = {v.kind for v in verify(Problem([], []), allocation([Placement("j0", 0, "n0", (0,), 0)]))}
+    assert kinds == {Kind.UNKNOWN_JOB}
+
+
 # One test per kind ------------------------------------------------------------------------------------
 def test_unknown_job_in_placements_names_the_job_and_node():
     (v,) = only(Kind.UNKNOWN_JOB, PROBLEM, allocation([*VALID, Placement("ghost", 0, "n0")]))

@@ -72,7 +72,7 @@ def serve(
             raise TokenError(f"--sync: {sync!r} is not one of {', '.join(SYNC_MODES)}")
         for name in dict.fromkeys((method, fallback)):
             get_method(name)
-        controller = ControllerConfig(
+        controller = ControllerConfig.of(
             method=method,
             fallback=fallback,
             budget=budget,
@@ -82,7 +82,7 @@ def serve(
         )
         Store(db, sync=sync).close()  # a file that cannot be opened fails here, in one line
     except (TokenError, StoreError, OptallocError) as err:
-        errors.print(f"error: {err}", markup=False, highlight=False)
+        errors.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)  # one line, never wrapped
         raise typer.Exit(2) from None
     settings = Settings(
         db=db,

@@ -21,7 +21,8 @@ from optalloc.adaptive.drift import DriftConfig
 from optalloc.adaptive.monitor import LabelMap, PrometheusSource, Queries, safe_observe
 from optalloc.adaptive.plan import Plan
 from optalloc.adaptive.rightsize import RightSizing
-from optalloc.core import OptallocError
+from optalloc.cli._run import run_interruptibly
+from optalloc.core import OptallocError, ProblemError
 from optalloc.models.horizon import HorizonConfig
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def watch(
     timeout: Annotated[float, typer.Option(help="Seconds per Prometheus request.", min=0.01)] = 5.0,
     steps: Annotated[int | None, typer.Option(help="Stop after this many steps.", min=1)] = None,
     exporter_port: Annotated[
-        int | None, typer.Option(help="Serve the controller's own metrics on this port (/metrics).", min=0)
+        int | None, typer.Option(help="Serve the controller's own metrics on this port (/metrics).", min=0, max=65535)
     ] = None,
     exporter_host: Annotated[str, typer.Option(help="Address the metrics endpoint binds.")] = "127.0.0.1",
     as_json: Annotated[bool, typer.Option("--json", help="Print each plan as one JSON line.")] = False,
@@ -88,47 +89,55 @@ def watch(
     console = Console()
     errors = Console(stderr=True)
     if not dry_run:
-        errors.print("[red]--apply is not available:[/] optalloc has no cluster actuator; it only prints plans.")
-        raise typer.Exit(2)
+        raise ProblemError("--apply", True, "is not available: optalloc has no cluster actuator; it only prints plans")
     from optalloc.io import read_problem
     from optalloc.solve import get_method
 
+    # Bad input is one line and exit status 2 (optalloc.cli.main prints it), before any request is sent.
+    current = read_problem(problem)
+    for name in dict.fromkeys((method, fallback)):
+        get_method(name)
+    labels = LabelMap(
+        node_labels=tuple(node_label) if node_label else LabelMap().node_labels,
+        job_labels=tuple(job_label) if job_label else LabelMap().job_labels,
+        job_pattern=job_pattern,
+    )
     try:
-        current = read_problem(problem)
-        for name in dict.fromkeys((method, fallback)):
-            get_method(name)
-        labels = LabelMap(
-            node_labels=tuple(node_label) if node_label else LabelMap().node_labels,
-            job_labels=tuple(job_label) if job_label else LabelMap().job_labels,
-            job_pattern=job_pattern,
-        )
         source = PrometheusSource(
             prometheus, queries=Queries.dcgm_only() if gpu_only else Queries(), labels=labels, timeout=timeout
         )
-        config = ControllerConfig.of(
-            method=method,
-            fallback=fallback,
-            budget=budget,
-            max_migrations=max_migrations,
-            drift=DriftConfig(high=drift_high, low=drift_low, tau=tau, min_interval=min_interval),
-            horizon=HorizonConfig(horizon=horizon, time_limit=max(0.01, budget / 2)) if horizon else None,
-            right_size=RightSizing() if right_size else None,
-        )
-    except OptallocError as err:
-        errors.print(f"[red]error:[/] {err}")
-        raise typer.Exit(2) from None
+    except ProblemError as err:
+        raise ProblemError("--prometheus", prometheus, err.reason) from None
+    config = ControllerConfig.of(
+        method=method,
+        fallback=fallback,
+        budget=budget,
+        max_migrations=max_migrations,
+        drift=DriftConfig(high=drift_high, low=drift_low, tau=tau, min_interval=min_interval),
+        horizon=HorizonConfig(horizon=horizon, time_limit=max(0.01, budget / 2)) if horizon else None,
+        right_size=RightSizing() if right_size else None,
+    )
 
     exporter = None
     if exporter_port is not None:
         from optalloc.adaptive.exporter import start_exporter
 
-        exporter = start_exporter(exporter_port, host=exporter_host)
+        try:
+            exporter = start_exporter(exporter_port, host=exporter_host)
+        except OSError as err:  # the port is taken, or the address is not one of this machine's
+            raise ProblemError(
+                "--exporter-port", exporter_port, f"cannot be served on {exporter_host}: {err.strerror or err}"
+            ) from None
         errors.print(f"controller metrics at {exporter.url}")
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # This command reports stale monitoring data itself, once per episode: without -v, the library's
         # own warnings about it would only repeat that line.
         for name in ("optalloc.adaptive.monitor", "optalloc.adaptive.controller"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    from optalloc.solve import preload
+
+    preload(config.method)  # imports before the first step, not within its budget
+    preload(config.fallback)
     state = ControllerState.initial(current, config, now=time.time())
     mtime = _mtime(problem)
     taken = 0
@@ -143,19 +152,35 @@ def watch(
                     updated = read_problem(problem)
                     events = events_between(current, updated)
                     current = updated
-                except OptallocError as err:
-                    errors.print(f"[yellow]ignoring the edited problem file:[/] {err}")
+                except (OptallocError, OSError) as err:
+                    errors.print(f"ignoring the edited problem file: {err}", markup=False, highlight=False)
             now = time.time()
-            observation = safe_observe(source, now)
             was_stale = state.stale
-            state, plan = step(state, now, observation, events)
+
+            def one_step(state: ControllerState = state, now: float = now, events: list = events) -> tuple:
+                return step(state, now, safe_observe(source, now), events)
+
+            # The step (a solve of up to --budget seconds) runs in a worker thread: Ctrl-C is heard at once,
+            # and the loop ends once the step in progress has returned.
+            outcome = run_interruptibly(
+                one_step,
+                on_interrupt=lambda: None,
+                waiting=lambda: errors.print(
+                    f"stopping after the step in progress (at most {budget:g} s; Ctrl-C again to leave now)",
+                    markup=False,
+                    highlight=False,
+                ),
+            )
+            if outcome.interrupted:
+                raise KeyboardInterrupt
+            state, plan = outcome.value
             if exporter is not None:
                 exporter.metrics.record(state, plan)
             taken += 1
             if as_json:
                 console.print_json(json.dumps(plan.to_dict()))
             else:
-                _show(console, errors, state, plan, was_stale=was_stale, always=once, limit=show)
+                _show(console, errors, state, plan, was_stale=was_stale, always=once, limit=show, first=taken == 1)
             if once or (steps is not None and taken >= steps):
                 break
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -182,10 +207,13 @@ def _show(
     was_stale: bool,
     always: bool,
     limit: int = 30,
+    first: bool = False,
 ) -> None:
     stamp = time.strftime("%H:%M:%S", time.localtime(plan.time))
     if plan.stale and (always or not was_stale):
-        errors.print(f"{stamp} [yellow]monitoring data stale, keeping the last plan:[/] {state.error}")
+        # On the first step there is no earlier plan to keep.
+        kept = "no usage observed yet" if first else "keeping the last plan"
+        errors.print(f"{stamp} monitoring data stale, {kept}: {state.error}", markup=False, highlight=False)
     elif was_stale and not plan.stale:
         errors.print(f"{stamp} monitoring data fresh again")
     drift = state.drift.cluster

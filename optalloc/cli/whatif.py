@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from optalloc import Node, Problem, ProblemError
+from optalloc.core import LIMITS
 
 
 def parse_add(spec: str) -> tuple[str, int]:
     """``NODE=COUNT`` -> (node name, count)."""
-    name, sep, count = spec.partition("=")
-    if not sep or not name or not count.isdigit() or int(count) < 1:
+    name, sep, count = spec.rpartition("=")
+    if not sep or not name or not count.isdigit() or not count.isascii() or int(count[:12]) < 1:
         raise ProblemError("--add-like", spec, "is not NODE=COUNT (e.g. openb-node-0310=10)")
+    if len(count) > 12 or int(count) > LIMITS.nodes:
+        raise ProblemError("--add-like", spec, f"adds more than {LIMITS.nodes:,} nodes, the limit (docs/limits.md)")
     return name, int(count)
 
 
@@ -21,6 +24,12 @@ def add_like(problem: Problem, node: str, count: int, *, option: str = "--add-li
     ``option`` names the command-line option in the error when ``node`` is not a node of the problem."""
     if node not in problem.node_index:
         raise ProblemError(option, node, "is not a node of the problem")
+    if len(problem.nodes) + count > LIMITS.nodes:  # before any node is built
+        raise ProblemError(
+            option,
+            f"{node}={count}",
+            f"makes {len(problem.nodes) + count:,} nodes, more than the limit of {LIMITS.nodes:,} (docs/limits.md)",
+        )
     shape = problem.nodes[problem.node_index[node]]
     extra = [replace(shape, name=f"{node}+{i}") for i in range(1, count + 1)]
     return problem.replace(nodes=problem.nodes + tuple(extra))
@@ -41,3 +50,22 @@ def remove_model(problem: Problem, model: str) -> Problem:
 
 def with_nodes(problem: Problem, nodes: list[Node]) -> Problem:
     return problem.replace(nodes=problem.nodes + tuple(nodes))
+
+
+def describe_add(problem: Problem, node: str, count: int) -> str:
+    """What :func:`add_like` changed, in one line."""
+    shape = problem.nodes[problem.node_index[node]]
+    gpus = f", {count * shape.gpus} {shape.gpu_model or ''} GPUs".replace("  ", " ") if shape.gpus else ""
+    return f"what-if: added {count} node(s) like {node} ({node}+1..{node}+{count}{gpus})"
+
+
+def describe_remove(before: Problem, after: Problem, model: str) -> str:
+    """What :func:`remove_model` changed, in one line."""
+    gone = len(before.nodes) - len(after.nodes)
+    gpus = int(before.node_gpus.sum() - after.node_gpus.sum())
+    line = f"what-if: removed {gone} node(s) with {model} GPUs ({gpus} GPUs)"
+    if before.current is not None and after.current is not None:
+        dropped = len(before.current.placements) - len(after.current.placements)
+        if dropped:
+            line += f"; {dropped} running replica(s) on them are no longer running"
+    return line

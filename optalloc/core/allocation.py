@@ -105,12 +105,17 @@ class Unplaced:
 
 @dataclass(frozen=True)
 class Changes:
-    """What it takes to go from one allocation to another, per job name."""
+    """What it takes to go from one allocation to another, per job name.
+
+    ``finished``: jobs placed before that are no longer jobs of the problem (they ended between two
+    scheduling cycles); they are not ``stops``, and a change set with only these is empty (``bool`` is
+    false: nothing to carry out)."""
 
     starts: tuple[str, ...]  # placed now, not before
-    stops: tuple[str, ...]  # placed before, not now
+    stops: tuple[str, ...]  # placed before, not now (and still a job of the problem)
     migrations: tuple[str, ...]  # placed in both, on different nodes or GPUs
     moved_replicas: int  # replicas that changed node
+    finished: tuple[str, ...] = ()  # placed before, no longer a job of the problem
 
     def __bool__(self) -> bool:
         return bool(self.starts or self.stops or self.migrations)
@@ -185,14 +190,21 @@ class Allocation:
         return replace(self, **changes)
 
     # Comparisons ----------------------------------------------------------------------------
-    def diff(self, before: Allocation) -> Changes:
+    def diff(self, before: Allocation, problem: Problem | None = None) -> Changes:
         """Changes from ``before`` to this allocation: starts, stops and migrations.
 
         A replica counts as moved when its node or its GPU indices change (either means a restart).
+        With ``problem`` (the one this allocation answers), jobs of ``before`` that are no longer jobs
+        of the problem are reported as ``finished``, not as ``stops``: pass the last cycle's answer as
+        ``before`` after jobs ended.
         """
+        if not isinstance(before, Allocation):
+            raise ProblemError("before", before, "is not an Allocation")
         now, then = self.by_job(), before.by_job()
         starts = tuple(j for j in now if j not in then)
-        stops = tuple(j for j in then if j not in now)
+        jobs = problem.job_index if problem is not None else None
+        finished = tuple(j for j in then if j not in now and jobs is not None and j not in jobs)
+        stops = tuple(j for j in then if j not in now and (jobs is None or j in jobs))
         migrations, moved = [], 0
         for job in now.keys() & then.keys():
             a = Counter((p.node, tuple(sorted(p.gpus))) for p in now[job])
@@ -200,7 +212,7 @@ class Allocation:
             if a != b:
                 migrations.append(job)
                 moved += sum((b - a).values())
-        return Changes(starts, stops, tuple(sorted(migrations)), moved)
+        return Changes(starts, stops, tuple(sorted(migrations)), moved, finished)
 
     # Status as data, exceptions on request -------------------------------------------------
     def raise_for_status(self) -> Allocation:

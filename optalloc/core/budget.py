@@ -75,6 +75,7 @@ class _Record:
         self.objective: float | None = None
         self.bound: float | None = None
         self.events: list[Progress] = []
+        self.pace = 1.0
 
 
 class _Either:
@@ -106,15 +107,22 @@ class Budget:
     ) -> None:
         self.clock = clock
         self.start = clock()
-        self.deadline = math.inf if time_limit is None else self.start + float(time_limit)
+        self._end = math.inf if time_limit is None else self.start + float(time_limit)
+        self._parent: Budget | None = None
+        self._keep = 0.0
         self._record = _Record(stop, on_progress)
 
     def narrow(self, keep: float) -> Budget:
-        """This budget (same start, stop flag and progress) ending ``keep`` seconds earlier."""
+        """This budget (same start, stop flag and progress) ending ``keep`` seconds earlier.
+
+        ``keep`` is a forecast of the work that follows on an unloaded machine: it stretches with
+        :attr:`pace` (a machine running at a third of its speed keeps three times as long)."""
         child = Budget.__new__(Budget)
         child.clock = self.clock
         child.start = self.start
-        child.deadline = self.deadline - max(0.0, keep)
+        child._end = math.inf
+        child._parent = self
+        child._keep = max(0.0, keep)
         child._record = self._record
         return child
 
@@ -123,7 +131,29 @@ class Budget:
         record: for sub-problems whose objective and bound are not the solve's (they are not reported)."""
         child = self.narrow(keep)
         child._record = _Record(_Either(self), None)
+        child._record.pace = self.pace
         return child
+
+    @property
+    def deadline(self) -> float:
+        """The clock time this budget ends at (``inf`` without a limit)."""
+        if self._parent is None:
+            return self._end
+        return self._parent.deadline - self._keep * self.pace
+
+    # Pace ------------------------------------------------------------------------------------
+    @property
+    def pace(self) -> float:
+        """How many times slower than nominal this machine runs the solve now (1.0: as measured
+        unloaded; 3.0: a third of a core, say): measured by :meth:`observe_pace`, read by every forecast
+        of work that cannot be interrupted (the time kept for verifying, building a model...)."""
+        return self._record.pace
+
+    def observe_pace(self, nominal: float, actual: float) -> None:
+        """Record that work forecast at ``nominal`` seconds took ``actual`` (ignored below 20 ms of
+        nominal work: too short to tell load from noise); the pace is kept within [1, 20]."""
+        if nominal >= 0.02 and actual > 0:
+            self._record.pace = min(20.0, max(1.0, actual / nominal))
 
     # Time ------------------------------------------------------------------------------------
     @property

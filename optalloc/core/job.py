@@ -10,6 +10,7 @@ from typing import Any
 
 from optalloc.core import _check
 from optalloc.core.errors import ProblemError
+from optalloc.core.limits import LIMITS
 
 MILLI = 1000  # milli-GPU in one GPU
 
@@ -82,18 +83,20 @@ class Job:
             raise ProblemError(
                 "gpu_milli", self.gpu_milli, "is not a share of one GPU (< 1000); ask for gpus=1 instead"
             )
-        _set(self, "replicas", _check.integer("replicas", self.replicas, minimum=1))
+        _set(self, "replicas", _check.integer("replicas", self.replicas, minimum=1, maximum=LIMITS.replicas))
         lo = (
-            self.replicas if self.min_replicas is None else _check.integer("min_replicas", self.min_replicas, minimum=1)
+            self.replicas
+            if self.min_replicas is None
+            else _check.integer("min_replicas", self.min_replicas, minimum=1, maximum=LIMITS.replicas)
         )
         if lo > self.replicas:
             raise ProblemError("min_replicas", lo, f"is above replicas={self.replicas}")
         _set(self, "min_replicas", lo)
         _set(self, "gpu_models", _check.names("gpu_models", self.gpu_models))
         _set(self, "node_selector", _check.labels("node_selector", self.node_selector))
-        _set(self, "priority", _check.integer("priority", self.priority, minimum=None))
-        _set(self, "arrival", _check.real("arrival", self.arrival))
-        _set(self, "duration", _check.real("duration", self.duration, minimum=0, optional=True))
+        _set(self, "priority", _check.integer("priority", self.priority, minimum=None, maximum=LIMITS.priority))
+        _set(self, "arrival", _check.real("arrival", self.arrival, maximum=LIMITS.seconds))
+        _set(self, "duration", _check.real("duration", self.duration, minimum=0, optional=True, maximum=LIMITS.seconds))
         try:
             _set(self, "placement", PlacementRule(self.placement))
         except ValueError:

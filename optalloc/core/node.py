@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from optalloc.core import _check
+from optalloc.core.limits import LIMITS
 
 
 @dataclass(frozen=True, eq=True)
@@ -39,7 +40,7 @@ class Node:
         _set(self, "name", _check.name("name", self.name))
         _set(self, "cpu", _check.integer("cpu", self.cpu))
         _set(self, "memory", _check.integer("memory", self.memory))
-        _set(self, "gpus", _check.integer("gpus", self.gpus))
+        _set(self, "gpus", _check.integer("gpus", self.gpus, maximum=LIMITS.gpus_per_node))
         _set(self, "gpu_memory", _check.integer("gpu_memory", self.gpu_memory))
         model = self.gpu_model if self.gpu_model not in ("",) else None
         if model is not None:

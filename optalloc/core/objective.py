@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from optalloc.core import _check
+from optalloc.core.errors import ProblemError
 from optalloc.core.job import MILLI
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class ObjectiveWeights:
         for attr in ("cpu_only_value", "migration", "fragmentation", "spread"):
             object.__setattr__(self, attr, _check.integer(attr, getattr(self, attr)))
         object.__setattr__(self, "priority_base", _check.integer("priority_base", self.priority_base, minimum=1))
+        if not isinstance(self.lexicographic, bool):
+            raise ProblemError("lexicographic", self.lexicographic, "is not true or false")
 
     def to_dict(self) -> dict[str, int | bool]:
         return {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from optalloc.core import _check
+from optalloc.core.cpus import usable_cpus
 from optalloc.core.errors import ProblemError
+from optalloc.core.limits import LIMITS
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class PortfolioConfig:
     ``verify_per_node`` x nodes: the time ``solve()`` keeps for verifying the answer, with at most
     ``placements_per_second`` x the time limit placements (an estimate; the verification itself is not
     cut short).
+    ``pace_jobs_per_second``: how many jobs the simple rules (best-fit, first-fit, worst-fit) decide per
+    second on an unloaded machine; a run that takes longer tells the solve its :attr:`Budget.pace
+    <optalloc.core.budget.Budget.pace>` (how loaded the machine is now), and the estimates above stretch
+    with it, so that a budget is kept on a shared machine too.
     """
 
     warm_start_share: float = 0.25
@@ -49,6 +54,7 @@ class PortfolioConfig:
     verify_per_job: float = 0.4e-6
     verify_per_node: float = 2e-6
     placements_per_second: float = 40_000.0
+    pace_jobs_per_second: float = 50_000.0
 
 
 #: Where the ``pop`` method runs its parts: Ray when running or asked for, else a local process pool ("auto").
@@ -60,7 +66,7 @@ class SolveOptions:
     """Options of one ``solve()`` call.
 
     ``time_limit`` seconds of wall time for the exact engines (None = no limit); ``workers`` CP-SAT
-    search workers (None = the machine's cores); ``seed`` for every randomised choice;
+    search workers (None = the CPUs this process may use, :func:`~optalloc.core.cpus.usable_cpus`); ``seed`` for every randomised choice;
     ``relative_gap`` stops the exact engines once ``(bound - objective) / bound`` is at most this;
     ``deterministic`` makes CP-SAT repeatable run to run (a deterministic time limit, and one worker
     unless ``workers`` says otherwise); ``order`` is the queue ordering of the heuristics; ``round``
@@ -109,8 +115,8 @@ class SolveOptions:
         if self.time_limit is not None and self.time_limit <= 0:
             raise ProblemError("time_limit", self.time_limit, "is not a positive number of seconds")
         if self.workers is not None:
-            _check.integer("workers", self.workers, minimum=1)
-        _check.integer("seed", self.seed, minimum=None)
+            _check.integer("workers", self.workers, minimum=1, maximum=LIMITS.workers)
+        _check.integer("seed", self.seed, minimum=None, maximum=2**31 - 1)  # CP-SAT's seed is a 32-bit integer
         gap = _check.real("relative_gap", self.relative_gap, minimum=0)
         if gap is not None and gap >= 1:
             raise ProblemError("relative_gap", self.relative_gap, "is not below 1")
@@ -135,7 +141,7 @@ class SolveOptions:
     def num_workers(self) -> int:
         if self.workers is not None:
             return self.workers
-        return 1 if self.deterministic else max(1, os.cpu_count() or 1)
+        return 1 if self.deterministic else usable_cpus()
 
     def replace(self, **changes: Any) -> SolveOptions:
         return replace(self, **changes)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, wraps
 from typing import Any
 
 import numpy as np
@@ -12,12 +12,28 @@ import numpy as np
 from optalloc.core.allocation import Allocation
 from optalloc.core.errors import ProblemError
 from optalloc.core.job import Job
+from optalloc.core.limits import LIMITS
 from optalloc.core.node import Node
 from optalloc.core.objective import ObjectiveWeights
 
 # Columns of the capacity and demand matrices.
 CPU, MEMORY, GPU = 0, 1, 2
 RESOURCES = ("cpu", "memory", "gpu_milli")
+
+
+def _array_view(build: Callable[[Problem], np.ndarray]) -> cached_property[np.ndarray]:
+    """A numpy view of the problem, built once on first use and read-only: the problem is frozen, and
+    every engine shares the same arrays, so a caller that wants to change one works on a copy
+    (``problem.capacity.copy()``); writing into the view raises ``ValueError: assignment destination
+    is read-only`` instead of silently changing the problem for everyone."""
+
+    @wraps(build)
+    def frozen(self: Problem) -> np.ndarray:
+        array = build(self)
+        array.setflags(write=False)
+        return array
+
+    return cached_property(frozen)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +44,8 @@ class Problem:
     the nodes. Name one a job asks for that is not in it and construction fails (a typo); keep a
     model in it after removing its nodes (a what-if) and such jobs are simply unplaceable.
 
-    The numpy views (``capacity``, ``demand``, ``replica_value``, ...) are built once, on first use.
+    The numpy views (``capacity``, ``demand``, ``replica_value``, ...) are built once, on first use,
+    and are read-only (copy one to change it).
     """
 
     nodes: tuple[Node, ...]
@@ -41,6 +58,7 @@ class Problem:
         _set = object.__setattr__
         _set(self, "nodes", _tuple_of("nodes", self.nodes, Node))
         _set(self, "jobs", _tuple_of("jobs", self.jobs, Job))
+        _within_limits(self.nodes, self.jobs)
         _unique("nodes", self.nodes)
         _unique("jobs", self.jobs)
         node_models = frozenset(n.gpu_model for n in self.nodes if n.gpu_model is not None and n.gpus)
@@ -70,6 +88,14 @@ class Problem:
                 raise ProblemError(f"current.placements[{i}].node", p.node, "is not a node of this problem")
 
     # Construction helpers ------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled (a part sent to a worker or a Ray task): numpy restores arrays writable, so the views
+        # that travelled with the problem are made read-only again.
+        self.__dict__.update(state)
+        for value in (*state.values(), *state.get("_allowed_cache", {}).values()):
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+
     def replace(self, **changes: Any) -> Problem:
         """A new problem with some fields changed (validated again, views rebuilt)."""
         if "gpu_models" not in changes:
@@ -95,7 +121,7 @@ class Problem:
         return tuple(sorted(self.gpu_models or ()))
 
     # Node views (n = number of nodes) --------------------------------------------------------
-    @cached_property
+    @_array_view
     def capacity(self) -> np.ndarray:
         """int64 (n, 3): cpu milli-cores, memory MiB, GPU milli (1000 x gpus)."""
         out = np.zeros((len(self.nodes), 3), dtype=np.int64)
@@ -103,17 +129,17 @@ class Problem:
             out[i] = (n.cpu, n.memory, n.gpus * 1000)
         return out
 
-    @cached_property
+    @_array_view
     def node_gpus(self) -> np.ndarray:
         """int64 (n,): GPUs per node."""
         return self.capacity[:, GPU] // 1000
 
-    @cached_property
+    @_array_view
     def node_gpu_memory(self) -> np.ndarray:
         """int64 (n,): MiB per GPU (0 = not known)."""
         return np.array([n.gpu_memory for n in self.nodes], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def node_model(self) -> np.ndarray:
         """int64 (n,): index of the node's GPU model in ``model_names``, -1 for none."""
         lookup = {m: k for k, m in enumerate(self.model_names)}
@@ -126,7 +152,7 @@ class Problem:
         return int(self.node_gpus.max()) if self.nodes else 0
 
     # Job views (m = number of jobs) ----------------------------------------------------------
-    @cached_property
+    @_array_view
     def demand(self) -> np.ndarray:
         """int64 (m, 3): per-replica cpu, memory, GPU milli."""
         out = np.zeros((len(self.jobs), 3), dtype=np.int64)
@@ -134,42 +160,42 @@ class Problem:
             out[i] = (j.cpu, j.memory, j.gpu_demand)
         return out
 
-    @cached_property
+    @_array_view
     def job_gpus(self) -> np.ndarray:
         """int64 (m,): whole GPUs per replica."""
         return np.array([j.gpus for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_share(self) -> np.ndarray:
         """int64 (m,): milli-GPU share of one GPU per replica (0 unless sharing)."""
         return np.array([j.gpu_milli for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_gpu_memory(self) -> np.ndarray:
         return np.array([j.gpu_memory for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_replicas(self) -> np.ndarray:
         return np.array([j.replicas for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_min_replicas(self) -> np.ndarray:
         return np.array([j.min_replicas for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_priority(self) -> np.ndarray:
         return np.array([j.priority for j in self.jobs], dtype=np.int64)
 
-    @cached_property
+    @_array_view
     def job_arrival(self) -> np.ndarray:
         return np.array([j.arrival for j in self.jobs], dtype=np.float64)
 
-    @cached_property
+    @_array_view
     def job_duration(self) -> np.ndarray:
         """float64 (m,): estimated duration, NaN when unknown."""
         return np.array([np.nan if j.duration is None else j.duration for j in self.jobs], dtype=np.float64)
 
-    @cached_property
+    @_array_view
     def priority_weight(self) -> np.ndarray:
         """int64 (m,): ``priority_base ** rank(priority)``, rank among distinct levels."""
         if not self.jobs:
@@ -185,7 +211,7 @@ class Problem:
         weights: np.ndarray = (np.int64(base) ** rank.astype(np.int64)).astype(np.int64)
         return weights
 
-    @cached_property
+    @_array_view
     def replica_value(self) -> np.ndarray:
         """int64 (m,): objective value of one placed replica of each job."""
         gpu = self.demand[:, GPU]
@@ -206,6 +232,7 @@ class Problem:
                 mask &= np.isin(self.node_model, wanted)
             for label, value in key[1]:
                 mask &= np.array([n.labels.get(label) == value for n in self.nodes], dtype=bool)
+            mask.setflags(write=False)
             cache[key] = mask
         return cache[key]
 
@@ -278,6 +305,18 @@ def _tuple_of(field_name: str, items: Any, kind: type) -> tuple[Any, ...]:
         if not isinstance(item, kind):
             raise ProblemError(f"{field_name}[{i}]", item, f"is not a {kind.__name__}")
     return out
+
+
+def _within_limits(nodes: tuple[Node, ...], jobs: tuple[Job, ...]) -> None:
+    """The problem's size against :data:`~optalloc.core.limits.LIMITS`, before any view is built."""
+    for field_name, count, limit in (("nodes", len(nodes), LIMITS.nodes), ("jobs", len(jobs), LIMITS.jobs)):
+        if count > limit:
+            raise ProblemError(field_name, count, f"{field_name} are more than the limit of {limit:,} (docs/limits.md)")
+    replicas = sum(j.replicas for j in jobs)
+    if replicas > LIMITS.total_replicas:
+        raise ProblemError(
+            "jobs", replicas, f"replicas in all are more than the limit of {LIMITS.total_replicas:,} (docs/limits.md)"
+        )
 
 
 def _unique(field_name: str, items: tuple[Any, ...]) -> None:

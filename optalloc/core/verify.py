@@ -11,7 +11,9 @@ what is wrong: verifying 150,000 placements takes about a tenth of a second.
 Written on purpose without the engines' code (no ``ClusterState``, none of ``Problem``'s numpy views,
 no shared helpers beyond the data model), so that a bug in an engine cannot hide behind the same bug
 here. Names are turned into positions with ``Problem.job_index`` / ``node_index``: the name of each
-job and node and its position in the problem's tuples, nothing computed.
+job and node and its position in the problem's tuples, nothing computed. What runs now, the caller's
+input, is checked by :func:`optalloc.core.running.check_running`, which decides with the problem's
+numpy views and asks :func:`verify` only for the words.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from operator import attrgetter
 import numpy as np
 
 from optalloc.core.allocation import Allocation, Placement
+from optalloc.core.errors import ProblemError
 from optalloc.core.job import MILLI, Job, PlacementRule
 from optalloc.core.node import Node
 from optalloc.core.problem import Problem
@@ -137,6 +140,14 @@ class Facts:
         out = np.zeros(len(self.jobs), dtype=np.int64)
         used = self.used_jobs
         out[used] = np.fromiter(map(attrgetter(name), self.used_specs), np.int64, len(used))
+        return out
+
+    def at_entries(self, values: np.ndarray) -> np.ndarray:
+        """Per GPU entry, ``values`` of its placement's job (0 where the job is one the problem does not have)."""
+        job = self.job[self.entry]
+        out = np.zeros(len(job), dtype=values.dtype)
+        known = job >= 0
+        out[known] = values[job[known]]
         return out
 
     @cached_property
@@ -400,10 +411,9 @@ def check_memory(f: Facts) -> Iterator[Violation]:
 
 def check_gpu_exclusive(f: Facts) -> Iterator[Violation]:
     """A GPU held whole is held by one replica, and by no share."""
-    job = f.job[f.entry]
-    whole = (job >= 0) & (f.job_gpus[np.maximum(job, 0)] > 0)
-    share = (job >= 0) & ~whole & (f.job_share[np.maximum(job, 0)] > 0)
-    keys, holders, first = f.per_slot(whole, np.ones(len(job), dtype=np.int64))
+    whole = f.at_entries(f.job_gpus) > 0
+    share = ~whole & (f.at_entries(f.job_share) > 0)
+    keys, holders, first = f.per_slot(whole, np.ones(len(whole), dtype=np.int64))
     if not len(keys):
         return
     sharers = np.isin(keys, f.slot[share & (f.slot >= 0)])
@@ -423,9 +433,9 @@ def check_gpu_exclusive(f: Facts) -> Iterator[Violation]:
 
 def check_gpu_share(f: Facts) -> Iterator[Violation]:
     """The shares on one GPU sum to at most 1000 milli."""
-    job = np.maximum(f.job[f.entry], 0)
-    share = (f.job[f.entry] >= 0) & (f.job_gpus[job] == 0) & (f.job_share[job] > 0)
-    keys, total, first = f.per_slot(share, f.job_share[job])
+    milli = f.at_entries(f.job_share)
+    share = (f.at_entries(f.job_gpus) == 0) & (milli > 0)
+    keys, total, first = f.per_slot(share, milli)
     for k in np.flatnonzero(total > MILLI).tolist():
         name, g = f.node_gpu(int(keys[k]))
         yield Violation(
@@ -439,8 +449,7 @@ def check_gpu_share(f: Facts) -> Iterator[Violation]:
 
 def check_gpu_memory(f: Facts) -> Iterator[Violation]:
     """The GPU memory placed on one GPU is at most the node's GPU memory."""
-    job = np.maximum(f.job[f.entry], 0)
-    need = np.where(f.job[f.entry] >= 0, f.job_gpu_memory[job], 0)
+    need = f.at_entries(f.job_gpu_memory)
     keys, used, _ = f.per_slot(need > 0, need)
     if not len(keys):
         return
@@ -578,5 +587,9 @@ def verify(problem: Problem, allocation: Allocation) -> list[Violation]:
 
     Runs every check of :data:`CHECKS` (one per rule) on the allocation's :class:`Facts`.
     """
+    if not isinstance(problem, Problem):
+        raise ProblemError("problem", problem, "is not a Problem")
+    if not isinstance(allocation, Allocation):
+        raise ProblemError("allocation", allocation, "is not an Allocation")
     facts = Facts(problem, allocation)
     return [v for check in CHECKS for v in check(facts)]

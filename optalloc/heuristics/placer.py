@@ -22,6 +22,15 @@ is brought up to date when the class is next placed, re-scoring only the nodes c
 The placer owns the bookkeeping: change ``state`` only through :meth:`Placer.place`,
 :meth:`Placer.take` and :meth:`Placer.release`, or call :meth:`Placer.touch` after changing it
 directly.
+
+Why this module is one piece of ~950 lines (past the house's ~600): it holds one invariant -- a class's
+row of scores is current once every node changed since its stamp in the change log is re-scored --
+and the three scoring paths, the change log, its trimming and the interned states all read and write
+the same per-class caches to keep it. Split across files, each part would reach into the others'
+private arrays; kept together, the invariant can be checked by reading one file. What is separable
+lives elsewhere already: the rules' scores (``rules.py``), the fragmentation measure
+(``fragmentation.py``, over ``core/fragmentation.py``'s definition), the queue orders (``orders.py``)
+and the offline pass (``allocate.py``).
 """
 
 from __future__ import annotations

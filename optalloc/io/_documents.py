@@ -18,10 +18,11 @@ import yaml
 
 from optalloc.core import ProblemError
 from optalloc.io._table import StrPath
+from optalloc.io._text import parse_json, parse_yaml, read_text
+from optalloc.io._write import write_atomic
 
 SUFFIXES = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -34,29 +35,16 @@ def file_format(path: StrPath) -> str:
 
 
 def load(path: StrPath) -> Any:
-    """The parsed document; JSON or YAML syntax errors name the file, line and column."""
+    """The parsed document; a file that is not UTF-8, too large, too deeply nested, with duplicate keys
+    or with JSON or YAML syntax errors is a ProblemError naming the file (and the line and column)."""
     path = Path(path)
     kind = file_format(path)
-    text = path.read_text(encoding="utf-8-sig")
-    if kind == "json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise _syntax_error(path.name, text, err.lineno, err.colno, f"is not valid JSON ({err.msg})") from None
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        problem = err.problem or err.context or "syntax error"
-        if mark is None:
-            raise ProblemError(path.name, "", f"is not valid YAML ({problem})") from None
-        raise _syntax_error(path.name, text, mark.line + 1, mark.column + 1, f"is not valid YAML ({problem})") from None
-    except yaml.YAMLError as err:
-        raise ProblemError(path.name, "", f"is not valid YAML ({err})") from None
+    text = read_text(path)
+    return parse_json(text, path.name) if kind == "json" else parse_yaml(text, path.name)
 
 
 def dump(data: Any, path: StrPath) -> None:
-    """Write ``data`` as JSON (one list item per line, diff-friendly) or YAML, by suffix."""
+    """Write ``data`` as JSON (one list item per line, diff-friendly) or YAML, by suffix, atomically."""
     path = Path(path)
     kind = file_format(path)
     if kind == "json":
@@ -65,7 +53,7 @@ def dump(data: Any, path: StrPath) -> None:
         text = yaml.dump(
             plain(data), Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True, width=120
         )
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
 
 
 def to_json(data: Any) -> str:
@@ -105,12 +93,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return plain(value.tolist())
     return str(value)
-
-
-def _syntax_error(label: str, text: str, line: int, column: int, reason: str) -> ProblemError:
-    lines = text.splitlines()
-    shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-    return ProblemError(f"{label} line {line}, column {column}", shown, reason)
 
 
 def in_file(label: str, err: ProblemError) -> ProblemError:

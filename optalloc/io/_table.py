@@ -12,13 +12,13 @@ import csv
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from optalloc.core import ProblemError
+from optalloc.core import LIMITS, ProblemError
+from optalloc.io._text import StrPath, lines, read_text
 
-StrPath = str | PathLike[str]
+__all__ = ["StrPath", "Table", "read_table"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Table:
             value = found
         if minimum is not None and value < minimum:
             raise self.error(line, column, value, "is negative" if minimum == 0 else f"is below {minimum}")
+        if abs(value) > LIMITS.quantity:
+            raise self.error(line, column, text.strip(), "is beyond the limit of 2**40 (docs/limits.md)")
         return value
 
     def number(self, line: int, column: str, text: str, *, minimum: float | None = None) -> float:
@@ -95,16 +97,18 @@ def read_table(
     optional: Iterable[str] = (),
     fieldnames: Sequence[str] | None = None,
     delimiter: str = ",",
+    max_rows: int = LIMITS.jobs,
 ) -> Table:
     """Read a CSV file whose first line is the header (or, with ``fieldnames``, a file without one).
 
     Checks that every ``required`` column is present and that every row has as many fields as the
     header; blank lines are skipped. Columns outside ``required`` and ``optional`` are kept (and
-    ignored by the callers), since exports often carry extra columns.
+    ignored by the callers), since exports often carry extra columns. The file must be UTF-8 (see
+    :func:`optalloc.io._text.read_text`) and hold at most ``max_rows`` rows.
     """
     path = Path(path)
     label = path.name
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with lines(read_text(path)) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         if fieldnames is None:
             try:
@@ -141,6 +145,10 @@ def read_table(
                         f"fields in this row, but the header has {width} ({', '.join(header)})",
                     )
                 rows.append((line, fields))
+                if len(rows) > max_rows:
+                    raise ProblemError(
+                        label, len(rows), f"rows are more than the limit of {max_rows:,} (docs/limits.md)"
+                    )
         except csv.Error as err:
             raise ProblemError(f"{label} line {reader.line_num}", "", f"is not valid CSV ({err})") from None
     return Table(label, header, index, rows)

@@ -145,9 +145,12 @@ def _unplaced(path: str, value: Any) -> Unplaced:
         detail = ""
     if not isinstance(detail, str):
         raise ProblemError(doc.join(path, "detail"), detail, "is not a string")
+    if not isinstance(reason, str) or not reason:
+        raise ProblemError(doc.join(path, "reason"), reason, "is not a reason")
+    if reason not in _REASONS:
+        raise ProblemError(doc.join(path, "reason"), reason, f"is not one of {', '.join(_REASONS)}")
     try:
-        known: str = Reason(reason) if isinstance(reason, str) and reason in _REASONS else reason
-        return Unplaced(item["job"], known, detail)
+        return Unplaced(item["job"], _REASONS[reason], _check.text("detail", detail, max_length=None))
     except ProblemError as err:
         raise err.prefixed(path) from None
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from optalloc.core import Job, Node, ProblemError
+from optalloc.core import LIMITS, Job, Node, ProblemError
 from optalloc.io import units
 from optalloc.io._table import StrPath, Table, read_table
 from optalloc.io.problem_file import JOB_KEYS, NODE_KEYS
@@ -28,7 +28,7 @@ _FALSE = {"false", "no", "0", "n", "f"}
 
 def read_nodes_csv(path: StrPath) -> list[Node]:
     """Nodes from a CSV whose columns are Node fields (name, cpu, memory, gpus, gpu_model, gpu_memory, labels)."""
-    table = read_table(path, required=("name",))
+    table = read_table(path, required=("name",), max_rows=LIMITS.nodes)
     _known_columns(table, NODE_KEYS, "node")
     parsers: dict[str, Callable[[Table, int, str, str], Any]] = {
         "cpu": lambda t, ln, c, s: _quantity(t, ln, c, s, units.cpu_milli, capacity=True),

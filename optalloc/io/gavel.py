@@ -34,7 +34,7 @@ total steps and scale factors as arrays) and calls :meth:`GavelTrace.durations` 
 from __future__ import annotations
 
 import ast
-import json
+import io
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from optalloc.core import Job, Node, PlacementRule, Problem, ProblemError
-from optalloc.io._table import StrPath
+from optalloc.core import LIMITS, Job, Node, PlacementRule, Problem, ProblemError
+from optalloc.io._text import StrPath, parse_json, read_text
 
 MSR_FIELDS = (
     "job_type",
@@ -71,12 +71,16 @@ PHYSICAL_FIELDS = (
 )
 LAYOUTS = {len(MSR_FIELDS): MSR_FIELDS, len(PHYSICAL_FIELDS): PHYSICAL_FIELDS}
 
+#: The GPU types of Gavel's throughput profile (``simulation_throughputs.json``; its ``*_unconsolidated``
+#: variants aside): the types a Gavel cluster is made of when no profile is given.
+WORKER_TYPES = ("v100", "p100", "k80")
 CPU_PER_GPU = 4000  # milli-cores per GPU of a job (Gavel has no CPU request)
 MEMORY_PER_GPU = 16 * 1024  # MiB per GPU of a job
 NODE_CPU_PER_GPU = 8000  # milli-cores per GPU of a server (64 cores for 8 GPUs)
 NODE_MEMORY_PER_GPU = 64 * 1024  # MiB per GPU of a server (512 GiB for 8 GPUs)
 
 __all__ = [
+    "WORKER_TYPES",
     "GavelJob",
     "GavelTrace",
     "Throughputs",
@@ -182,10 +186,7 @@ class GavelTrace:
 def read_throughputs(path: StrPath) -> Throughputs:
     """The isolated (``"null"``) throughputs of ``simulation_throughputs.json``."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ProblemError(f"{path.name} line {err.lineno}", "", f"is not valid JSON ({err.msg})") from None
+    raw = parse_json(read_text(path), path.name)
     if not isinstance(raw, dict):
         raise ProblemError(path.name, raw, "is not a mapping of worker types")
     rates: dict[str, Mapping[tuple[str, int], float]] = {}
@@ -198,7 +199,7 @@ def read_throughputs(path: StrPath) -> Throughputs:
             if pair is None:
                 raise ProblemError(f"{path.name}: {worker}", key, "is not a \"('job type', scale_factor)\" key")
             rate = entry.get("null") if isinstance(entry, dict) else None
-            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate >= 0:
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate < math.inf:
                 raise ProblemError(f"{path.name}: {worker}.{key}.null", rate, "is not a throughput (steps/s >= 0)")
             out[pair] = float(rate)
         rates[worker] = MappingProxyType(out)
@@ -304,12 +305,27 @@ def gavel_cluster(
     and ``gpu_memory[t]`` MiB per GPU when given. Names are ``<type>-<index>`` (``v100-000``).
     """
     counts = {"v100": 500} if counts is None else counts
-    if gpus_per_node < 1:
-        raise ProblemError("gpus_per_node", gpus_per_node, "is below 1")
-    nodes: list[Node] = []
+    if isinstance(gpus_per_node, bool) or not isinstance(gpus_per_node, int) or gpus_per_node < 1:
+        raise ProblemError("gpus_per_node", gpus_per_node, "is not a number of GPUs (1 or more)")
+    if gpus_per_node > LIMITS.gpus_per_node:
+        raise ProblemError(
+            "gpus_per_node",
+            gpus_per_node,
+            f"is beyond the limit of {LIMITS.gpus_per_node} GPUs per node (docs/limits.md)",
+        )
+    servers = 0
     for model, total in counts.items():
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise ProblemError(f"counts.{model}", total, "is not a number of GPUs")
+        servers += -(-total // gpus_per_node)
+        if servers > LIMITS.nodes:  # checked before any node exists
+            raise ProblemError(
+                f"counts.{model}",
+                total,
+                f"GPUs make more than {LIMITS.nodes:,} servers of {gpus_per_node}, the limit of nodes (docs/limits.md)",
+            )
+    nodes: list[Node] = []
+    for model, total in counts.items():
         sizes = [gpus_per_node] * (total // gpus_per_node) + ([total % gpus_per_node] if total % gpus_per_node else [])
         width = max(3, len(str(len(sizes) - 1)))
         per_gpu_memory = (gpu_memory or {}).get(model, 0)
@@ -370,7 +386,7 @@ def _records(path: Path) -> list[GavelJob]:
     records: list[GavelJob] = []
     layout: Sequence[str] | None = None
     first = 0
-    with path.open(encoding="utf-8") as handle:
+    with io.StringIO(read_text(path), newline=None) as handle:
         for line, text in enumerate(handle, start=1):
             text = text.rstrip("\r\n")
             if not text.strip():
@@ -391,6 +407,10 @@ def _records(path: Path) -> list[GavelJob]:
                     f"tab-separated fields in this row, expected {len(layout)} like line {first}",
                 )
             records.append(_record(label, line, dict(zip(layout, fields, strict=True))))
+            if len(records) > LIMITS.jobs:
+                raise ProblemError(
+                    label, len(records), f"jobs are more than the limit of {LIMITS.jobs:,} (docs/limits.md)"
+                )
     return records
 
 
@@ -406,6 +426,8 @@ def _record(label: str, line: int, row: dict[str, str]) -> GavelJob:
             raise ProblemError(where(column), text, "is not an integer") from None
         if value < minimum:
             raise ProblemError(where(column), value, "is negative" if minimum == 0 else f"is below {minimum}")
+        if value > LIMITS.quantity:
+            raise ProblemError(where(column), text, "is beyond the limit of 2**40 (docs/limits.md)")
         return value
 
     def number(column: str) -> float:

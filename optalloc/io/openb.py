@@ -20,7 +20,7 @@ arrival 0 and no duration. Every bad cell raises :class:`ProblemError` naming th
 
 from __future__ import annotations
 
-from optalloc.core import MILLI, Job, Node, Problem, ProblemError
+from optalloc.core import LIMITS, MILLI, Job, Node, Problem, ProblemError
 from optalloc.io._table import StrPath, Table, read_table
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
@@ -32,7 +32,7 @@ __all__ = ["NODE_COLUMNS", "POD_COLUMNS", "read_nodes", "read_openb", "read_pods
 
 def read_nodes(path: StrPath, *, gpu_only: bool = False) -> list[Node]:
     """Nodes of an openb node list; ``gpu_only`` keeps the nodes with ``gpu > 0`` (the FGD setting)."""
-    table = read_table(path, required=NODE_COLUMNS[:4], optional=NODE_COLUMNS[4:])
+    table = read_table(path, required=NODE_COLUMNS[:4], optional=NODE_COLUMNS[4:], max_rows=LIMITS.nodes)
     i_sn, i_cpu, i_mem, i_gpu = (table.index[c] for c in NODE_COLUMNS[:4])
     i_model = table.index.get("model")
     nodes: list[Node] = []

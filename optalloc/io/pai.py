@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optalloc.core import Node, ProblemError
+from optalloc.core import LIMITS, Node, ProblemError
 from optalloc.io._table import StrPath, read_table
+from optalloc.io._text import read_text
 
 COLUMNS = ("machine", "gpu_type", "cap_cpu", "cap_mem", "cap_gpu")
 MIB_PER_GB = 1024
@@ -28,14 +29,14 @@ def read_machines(path: StrPath, header_path: StrPath | None = None) -> list[Nod
     """
     names: tuple[str, ...] = COLUMNS
     if header_path is not None:
-        text = Path(header_path).read_text(encoding="utf-8-sig").strip()
+        text = read_text(header_path).strip()
         names = tuple(c.strip() for c in text.splitlines()[0].split(",")) if text else ()
         missing = [c for c in COLUMNS if c not in names]
         if missing:
             raise ProblemError(
                 Path(header_path).name, missing[0], f"column is missing (the header has: {', '.join(names)})"
             )
-    table = read_table(path, required=COLUMNS, fieldnames=names)
+    table = read_table(path, required=COLUMNS, fieldnames=names, max_rows=LIMITS.nodes)
     i_name, i_type, i_cpu, i_mem, i_gpu = (table.index[c] for c in COLUMNS)
     nodes: list[Node] = []
     seen: dict[str, int] = {}

@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from optalloc.core import Job, Node, ObjectiveWeights, Problem, ProblemError
+from optalloc.core import LIMITS, Job, Node, ObjectiveWeights, Problem, ProblemError, check_running
 from optalloc.io import _documents as doc
 from optalloc.io import units
 from optalloc.io._table import StrPath
@@ -72,16 +72,15 @@ def problem_from_dict(data: Any) -> Problem:
     version = top.get("version", VERSION)
     if version != VERSION or isinstance(version, bool):
         raise ProblemError("version", version, f"is not a supported version ({VERSION})")
-    if not isinstance(top.get("description", ""), str):
+    if top.get("description") is not None and not isinstance(top["description"], str):
         raise ProblemError("description", top["description"], "is not a string")
-    nodes = [
-        node_from_dict(item, f"nodes[{i}]")
-        for i, item in enumerate(doc.listing("nodes", _or_empty(top.get("nodes")), "of nodes"))
-    ]
-    jobs = [
-        job_from_dict(item, f"jobs[{i}]")
-        for i, item in enumerate(doc.listing("jobs", _or_empty(top.get("jobs")), "of jobs"))
-    ]
+    raw_nodes = doc.listing("nodes", _or_empty(top.get("nodes")), "of nodes")
+    raw_jobs = doc.listing("jobs", _or_empty(top.get("jobs")), "of jobs")
+    for key, items, limit in (("nodes", raw_nodes, LIMITS.nodes), ("jobs", raw_jobs, LIMITS.jobs)):
+        if len(items) > limit:  # before any object is built
+            raise ProblemError(key, len(items), f"{key} are more than the limit of {limit:,} (docs/limits.md)")
+    nodes = [node_from_dict(item, f"nodes[{i}]") for i, item in enumerate(raw_nodes)]
+    jobs = [job_from_dict(item, f"jobs[{i}]") for i, item in enumerate(raw_jobs)]
     current = allocation_from_dict(top["current"], "current") if top.get("current") is not None else None
     weights = ObjectiveWeights()
     if top.get("weights") is not None:
@@ -99,7 +98,10 @@ def problem_from_dict(data: Any) -> Problem:
         for i, name in enumerate(models):
             if not isinstance(name, str) or not name.strip():
                 raise ProblemError(f"gpu_models[{i}]", name, "is not a GPU model name")
-    return Problem(tuple(nodes), tuple(jobs), current, weights, None if models is None else frozenset(models))
+    problem = Problem(tuple(nodes), tuple(jobs), current, weights, None if models is None else frozenset(models))
+    if current is not None:
+        check_running(problem, current, "current", fits=False)  # whether it still fits is the solve's question
+    return problem
 
 
 def node_from_dict(data: Any, path: str = "") -> Node:

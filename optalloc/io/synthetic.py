@@ -9,8 +9,9 @@
   pods drawn with replacement while the GPU request stays within ``target`` x capacity, shuffled.
 
 The same arguments and seed give an identical problem (numpy ``default_rng``; no global state).
-The tables below were computed once from the traces (see ``docs/formats.md``) and are embedded so
-that no trace file is needed at run time.
+The tables were computed once from the traces (see ``docs/formats.md``) and ship as package data
+(``optalloc/io/data/*.json``, read by :mod:`optalloc.io.tables`), so that no trace file is needed at
+run time.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from optalloc.core import MILLI, Job, Node, PlacementRule, Problem, ProblemError
+from optalloc.core import LIMITS, MILLI, Job, Node, PlacementRule, Problem, ProblemError
+from optalloc.io import tables
 
 __all__ = [
     "CPU_POD_SHAPES",
@@ -42,162 +45,68 @@ __all__ = [
     "stratified_counts",
 ]
 
-# Node shapes of alibaba-gpu-v2023/openb_node_list_all_node.csv (1523 nodes; 27 shapes):
-# (gpu model, GPUs per node, cpu milli-cores, memory MiB, number of nodes). 1213 GPU nodes, 6212 GPUs.
-NODE_SHAPES: tuple[tuple[str | None, int, int, int, int], ...] = (
-    ("G2", 8, 96000, 393216, 549),
-    ("G3", 8, 128000, 786432, 39),
-    ("V100M16", 8, 64000, 262144, 7),
-    ("V100M16", 8, 82000, 344064, 1),
-    ("V100M32", 8, 96000, 786432, 21),
-    ("T4", 4, 96000, 393216, 17),
-    ("V100M16", 4, 32000, 131072, 28),
-    ("V100M32", 4, 48000, 376832, 9),
-    ("P100", 2, 16000, 122880, 107),
-    ("P100", 2, 64000, 262144, 22),
-    ("P100", 2, 8000, 61440, 2),
-    ("T4", 2, 104000, 524288, 387),
-    ("A10", 1, 128000, 1048576, 2),
-    ("P100", 1, 8000, 61440, 3),
-    ("V100M16", 1, 8000, 32768, 19),
-    (None, 0, 32000, 262144, 129),
-    (None, 0, 96000, 524288, 59),
-    (None, 0, 96000, 393216, 30),
-    (None, 0, 32000, 131072, 23),
-    (None, 0, 64000, 524288, 22),
-    (None, 0, 104000, 524288, 20),
-    (None, 0, 32000, 65536, 10),
-    (None, 0, 64000, 262144, 8),
-    (None, 0, 64000, 131072, 4),
-    (None, 0, 104000, 786432, 3),
-    (None, 0, 104000, 196608, 1),
-    (None, 0, 96000, 786432, 1),
+# The tables were computed once from the public traces; they live in package data (optalloc/io/data:
+# openb.json, philly.json, each naming its source and saying what every table holds) and are read once,
+# when this module is imported.
+_OPENB = tables.document("openb.json")
+_PHILLY = tables.document("philly.json")
+
+#: Node shapes of alibaba-gpu-v2023/openb_node_list_all_node.csv (1523 nodes; 27 shapes):
+#: (gpu model, GPUs per node, cpu milli-cores, memory MiB, number of nodes). 1213 GPU nodes, 6212 GPUs.
+NODE_SHAPES: tuple[tuple[str | None, int, int, int, int], ...] = tables.rows(
+    "openb.json", "node_shapes", ("gpu_model", "gpus", "cpu_milli", "memory_mib", "count")
 )
 
-# Pod mix of alibaba-gpu-v2023/openb_pod_list_default.csv (8152 pods): 1088 CPU-only, 6989 with one
-# GPU of which 3078 share it (gpu_milli < 1000), 75 multi-GPU. Fractions of all pods, and the
-# fraction of one-GPU pods that share.
-OPENB_MIX = {"cpu_only": 1088 / 8152, "one_gpu": 6989 / 8152, "multi_gpu": 75 / 8152, "sharing": 3078 / 6989}
+#: Pod mix of alibaba-gpu-v2023/openb_pod_list_default.csv (8152 pods): 1088 CPU-only, 6989 with one
+#: GPU of which 3078 share it (gpu_milli < 1000), 75 multi-GPU. Fractions of all pods, and the
+#: fraction of one-GPU pods that share.
+OPENB_MIX = {
+    "cpu_only": _OPENB["mix"]["cpu_only"] / _OPENB["mix"]["pods"],
+    "one_gpu": _OPENB["mix"]["one_gpu"] / _OPENB["mix"]["pods"],
+    "multi_gpu": _OPENB["mix"]["multi_gpu"] / _OPENB["mix"]["pods"],
+    "sharing": _OPENB["mix"]["sharing"] / _OPENB["mix"]["one_gpu"],
+}
 
-# CPU-only pods: (cpu milli-cores, memory MiB, count); the 16 most common of 25 shapes, 1078 of 1088 pods.
-CPU_POD_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (12500, 57344, 364),
-    (32000, 49152, 284),
-    (8000, 30517, 163),
-    (15400, 51200, 120),
-    (16500, 51200, 95),
-    (11400, 57344, 11),
-    (8000, 15625, 11),
-    (16000, 31250, 8),
-    (8000, 31250, 5),
-    (12000, 24576, 4),
-    (32000, 62500, 3),
-    (20000, 65536, 2),
-    (12500, 65536, 2),
-    (8000, 16384, 2),
-    (32000, 32768, 2),
-    (8000, 8192, 2),
+#: CPU-only pods: (cpu milli-cores, memory MiB, count); the 16 most common of 25 shapes, 1078 of 1088 pods.
+CPU_POD_SHAPES: tuple[tuple[int, int, int], ...] = tables.rows(
+    "openb.json", "cpu_pod_shapes", ("cpu_milli", "memory_mib", "count")
 )
 
-# GPU-sharing pods: (cpu, memory MiB, count), all 19 shapes of the 3078 pods (drawn independently of
-# the share below: the marginals are the trace's) ...
-SHARING_POD_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (3152, 5600, 1122),
-    (11908, 47104, 625),
-    (8000, 30517, 486),
-    (4000, 22888, 189),
-    (4000, 15258, 182),
-    (4152, 10600, 152),
-    (4000, 30517, 136),
-    (6000, 6144, 51),
-    (6000, 12288, 29),
-    (6000, 22888, 28),
-    (1000, 2048, 26),
-    (6000, 18432, 18),
-    (6000, 8192, 9),
-    (6000, 16384, 7),
-    (12000, 18432, 6),
-    (6000, 23552, 6),
-    (2000, 8192, 2),
-    (8000, 16000, 2),
-    (6000, 30517, 2),
+#: GPU-sharing pods: (cpu, memory MiB, count), all 19 shapes of the 3078 pods (drawn independently of
+#: the share below: the marginals are the trace's) ...
+SHARING_POD_SHAPES: tuple[tuple[int, int, int], ...] = tables.rows(
+    "openb.json", "sharing_pod_shapes", ("cpu_milli", "memory_mib", "count")
 )
-# ... and their share of one GPU: (gpu_milli, count), all 20 values.
-SHARE_MILLI: tuple[tuple[int, int], ...] = (
-    (50, 7),
-    (110, 24),
-    (140, 1),
-    (160, 74),
-    (220, 62),
-    (230, 140),
-    (270, 4),
-    (290, 1),
-    (320, 328),
-    (330, 7),
-    (350, 6),
-    (370, 47),
-    (440, 2),
-    (460, 128),
-    (470, 750),
-    (480, 19),
-    (550, 72),
-    (590, 75),
-    (650, 253),
-    (810, 1078),
+#: ... and their share of one GPU: (gpu_milli, count), all 20 values.
+SHARE_MILLI: tuple[tuple[int, int], ...] = tables.rows("openb.json", "share_milli", ("gpu_milli", "count"))
+
+#: Pods with one whole GPU: (cpu, memory MiB, count); the 22 most common of 60 shapes, 3737 of 3911 pods.
+ONE_GPU_POD_SHAPES: tuple[tuple[int, int, int], ...] = tables.rows(
+    "openb.json", "one_gpu_pod_shapes", ("cpu_milli", "memory_mib", "count")
 )
 
-# Pods with one whole GPU: (cpu, memory MiB, count); the 22 most common of 60 shapes, 3737 of 3911 pods.
-ONE_GPU_POD_SHAPES: tuple[tuple[int, int, int], ...] = (
-    (11300, 49152, 857),
-    (11400, 48128, 534),
-    (3152, 5600, 470),
-    (18708, 64512, 255),
-    (9810, 41560, 195),
-    (12000, 24576, 158),
-    (15700, 58368, 158),
-    (11908, 47104, 153),
-    (16000, 32768, 108),
-    (8000, 16384, 104),
-    (4000, 24576, 104),
-    (12000, 16384, 99),
-    (14200, 58368, 93),
-    (24200, 93184, 84),
-    (11400, 77824, 65),
-    (8000, 32768, 55),
-    (11900, 77824, 51),
-    (12000, 15360, 44),
-    (8200, 33792, 41),
-    (4000, 31250, 40),
-    (15200, 80896, 36),
-    (16000, 65536, 33),
+#: Multi-GPU pods: (cpu, memory MiB, GPUs, count), all 13 shapes of the 75 pods (16x2, 15x4, 44x8).
+MULTI_GPU_POD_SHAPES: tuple[tuple[int, int, int, int], ...] = tables.rows(
+    "openb.json", "multi_gpu_pod_shapes", ("cpu_milli", "memory_mib", "gpus", "count")
 )
 
-# Multi-GPU pods: (cpu, memory MiB, GPUs, count), all 13 shapes of the 75 pods (16x2, 15x4, 44x8).
-MULTI_GPU_POD_SHAPES: tuple[tuple[int, int, int, int], ...] = (
-    (88000, 327680, 8, 18),
-    (64200, 263168, 8, 18),
-    (32200, 132096, 4, 9),
-    (16200, 66560, 2, 7),
-    (120000, 737280, 8, 3),
-    (6000, 65536, 2, 3),
-    (64000, 262144, 8, 3),
-    (32000, 131072, 4, 3),
-    (30200, 160768, 2, 3),
-    (60200, 320512, 4, 3),
-    (17400, 43008, 2, 2),
-    (120200, 640000, 8, 2),
-    (14000, 60000, 2, 1),
+#: openb default pod lifetimes (deletion - creation): median 540 s, p90 6574 s, max 1.25e7 s.
+OPENB_LIFETIME = (
+    float(_OPENB["lifetime"]["median"]),
+    float(_OPENB["lifetime"]["p90"]),
+    float(_OPENB["lifetime"]["max"]),
 )
 
-# openb default pod lifetimes (deletion - creation): median 540 s, p90 6574 s, max 1.25e7 s.
-OPENB_LIFETIME = (540.0, 6574.0, 12_537_496.0)
-
-# Gavel msr/seed=0/0e4a51.trace (Philly-derived, 1181 jobs): GPUs per job (1x436, 2x226, 4x451, 8x68),
-# mean inter-arrival 6240.6 s, and durations on V100 (total_steps / isolated throughput, with the
-# scale-factor-1 fallback): median 78219 s, p90 416560 s, max 1.85e6 s.
-PHILLY_GPU_MIX: tuple[tuple[int, int], ...] = ((1, 436), (2, 226), (4, 451), (8, 68))
-PHILLY_INTERARRIVAL = 6240.6
-PHILLY_DURATION = (78219.0, 416560.0, 1_850_284.0)
+#: Gavel msr/seed=0/0e4a51.trace (Philly-derived, 1181 jobs): GPUs per job (1x436, 2x226, 4x451, 8x68),
+#: mean inter-arrival 6240.6 s, and durations on V100 (total_steps / isolated throughput, with the
+#: scale-factor-1 fallback): median 78219 s, p90 416560 s, max 1.85e6 s.
+PHILLY_GPU_MIX: tuple[tuple[int, int], ...] = tables.rows("philly.json", "gpu_mix", ("gpus", "count"))
+PHILLY_INTERARRIVAL = float(_PHILLY["interarrival"]["mean"])
+PHILLY_DURATION = (
+    float(_PHILLY["duration"]["median"]),
+    float(_PHILLY["duration"]["p90"]),
+    float(_PHILLY["duration"]["max"]),
+)
 
 _Z90 = 1.2815515655446004  # standard normal 90th percentile
 
@@ -223,11 +132,20 @@ def stratified_counts(weights: Sequence[float], total: int) -> np.ndarray:
     return out
 
 
+def _count(name: str, value: Any, limit: int) -> None:
+    """A count argument: an integer from 0 to ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ProblemError(name, value, "is not a count (an integer, 0 or more)")
+    if value > limit:
+        raise ProblemError(name, value, f"is beyond the limit of {limit:,} (docs/limits.md)")
+
+
 def openb_nodes(count: int, *, cpu_only_nodes: bool = False, prefix: str = "node") -> list[Node]:
     """``count`` nodes in the openb shape proportions (stratified: deterministic, no seed needed).
 
     Without ``cpu_only_nodes`` only the GPU shapes are used (the 1213-node FGD cluster).
     """
+    _count("nodes", count, LIMITS.nodes)
     shapes = [s for s in NODE_SHAPES if cpu_only_nodes or s[1] > 0]
     counts = stratified_counts([s[4] for s in shapes], count)
     width = max(4, len(str(max(count - 1, 0))))
@@ -282,6 +200,10 @@ def openb_like(
             raise ProblemError("load", load, "is negative")
         # Draw in batches until the cumulative GPU request reaches the target.
         mean_milli = max(_mean_gpu_milli(cpu_only, multi_gpu, sharing), 1.0)
+        if target / mean_milli > LIMITS.jobs:
+            raise ProblemError(
+                "load", load, f"needs more than {LIMITS.jobs:,} pods, the limit of jobs (docs/limits.md)"
+            )
         kinds_list, total, drawn = [], 0.0, 0
         while total < target:
             batch = _draw(rng, max(64, int((target - total) / mean_milli * 1.1) + 1), cpu_only, multi_gpu, sharing)
@@ -299,8 +221,7 @@ def openb_like(
                 raise ProblemError("load", load, "cannot be reached by a mix without GPU pods")
         pods = np.concatenate(kinds_list) if kinds_list else np.zeros((0, 5), dtype=np.int64)
     else:
-        if jobs < 0:
-            raise ProblemError("jobs", jobs, "is negative")
+        _count("jobs", jobs, LIMITS.jobs)
         pods = _draw(rng, jobs, cpu_only, multi_gpu, sharing)
     count = len(pods)
     mu, sigma = lognormal_params(lifetime_median, lifetime_p90)
@@ -353,8 +274,7 @@ def philly_like(
     """
     from optalloc.io.gavel import gavel_cluster
 
-    if jobs < 0:
-        raise ProblemError("jobs", jobs, "is negative")
+    _count("jobs", jobs, LIMITS.jobs)
     if mean_interarrival <= 0:
         raise ProblemError("mean_interarrival", mean_interarrival, "is not positive")
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from optalloc.core import ProblemError
+from optalloc.core import LIMITS, ProblemError
 
 __all__ = ["cpu_milli", "is_quantity", "memory_mib", "parse_quantity"]
 
@@ -74,6 +74,7 @@ def cpu_milli(value: Any, field: str = "cpu", *, capacity: bool = False) -> int:
     parsed = parse_quantity(value)
     if parsed is None or parsed[1] not in _CPU_UNITS:
         raise ProblemError(field, value, _CPU_HELP)
+    _magnitude(parsed[0], value, field)
     return _rounded(parsed[0] * _CPU_UNITS[parsed[1]], value, field, capacity)
 
 
@@ -86,6 +87,7 @@ def memory_mib(value: Any, field: str = "memory", *, capacity: bool = False) -> 
         if parsed is not None and not parsed[1]:
             raise ProblemError(field, value, "has no unit: write MiB as a plain number, or add a unit (512Mi, 16Gi)")
         raise ProblemError(field, value, _MEMORY_HELP)
+    _magnitude(parsed[0], value, field)
     return _rounded(parsed[0] * _MEMORY_UNITS[parsed[1]] / _MIB, value, field, capacity)
 
 
@@ -101,10 +103,27 @@ def _canonical(value: Any, field: str, help_text: str, unit_hint: str) -> int:
         raise ProblemError(field, value, f"is not an integer ({unit_hint})")
     if out < 0:
         raise ProblemError(field, value, "is negative")
-    return out
+    return _bounded(out, value, field)
+
+
+def _magnitude(number: Decimal, value: str, field: str) -> None:
+    """Refuse a number far beyond any limit before the arithmetic on it (``1e999999Ei`` would overflow)."""
+    if number.is_finite() and number and number.adjusted() > 30:
+        raise ProblemError(field, value, _BEYOND)
+
+
+_BEYOND = f"is beyond the limit of 2**{LIMITS.quantity.bit_length() - 1} (docs/limits.md)"
 
 
 def _rounded(amount: Decimal, value: str, field: str, capacity: bool) -> int:
     if amount < 0:
         raise ProblemError(field, value, "is negative")
-    return int(amount.to_integral_value(rounding=ROUND_FLOOR if capacity else ROUND_CEILING))
+    if amount > LIMITS.quantity:
+        raise ProblemError(field, value, _BEYOND)
+    return _bounded(int(amount.to_integral_value(rounding=ROUND_FLOOR if capacity else ROUND_CEILING)), value, field)
+
+
+def _bounded(out: int, value: Any, field: str) -> int:
+    if out > LIMITS.quantity:
+        raise ProblemError(field, value, _BEYOND)
+    return out

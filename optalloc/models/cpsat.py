@@ -74,6 +74,10 @@ def build_model(prog: Program) -> tuple[cp_model.CpModel, list[cp_model.IntVar]]
     return model, xs
 
 
+#: Seconds per variable that building the CP-SAT model takes on an unloaded machine (hints included).
+BUILD_PER_VAR = 25e-6
+
+
 def solve_program(
     prog: Program,
     weights: dict[str, int],
@@ -93,6 +97,12 @@ def solve_program(
     program's objective is not the problem's, e.g. with the fragmentation guide).
     """
     start = time.perf_counter()
+    if budget.limited and budget.left() - reserve <= 0.005 + BUILD_PER_VAR * prog.num_vars * budget.pace:
+        # Building the model cannot be interrupted: with no time to build it and search, do neither.
+        stats = {"engine": "cpsat", "message": "no time to build the model"}
+        return _or_hint(
+            ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats=stats), prog, weights, hint, lexicographic
+        )
     model, xs = build_model(prog)
     build_time = time.perf_counter() - start
     if hint is not None:
@@ -105,11 +115,16 @@ def solve_program(
         nz = np.flatnonzero(c)
         model.maximize(cp_model.LinearExpr.weighted_sum([xs[i] for i in nz], [int(c[i]) for i in nz]))
         remaining = budget.seconds(reserve=reserve)
-        if lexicographic and stage == 0 and remaining is not None:
+        # deterministic=True: the work limit is the budget's length, not what the wall clock has left
+        # after the earlier stages (on a busy machine those take longer, and a smaller work limit would
+        # change the answer); the wall clock still caps the search, and says so in the stats.
+        work = budget.deadline - budget.start if options.deterministic and budget.limited else remaining
+        if lexicographic and stage == 0 and remaining is not None and work is not None:
             remaining *= 0.7
+            work *= 0.7
         if remaining is not None and remaining <= 0.005:
             break
-        solver = _solver(options, remaining)
+        solver = _solver(options, remaining, work=work)
         bound_engine = "cpsat" if report_bound and (not lexicographic or stage == 0) else None
         progress = _Progress(offset, start, budget, bound_engine)
         if bound_engine is not None:
@@ -144,8 +159,8 @@ def solve_program(
                 # then the answer may differ run to run.
                 "wall_clock_stopped": bool(
                     options.deterministic
-                    and remaining is not None
-                    and solver.deterministic_time < 0.99 * remaining
+                    and work is not None
+                    and solver.deterministic_time < 0.99 * work
                     and status is not Status.OPTIMAL
                 ),
             },
@@ -170,8 +185,15 @@ def solve_program(
             run.stats["secondary_objective"] = solver.objective_value + offset
     if run is None:
         run = ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats={"message": "no time"})
+    return _or_hint(run, prog, weights, hint, lexicographic)
+
+
+def _or_hint(
+    run: ProgramRun, prog: Program, weights: dict[str, int], hint: np.ndarray | None, lexicographic: bool
+) -> ProgramRun:
+    """``run``, or when it found nothing in time (presolve can eat a short budget), the warm start when
+    it is feasible: its values, as a feasible answer."""
     if run.values is None and run.status is Status.UNKNOWN and hint is not None and not prog.check(hint):
-        # No solution in time (presolve can eat a short budget): the warm start is feasible, return it.
         run.values = np.asarray(hint, dtype=np.int64)
         run.objective = float(prog.value(run.values, {"primary": 1} if lexicographic else weights))
         run.status = Status.FEASIBLE
@@ -208,7 +230,9 @@ class _watch:
             self.thread.join()
 
 
-def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolver:
+def _solver(options: SolveOptions, time_limit: float | None, *, work: float | None = None) -> cp_model.CpSolver:
+    """A solver for one search: ``time_limit`` wall seconds; with ``options.deterministic``, ``work``
+    deterministic seconds (default: ``time_limit``)."""
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = options.num_workers
@@ -223,8 +247,8 @@ def _solver(options: SolveOptions, time_limit: float | None) -> cp_model.CpSolve
         p.max_time_in_seconds = time_limit
     if options.deterministic:
         p.interleave_search = options.num_workers > 1
-        if time_limit is not None:
-            p.max_deterministic_time = time_limit
+        if work is not None or time_limit is not None:
+            p.max_deterministic_time = work if work is not None else time_limit
     if time_limit is not None and time_limit < SHORT_BUDGET:
         # Short budgets: skip probing in presolve, which alone can take a second on large programs.
         p.cp_model_probing_level = 0

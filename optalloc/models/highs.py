@@ -12,13 +12,19 @@ measured against, and its rounding a warm start for CP-SAT.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pickle
+import select
+import signal
 import time
+import traceback
 from collections.abc import Callable
 
 import numpy as np
 
-from optalloc.core import Status
+from optalloc.core import SolverError, Status
 from optalloc.core.budget import Budget
 from optalloc.models.program import INF, Program
 from optalloc.models.run import ProgramRun
@@ -118,53 +124,85 @@ CHILD_GRACE = 0.05
 
 def in_child(search: Callable[[Budget], ProgramRun], budget: Budget, reserve: float) -> ProgramRun:
     """``search(budget)`` in a forked child process, ended ``reserve`` seconds before the deadline (or
-    when the caller sets stop): its answer when it finished, else ``unknown`` with no values."""
-    import multiprocessing as mp
+    when the caller sets stop): its answer when it finished, else ``unknown`` with no values.
 
+    A plain ``os.fork`` with a pipe rather than ``multiprocessing``: a caller may itself be a daemonic
+    worker of a ``multiprocessing.Pool``, which ``multiprocessing`` forbids to have children. An
+    exception in the child is raised here as a :class:`SolverError` carrying its traceback.
+    """
     start = time.perf_counter()
     limit = budget.seconds(reserve=reserve + CHILD_GRACE)
     if limit is not None and limit <= 0.01:
         return ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats={"engine": "highs", "message": "no time"})
-    context = mp.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-
-    def child() -> None:
-        receive.close()
-        import highspy._core as hc
-
-        # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
-        hc._Highs.resetGlobalScheduler(True)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave without running the parent's exit hooks
+        code = 1
         try:
-            send.send(search(Budget(limit)))
-        finally:
-            send.close()
+            os.close(read_end)
+            # The parent decides when the child ends: a terminal's Ctrl-C reaches it, and the host's own
+            # SIGTERM handler (a service's shutdown, say) is not the child's to run.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            import highspy._core as hc
 
-    process = context.Process(target=child, name="optalloc-highs", daemon=True)
-    process.start()
-    send.close()
-    run: ProgramRun | None = None
+            # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
+            hc._Highs.resetGlobalScheduler(True)
+            try:
+                message: tuple[bool, object] = (True, search(Budget(limit)))
+            except BaseException:  # carried to the parent, which raises it
+                message = (False, traceback.format_exc())
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(message))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    ended = False
     try:
-        while run is None:
+        while True:
             left = budget.left() - reserve - CHILD_GRACE
-            if left <= 0 or (not process.is_alive() and not receive.poll()):
+            if left <= 0:
                 break
-            if receive.poll(min(0.02, max(0.0, left))):
-                try:
-                    run = receive.recv()
-                except EOFError:
+            ready, _, _ = select.select([read_end], [], [], min(0.02, max(0.0, left)))
+            if ready:
+                chunk = os.read(read_end, 1 << 20)
+                if not chunk:
+                    ended = True  # the child closed the pipe: it is done
                     break
+                chunks.append(chunk)
     finally:
-        receive.close()
-        if process.is_alive():
-            process.terminate()
-            process.join(CHILD_GRACE)
-            if process.is_alive():
-                process.kill()
-        process.join()
-    if run is None:
+        os.close(read_end)
+        finished = _reap(pid, wait=ended)
+    if not (ended and finished):
         stats = {"engine": "highs", "message": "stopped at the deadline"}
         return ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats=stats)
-    return run
+    ok, payload = pickle.loads(b"".join(chunks))
+    if not ok:
+        raise SolverError(f"HiGHS failed in its child process:\n{payload}")
+    assert isinstance(payload, ProgramRun)
+    return payload
+
+
+def _reap(pid: int, *, wait: bool) -> bool:
+    """End the child ``pid`` (wait for it when it is done, else terminate it, then kill it after
+    :data:`CHILD_GRACE`); whether it exited on its own with status 0."""
+    if not wait:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.perf_counter() + CHILD_GRACE
+        while time.perf_counter() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return False
+            time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return False
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _run(

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from optalloc.adaptive import ControllerConfig, DriftConfig
+from optalloc.core.limits import LIMITS
 
 
 def default_controller() -> ControllerConfig:
     """The loop's defaults in a service: ``auto`` within 2 s on one CP-SAT worker (the other core serves
     requests), admissions by best-fit between re-solves, re-solves on drift and events at most every 30 s."""
-    return ControllerConfig(method="auto", budget=2.0, workers=1, drift=DriftConfig(min_interval=30.0))
+    return ControllerConfig.of(method="auto", budget=2.0, workers=1, drift=DriftConfig(min_interval=30.0))
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Settings:
     ``max_large_body``: request size limits in bytes (the large one for solve, batch submits,
     observations and the Kubernetes extender). ``max_solve_time``: the largest ``time_limit`` of a
     stateless solve; ``max_concurrent_solves``: stateless solves running at once (more get 429).
-    ``max_nodes`` / ``max_jobs``: of the stateful cluster. ``sync``: SQLite's ``normal`` (survives a
+    ``max_nodes`` / ``max_jobs``: of the stateful cluster (default: the core's limits,
+    :data:`optalloc.core.LIMITS`; a problem beyond those is refused by the core anyway). ``sync``: SQLite's ``normal`` (survives a
     crash of the process) or ``full`` (survives a power loss too). ``plan_history``: plans kept for
     ``GET /v1/plan?since=``. ``ui_refresh``: seconds between two refreshes of the dashboard.
     """
@@ -48,8 +50,8 @@ class Settings:
     max_large_body: int = 64 << 20
     max_solve_time: float = 60.0
     max_concurrent_solves: int = 2
-    max_nodes: int = 100_000
-    max_jobs: int = 1_000_000
+    max_nodes: int = LIMITS.nodes
+    max_jobs: int = LIMITS.jobs
     sync: str = "normal"
     plan_history: int = 32
     ui_refresh: float = 2.0

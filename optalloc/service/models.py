@@ -13,21 +13,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-# The core's size limits (docs/limits.md), stated in the schema so that a request beyond them is refused
-# before any work: GPUs per node, replicas per job, any integer quantity, priorities and seconds.
-NAME_MAX = 253
-GPUS_PER_NODE = 64
-REPLICAS = 10_000
-QUANTITY = 2**40
-PRIORITY = 10**9
-SECONDS = 1e12
+from optalloc.core.limits import LIMITS
+
+# The core's size limits (optalloc.core.LIMITS, docs/limits.md), stated in the schema so that a request
+# beyond them is refused before any work: GPUs per node, replicas per job, any integer quantity,
+# priorities and seconds.
+NAME_MAX = LIMITS.name_length
+GPUS_PER_NODE = LIMITS.gpus_per_node
+REPLICAS = LIMITS.replicas
+QUANTITY = LIMITS.quantity
+PRIORITY = LIMITS.priority
+SECONDS = LIMITS.seconds
 
 
 def _quantity(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("is not an integer in canonical units or a quantity string such as 500m or 16Gi")
     if isinstance(value, int) and not 0 <= value <= QUANTITY:
-        raise ValueError("is not between 0 and the limit of 2**40 (docs/limits.md)")
+        raise ValueError(f"is not between 0 and the limit of {QUANTITY} (docs/limits.md)")
     if isinstance(value, str) and len(value) > 64:
         raise ValueError("is longer than 64 characters: not a quantity")
     return value
@@ -171,8 +174,8 @@ class ProblemFile(_Strict):
 
     version: int = 1
     description: str | None = None
-    nodes: list[NodeSpec] = Field(default_factory=list, max_length=100_000)
-    jobs: list[JobSpec] = Field(default_factory=list, max_length=1_000_000)
+    nodes: list[NodeSpec] = Field(default_factory=list, max_length=LIMITS.nodes)
+    jobs: list[JobSpec] = Field(default_factory=list, max_length=LIMITS.jobs)
     current: AllocationIn | None = None
     weights: dict[str, Any] | None = None
     gpu_models: list[str] | None = None
@@ -278,7 +281,10 @@ class PlanOut(BaseModel):
     trigger: str | None
     trigger_detail: str | None
     method: str
-    fallback: bool
+    fallback: str | None = Field(
+        description="why the fallback heuristic answered instead of the method (no-answer, infeasible, "
+        "unavailable); null when it did not"
+    )
     solve_time: float
     budget: float
     gap: float | None
@@ -326,7 +332,9 @@ class SolveInfo(BaseModel):
     gap: float | None
     solve_time: float
     budget: float
-    fallback: bool
+    fallback: str | None = Field(
+        description="why the fallback heuristic answered (no-answer, infeasible, unavailable); null when it did not"
+    )
     time: float | None
 
 

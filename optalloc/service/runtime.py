@@ -15,128 +15,43 @@ as what runs now, so the service comes back with the same plan (and does not re-
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from types import MappingProxyType
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from optalloc.adaptive import (
     ControllerState,
     Event,
-    JobUsage,
     MetricsSource,
-    NodeUsage,
     Observation,
     Plan,
     safe_observe,
     step,
 )
-from optalloc.core import Allocation, Job, Node, Placement, Problem, ProblemError, Status, Unplaced, verify
+from optalloc.core import Allocation, Job, Node, Problem, ProblemError, Status, verify
 from optalloc.io import allocation_from_dict
 from optalloc.service.config import Settings
 from optalloc.service.errors import ApiError
 from optalloc.service.store import Decision, Store, StoredPlan
+from optalloc.service.view import (
+    JobRecord,
+    NodeRecord,
+    NodeUse,
+    View,
+    build_view,
+    fallback_reason,
+    finite,
+    nodes_digest,
+    observation_from,
+    plan_info,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NodeRecord:
-    node: Node
-    drained: bool
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    job: Job
-    submitted: float
-
-
-@dataclass(frozen=True)
-class NodeUse:
-    """What the plan puts on one node: per GPU, job -> milli-GPU; CPU and memory requested; the jobs."""
-
-    gpus: tuple[Mapping[str, int], ...]
-    cpu: int
-    memory: int
-    jobs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class View:
-    """The published state: what requests read (immutable; replaced whole after each step)."""
-
-    version: int
-    time: float | None
-    info: Mapping[str, Any]
-    allocation: Allocation
-    allocation_dict: Mapping[str, Any]
-    by_job: Mapping[str, tuple[Placement, ...]]
-    unplaced: Mapping[str, Unplaced]
-    node_use: Mapping[str, NodeUse]
-    queue: tuple[str, ...]
-    queued: frozenset[str]
-    actions: tuple[dict[str, Any], ...]
-    drift: float | None
-    stale: bool
-    monitor_error: str
-    ratios: Mapping[str, float]
-    steps: int = 0
-    last_step: float | None = None
-
-    @classmethod
-    def empty(cls) -> View:
-        return cls(
-            version=0,
-            time=None,
-            info=MappingProxyType(_info(None, 0.0)),
-            allocation=Allocation(status=Status.FEASIBLE),
-            allocation_dict=MappingProxyType({"summary": {}, "placements": [], "unplaced": []}),
-            by_job=MappingProxyType({}),
-            unplaced=MappingProxyType({}),
-            node_use=MappingProxyType({}),
-            queue=(),
-            queued=frozenset(),
-            actions=(),
-            drift=None,
-            stale=False,
-            monitor_error="",
-            ratios=MappingProxyType({"gpu": 0.0, "cpu": 0.0, "memory": 0.0}),
-        )
-
-
-def _info(plan: Plan | None, budget: float) -> dict[str, Any]:
-    if plan is None:
-        return {
-            "trigger": None,
-            "trigger_detail": None,
-            "method": "",
-            "fallback": False,
-            "solve_time": 0.0,
-            "budget": budget,
-            "gap": None,
-            "stale": False,
-            "error": "",
-            "actions": [],
-        }
-    return {
-        "trigger": None if plan.trigger is None else plan.trigger.kind,
-        "trigger_detail": None if plan.trigger is None else plan.trigger.detail,
-        "method": plan.method,
-        "fallback": plan.fallback,
-        "solve_time": plan.solve_time,
-        "budget": budget,
-        "gap": None if plan.gap is None or not math.isfinite(plan.gap) else plan.gap,
-        "stale": plan.stale,
-        "error": plan.error,
-        "actions": [a.to_dict() for a in plan.actions],
-    }
 
 
 class Cluster:
@@ -202,7 +117,7 @@ class Cluster:
             # Admit at once only if something changed after that plan was written (jobs or nodes it never saw).
             seen = {p["job"] for p in stored.allocation.get("placements", ())}
             seen |= {u["job"] for u in stored.allocation.get("unplaced", ())}
-            dirty = seen != set(self.jobs) or stored.info.get("nodes_digest") != _nodes_digest(active)
+            dirty = seen != set(self.jobs) or stored.info.get("nodes_digest") != nodes_digest(active)
             state = replace(state, drift=state.drift.replace(last_resolve=now), dirty=dirty)
             allocation = allocation_from_dict(stored.allocation)
             kept = current.placed_jobs if current is not None else frozenset()
@@ -210,9 +125,9 @@ class Cluster:
                 placements=tuple(p for p in allocation.placements if p.job in kept),
                 unplaced=tuple(u for u in allocation.unplaced if u.job in self.jobs and u.job not in kept),
             )
-            self.view = self._build_view(stored.version, stored.time, dict(stored.info), allocation, state)
+            self.view = build_view(stored.version, stored.time, dict(stored.info), allocation, state)
         else:
-            self.view = self._build_view(0, None, _info(None, self.config.budget), state.allocation, state)
+            self.view = build_view(0, None, plan_info(None, self.config.budget), state.allocation, state)
         self.state = state
         log.info(
             "restored %d nodes (%d drained), %d jobs, plan version %d",
@@ -395,6 +310,11 @@ class Cluster:
 
     # The loop -------------------------------------------------------------------------------------
     def start(self) -> None:
+        from optalloc.solve import preload
+
+        # The engines' imports (seconds on a busy machine) would count against the first re-solve's budget.
+        preload(self.config.method)
+        preload(self.config.fallback)
         if self.state is None:
             self.restore()
         self._stop.clear()
@@ -454,7 +374,7 @@ class Cluster:
                 self.view,
                 queue=state.queue,
                 queued=frozenset(state.queue),
-                drift=_finite(state.drift.cluster),
+                drift=finite(state.drift.cluster),
                 stale=state.stale,
                 monitor_error=state.error,
                 steps=state.steps,
@@ -490,85 +410,15 @@ class Cluster:
                 self.metrics.invalid_plans.inc()
             return
         version = self.view.version + 1
-        info = _info(plan, self.config.budget)
-        info["nodes_digest"] = _nodes_digest(state.nodes)
-        view = self._build_view(version, now, info, allocation, state)
+        info = plan_info(plan, self.config.budget)
+        info["nodes_digest"] = nodes_digest(state.nodes)
+        view = build_view(version, now, info, allocation, state)
         decisions = [Decision(now, a.kind.value, a.job, a.reason) for a in plan.actions]
         try:
             self.store.put_plan(StoredPlan(version, now, info, dict(view.allocation_dict)), decisions)
         except sqlite3.Error as err:
             log.error("could not store plan %d: %s", version, err)
         self.view = view
-
-    def _build_view(
-        self, version: int, when: float | None, info: dict[str, Any], allocation: Allocation, state: ControllerState
-    ) -> View:
-        by_job: dict[str, list[Placement]] = {}
-        use_gpus: dict[str, list[dict[str, int]]] = {}
-        cpu: dict[str, int] = {}
-        memory: dict[str, int] = {}
-        jobs_on: dict[str, list[str]] = {}
-        for n in state.nodes:
-            use_gpus[n.name] = [{} for _ in range(n.gpus)]
-            cpu[n.name] = memory[n.name] = 0
-            jobs_on[n.name] = []
-        for p in allocation.placements:
-            by_job.setdefault(p.job, []).append(p)
-            job = state.jobs.get(p.job)
-            if p.node not in use_gpus or job is None:
-                continue
-            gpus = use_gpus[p.node]
-            for g in p.gpus:
-                if 0 <= g < len(gpus):
-                    gpus[g][p.job] = gpus[g].get(p.job, 0) + p.gpu_milli
-            cpu[p.node] += job.cpu
-            memory[p.node] += job.memory
-            if not jobs_on[p.node] or jobs_on[p.node][-1] != p.job:
-                jobs_on[p.node].append(p.job)
-        node_use = {
-            name: NodeUse(
-                tuple(MappingProxyType(g) for g in use_gpus[name]),
-                cpu[name],
-                memory[name],
-                tuple(dict.fromkeys(jobs_on[name])),
-            )
-            for name in use_gpus
-        }
-        cap = state.capacity.sum(axis=0) if len(state.capacity) else None
-        used = state.planned.sum(axis=0) if len(state.planned) else None
-        ratios = {"gpu": 0.0, "cpu": 0.0, "memory": 0.0}
-        if cap is not None and used is not None:
-            for key, col in (("gpu", 0), ("cpu", 2), ("memory", 3)):
-                ratios[key] = float(used[col] / cap[col]) if cap[col] > 0 else 0.0
-        doc = _allocation_doc(allocation)
-        doc["summary"].update(
-            jobs=len(state.jobs),
-            jobs_placed=len(by_job),
-            jobs_unplaced=len(state.jobs) - len(by_job),
-            nodes=len(state.nodes),
-            gpu_allocation_ratio=ratios["gpu"],
-            cpu_allocation_ratio=ratios["cpu"],
-            memory_allocation_ratio=ratios["memory"],
-        )
-        return View(
-            version=version,
-            time=when,
-            info=MappingProxyType(info),
-            allocation=allocation,
-            allocation_dict=MappingProxyType(doc),
-            by_job=MappingProxyType({k: tuple(v) for k, v in by_job.items()}),
-            unplaced=MappingProxyType({u.job: u for u in allocation.unplaced}),
-            node_use=MappingProxyType(node_use),
-            queue=state.queue,
-            queued=frozenset(state.queue),
-            actions=tuple(info.get("actions", ())),
-            drift=_finite(state.drift.cluster),
-            stale=state.stale,
-            monitor_error=state.error,
-            ratios=MappingProxyType(ratios),
-            steps=state.steps,
-            last_step=when,
-        )
 
     # Reading --------------------------------------------------------------------------------------
     def job_status(self, name: str) -> dict[str, Any]:
@@ -678,7 +528,7 @@ class Cluster:
             "trigger": info.get("trigger"),
             "trigger_detail": info.get("trigger_detail"),
             "method": info.get("method", ""),
-            "fallback": bool(info.get("fallback", False)),
+            "fallback": fallback_reason(info.get("fallback")),
             "solve_time": float(info.get("solve_time", 0.0)),
             "budget": float(info.get("budget", self.config.budget)),
             "gap": info.get("gap"),
@@ -713,38 +563,6 @@ def _same_job(known: Job, new: Job, arrival_given: bool) -> bool:
     return known == new and known.to_dict() == new.to_dict()
 
 
-def _allocation_doc(allocation: Allocation) -> dict[str, Any]:
-    """The allocation file's JSON of ``allocation`` (what ``allocation_to_dict`` gives, built in one pass)."""
-    gap = allocation.gap
-    summary: dict[str, Any] = {
-        "method": allocation.method,
-        "status": allocation.status.value,
-        "objective": _finite(allocation.objective),
-        "bound": _finite(allocation.bound),
-        "gap": _finite(gap),
-        "wall_time": float(allocation.wall_time),
-    }
-    placements = [
-        {"job": p.job, "replica": p.replica, "node": p.node, "gpus": list(p.gpus), "gpu_milli": p.gpu_milli}
-        for p in allocation.placements
-    ]
-    unplaced = [
-        {"job": u.job, "reason": str(u.reason), **({"detail": u.detail} if u.detail else {})}
-        for u in allocation.unplaced
-    ]
-    return {"summary": summary, "placements": placements, "unplaced": unplaced}
-
-
-def _nodes_digest(nodes: tuple[Node, ...]) -> str:
-    """A fingerprint of the nodes a plan was made for (names and shapes)."""
-    text = repr(sorted((n.name, n.shape) for n in nodes))
-    return hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
 def _check(state: ControllerState, allocation: Allocation) -> list[str]:
     """Violations of ``allocation`` against the cluster the state describes (its running jobs)."""
     placed = allocation.placed_jobs
@@ -754,17 +572,6 @@ def _check(state: ControllerState, allocation: Allocation) -> list[str]:
     return [str(v) for v in verify(problem, running)]
 
 
-def observation_from(data: Mapping[str, Any], now: float) -> Observation:
-    """An :class:`Observation` from the pushed JSON (``time`` defaults to ``now``)."""
-    when = data.get("time")
-    when = now if when is None else float(when)
-
-    def usage(cls: Any, raw: Mapping[str, Any]) -> Any:
-        return cls(**{k: raw.get(k) for k in ("gpu_milli", "gpu_memory", "cpu", "memory")}, gpus=raw.get("gpus", 0))
-
-    nodes = {name: usage(NodeUsage, raw) for name, raw in data.get("nodes", {}).items()}
-    jobs = {name: usage(JobUsage, raw) for name, raw in data.get("jobs", {}).items()}
-    return Observation(when, nodes, jobs)
-
-
-__all__ = ["Cluster", "JobRecord", "NodeRecord", "NodeUse", "View", "observation_from"]
+# JobRecord, NodeRecord, NodeUse, View, fallback_reason and observation_from live in
+# optalloc.service.view; they are importable from here too.
+__all__ = ["Cluster", "JobRecord", "NodeRecord", "NodeUse", "View", "fallback_reason", "observation_from"]

@@ -100,7 +100,7 @@ def fragment(data: Mapping[str, Any]) -> str:
     stats = [
         ("plan", f"v{solve['version']} at {_when(solve['time'])}"),
         ("trigger", solve["trigger"] or "–"),
-        ("method", (solve["method"] or "–") + (" (fallback)" if solve["fallback"] else "")),
+        ("method", (solve["method"] or "–") + (f" (fallback: {solve['fallback']})" if solve["fallback"] else "")),
         ("status", solve["status"] or "–"),
         ("objective", _num(solve["objective"], 6)),
         ("bound", _num(solve["bound"], 6)),

@@ -1,7 +1,8 @@
 """The trace-driven simulator: replay a workload through the production controller step.
 
 :func:`simulate` plays a :class:`~optalloc.sim.workloads.Scenario` against one
-:class:`~optalloc.sim.policies.Policy`; :func:`compare` plays it against several. Every
+:class:`~optalloc.sim.policies.Policy` (:func:`optalloc.sim.sweep.compare` plays it against several,
+serially, in a process pool or on Ray). Every
 policy -- the heuristics as much as the exact and adaptive ones -- is a configuration of
 :func:`optalloc.adaptive.controller.step`, driven here exactly as a production driver drives it: the
 simulator owns the clock and the world, the controller owns every decision.
@@ -87,23 +88,16 @@ def simulate(
     progress: Callable[[Progress], None] | None = None,
 ) -> SimResult:
     """Replay ``scenario`` through the controller configured by ``policy`` (see the module docstring)."""
+    from optalloc.solve import preload
+
     cfg = config or SimConfig()
+    if policy.kind == "exact":  # imports before the first step, not within its budget (it would cut it)
+        preload(policy.config.method)
     started = time.perf_counter()
     run = _Run(scenario, policy, cfg, progress)
     run.loop()
     wall = time.perf_counter() - started
     return run.result(wall)
-
-
-def compare(
-    scenario: Scenario,
-    policies: Sequence[Policy],
-    config: SimConfig | None = None,
-    *,
-    progress: Callable[[Progress], None] | None = None,
-) -> list[SimResult]:
-    """:func:`simulate` for each policy in turn, on the same scenario, seed, usage and failures."""
-    return [simulate(scenario, p, config, progress=progress) for p in policies]
 
 
 class _Run:

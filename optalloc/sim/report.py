@@ -23,7 +23,7 @@ from typing import Any
 
 from optalloc.sim.config import SimConfig
 from optalloc.sim.metrics import GPU, Metrics, binned
-from optalloc.sim.plots import PLOTS, edges_of, time_unit, write_plots
+from optalloc.sim.plots import PLOTS, edges_of, write_plots
 from optalloc.sim.result import SimResult
 from optalloc.sim.workloads import Scenario
 
@@ -169,13 +169,11 @@ def _write_timeline_csv(path: Path, results: Sequence[SimResult], bins: int) -> 
 
 
 def table(results: Sequence[SimResult], *, baseline: str | None = None) -> str:
-    """The comparison as a markdown table (times in one unit picked from the JCTs)."""
+    """The comparison as a markdown table (times in hours, the unit of ``optalloc simulate``'s table)."""
     if not results:
         return "(no policy)\n"
     base = next((r for r in results if r.policy == baseline), None) if baseline else None
-    jcts = [r.metrics.avg_jct for r in results if math.isfinite(r.metrics.avg_jct)]
-    scale, _ = time_unit(max(jcts) if jcts else 1.0)
-    u = {86400.0: "d", 3600.0: "h", 60.0: "min", 1.0: "s"}[scale]
+    scale, u = 3600.0, "h"
     head = [
         "policy",
         f"avg JCT ({u})",

@@ -219,7 +219,8 @@ def gavel_scenario(
         raise ProblemError("counts", dict(counts), "names no GPU type")
     for m in models:
         if m not in tp.worker_types:
-            raise ProblemError(f"counts.{m}", counts[m], f"is not a worker type of {tp.source} ({tp.worker_types})")
+            known = ", ".join(tp.worker_types)
+            raise ProblemError("cluster", m, f"is not a worker type of {tp.source} (known: {known})")
     loaded = gavel.load_trace(trace, gang=gang)
     runtime = np.stack([loaded.durations(tp, m) for m in models], axis=1)  # (jobs, types)
     if estimate in ("min", "max", "none"):
@@ -335,8 +336,12 @@ def parse_counts(spec: str | Iterable[str]) -> dict[str, int]:
             if not part:
                 continue
             key, sep, value = part.partition("=")
-            if not sep or not value.strip().isdigit() or not key.strip():
+            if not sep or not value.strip().isdigit() or not value.strip().isascii() or not key.strip():
                 raise ProblemError("cluster", part, "is not TYPE=GPUS (e.g. v100=32)")
+            if key.strip() in out:
+                raise ProblemError("cluster", part, f"names {key.strip()} again (give each GPU type once)")
+            if len(value.strip()) > 12:  # more GPUs than any limit allows: never convert a huge number
+                raise ProblemError("cluster", part, "asks for more GPUs than the limits allow (docs/limits.md)")
             out[key.strip()] = int(value)
     if not out:
         raise ProblemError("cluster", spec, "names no GPU type")

@@ -163,7 +163,11 @@ class PrometheusSource:
     max_bytes: int = 64 * MIB
 
     def __post_init__(self) -> None:
-        parsed = urllib.parse.urlparse(self.url)
+        try:
+            parsed = urllib.parse.urlparse(self.url)
+            parsed.port  # noqa: B018 - a port beyond 65535 or not a number raises ValueError here
+        except (ValueError, TypeError, AttributeError):  # 'http://[::1' (an unclosed IPv6 address), a port 70000...
+            raise ProblemError("url", self.url, "is not an http(s) URL of a Prometheus server") from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ProblemError("url", self.url, "is not an http(s) URL of a Prometheus server")
         if not (isinstance(self.timeout, int | float) and self.timeout > 0):

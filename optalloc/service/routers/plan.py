@@ -10,7 +10,7 @@ from optalloc.service.auth import require_token
 from optalloc.service.deps import cluster
 from optalloc.service.errors import ApiError, error_responses
 from optalloc.service.models import ClusterOut, ObservationAccepted, ObservationIn, PlanOut
-from optalloc.service.runtime import Cluster, observation_from
+from optalloc.service.runtime import Cluster, fallback_reason, observation_from
 
 router = APIRouter(tags=["plan"])
 Clu = Annotated[Cluster, Depends(cluster)]
@@ -60,7 +60,7 @@ def snapshot(c: Cluster, decisions: int = 20, queue_limit: int = 1000) -> dict[s
             "gap": info.get("gap"),
             "solve_time": float(info.get("solve_time", 0.0)),
             "budget": float(info.get("budget", c.config.budget)),
-            "fallback": bool(info.get("fallback", False)),
+            "fallback": fallback_reason(info.get("fallback")),
             "time": view.time,
         },
         "drift": view.drift,
