@@ -145,19 +145,26 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "timeshare_gavel.py",
         "timeshare_gavel_heldout.md",
         "Time sharing across GPU types: the smaller cluster on a held-out window of the trace (issue 17)",
-        "--cluster v100=16,p100=16,k80=16 --skip 600 --jobs 400 --processes 2 "
+        "--cluster v100=16,p100=16,k80=16 --skip 600 --jobs 400 --policy max-min-fairness --policy max-sum-throughput "
+        "--policy srtf --processes 2 "
         "--out benchmarks/results/timeshare_gavel_heldout.md",
     ),
     (
         "timeshare_scale.py",
         "timeshare_scale.md",
         "Time sharing across GPU types: solve time at 2,048 jobs on 1,536 GPUs, whole and POP (issues 17, 18)",
+        "--executor local,ray,serial",
     ),
     (
         "timeshare_scale.py",
         "timeshare_scale_heldout.md",
         "Time sharing across GPU types: POP on other synthetic job sets (issue 18)",
         "--seed 7 --policy max-min-fairness --repeats 2 --parts 8 --out benchmarks/results/timeshare_scale_heldout.md",
+    ),
+    (
+        "sim_sweep_ray.py",
+        "sim_sweep_ray.md",
+        "Sweeps: the Gavel evaluation serially, in a local pool and on Ray (issue 18)",
     ),
 ]
 
@@ -197,6 +204,10 @@ What the tracker issues ask for, and where the runs below stand (the sections gi
 | 18 | POP at 50k nodes x 400k jobs within its budget, within 1% of the single-process answer (or better) | at 60 s under load: POP-8 90.8% and POP-16 88.3% of GPUs against 14.5% for the whole problem in one process (+76 points), but 71-75 s of wall (partition 10-26 s under load) | quality yes; budget no |
 | 15 | a learned policy matches or beats the best fixed heuristic on held-out windows, on the metric its reward targets (mean JCT) | Gavel held out, mean of 6 windows x 3 seeds: best fixed (sjf+best-fit) 55.8 h; DQN over heuristic arms 58.5 h (1.036x window by window, median 0.998, lower on 11 of 18), DQN with the exact arm 75.6 h, PPO 79.4 h; openb, never seen: 2.88 / 2.95 / 3.23 h against sjf+fgd 2.81 h; rolling-horizon 53.6 h and 2.76 h | no: they lose (docs/rl.md says why) |
 | 15 | training the benchmark model within 20 min on 2 cores; inference <= 5 ms per decision | training 2.5-8.3 min; 1.3-2.4 ms per decision (median) | yes |
+| 18 | sweeps: the Gavel evaluation through Ray at least as fast as the local pool, and the same results | 10 heuristic policies on the Gavel trace's first 200 jobs, 2 workers each, machine shared (load 10-13): Ray 85.1 s, local pool 84.1 s, serial 99.5 s (medians of 3); Ray faster in 2 of 3 paired repeats and on the held-out sweep (69.5 vs 71.9 s); identical outcomes on every run | same results: yes; speed: equal within noise (median 1% slower) |
+| 17 | aware max-min fairness >= 1.5x better average JCT than the agnostic one where the queue builds up (Gavel msr, 32 V100 + 32 P100 + 32 K80) | 5.70 against 8.74 days: 1.53x (every aware policy but min-makespan ahead of its twin; 1.22-1.64x); smaller cluster 16+16+16, first 400 jobs: 1.34x; held-out window (jobs 600-999): 1.26x | yes on the cluster the issue names; no on the smaller one |
+| 17 | the best time-share policy better than rolling-horizon's 0.45x FCFS + best-fit on the same trace | srtf 0.33x (max-sum-throughput 0.42x); 0.38x and 0.40x on the smaller cluster and the held-out window (rolling-horizon 0.52x and 0.66x there) | yes |
+| 17 | solve time per round at 2,048 jobs on 1,536 GPUs of 3 types, recorded | max-min fairness 1.14 s whole (re-solve), POP-8 0.45 s on a local pool (loss 0.10%, worst 0.14%; held-out set 0.05% / 0.10%); finish-time fairness 0.37 s (Clarabel), the others <= 0.44 s | recorded |
 | 19 | spread <= 0.3 points over node orders (default, gpushare100, multigpu50, CPU-heavy default) | 0.00 on all four (name-hash ties); with index ties up to 1.36 | yes |
 | 19 | fgd-plus >= FGD on every generator family and list | ahead on the three lists and on 4 of 5 families (seeds 1-3 and held-out 4-6); equal on the CPU-bound cpu-heavy family (fgd-plus places as FGD when the mix asks more of the CPU than of the GPUs) | yes |
 """

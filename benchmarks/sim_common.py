@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from optalloc.core import usable_cpus
-from optalloc.sim import Policy, Progress, Scenario, SimConfig, SimResult, simulate
+from optalloc.sim import Policy, Progress, Run, Scenario, SimConfig, SimResult, simulate, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,30 +37,20 @@ def machine() -> str:
 def run_all(scenario: Scenario, chosen: Sequence[Policy], config: SimConfig, *, processes: int = 1) -> list[SimResult]:
     """Simulate each policy, printing one progress line per policy to stderr; results in the order given.
 
-    ``processes > 1`` runs policies side by side in that many processes (the exact policies, the slow
-    ones, start first). Simulated outcomes do not depend on it except through the solvers' time budgets
-    (each process has one core to itself on a machine with as many cores); wall times do.
+    ``processes > 1`` runs policies side by side in that many forked processes (``optalloc.sim.sweep``,
+    the exact policies, the slow ones, first). Simulated outcomes do not depend on it except through the
+    solvers' time budgets (each process has one core to itself on a machine with as many cores); wall
+    times do.
     """
     if processes <= 1 or len(chosen) <= 1:
         return [_simulate_one(scenario, p, config) for p in chosen]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # the forked workers inherit the work (a scenario holds read-only mappings, which do not pickle)
-    _WORK[:] = [scenario, chosen, config]
-    slow_first = sorted(range(len(chosen)), key=lambda i: chosen[i].kind == "heuristic")
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = {i: pool.submit(_simulate_index, i) for i in slow_first}
-        return [futures[i].result() for i in range(len(chosen))]
+    runs = [Run(scenario, p, config) for p in chosen]
+    results = sweep(runs, executor="local", processes=processes, progress=_done)
+    return [r for r in results if r is not None]
 
 
-_WORK: list = []
-
-
-def _simulate_index(i: int) -> SimResult:
-    scenario, chosen, config = _WORK
-    return _simulate_one(scenario, chosen[i], config)
+def _done(progress: Progress) -> None:
+    print(f"{progress.policy}: done ({progress.done}/{progress.total} jobs)", file=sys.stderr, flush=True)
 
 
 def _simulate_one(scenario: Scenario, p: Policy, config: SimConfig) -> SimResult:

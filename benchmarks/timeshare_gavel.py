@@ -1,7 +1,8 @@
 """Time-share policies on the Gavel msr trace: heterogeneity-aware vs agnostic, side by side in one run.
 
 Run: ``python benchmarks/timeshare_gavel.py [--traces DIR] [--cluster v100=32,p100=32,k80=32]
-[--round 360] [--tick 360] [--budget 5] [--policy NAME ...] [--baseline fcfs+best-fit ...] [--skip K]
+[--round 360] [--tick 360] [--budget 5] [--policy NAME ...] [--baseline fcfs+best-fit ...]
+[--restart-penalty 30] [--skip K]
 [--jobs N] [--processes 2] [--title TEXT] [--out benchmarks/results/timeshare_gavel.md]``
 
 Default policies: FCFS + best-fit (the reference of every simulator table) and the rolling-horizon
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="other simulator policies (default fcfs+best-fit and rolling-horizon; the first is the reference)",
     )
+    parser.add_argument("--restart-penalty", type=float, default=30.0, help="seconds without progress after a restart")
     parser.add_argument("--skip", type=int, default=0, help="leave out the first K jobs by arrival")
     parser.add_argument("--jobs", type=int, default=None, help="replay only N jobs (after --skip)")
     parser.add_argument("--processes", type=int, default=2)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         policies([n], budget=args.budget if n in TIMESHARE else 1.0, durations=durations, round_length=args.round)[0]
         for n in names
     ]
-    config = SimConfig(tick=args.tick, seed=0)
+    config = SimConfig(tick=args.tick, seed=0, restart_penalty=args.restart_penalty)
     results = run_all(scenario, chosen, config, processes=args.processes)
     by = {r.policy: r for r in results}
     base = by.get(baselines[0])
@@ -125,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
         "",
         f"Simulation: tick {args.tick:.0f} s, time-share rounds of {args.round:.0f} s (re-solved every round and at "
-        f"every arrival and completion; every round's assignment verified), restart penalty 30 s on every change of "
-        f"GPUs, progress kept; solver time limit {args.budget:.0f} s per stage (rolling-horizon: 1 s per re-solve). "
+        f"every arrival and completion; every round's assignment verified), restart penalty {args.restart_penalty:.0f} s "
+        f"on every change of GPUs, progress kept; solver time limit {args.budget:.0f} s per stage (rolling-horizon: 1 s per re-solve). "
         "rho: JCT over the runtime on an equal share of the cluster (module docstring).",
         "",
         "| policy | avg JCT (d) | vs "

@@ -85,6 +85,26 @@ def test_sim_openb_repeats_exact_policies_and_reports_their_median(traces: Path,
     assert "Medians over 2 runs of each exact policy" in report and "- cpsat-packing: " in report
 
 
+@pytest.mark.slow
+def test_sim_sweep_ray_gives_the_same_outcomes_on_every_executor(traces: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep.md"
+    args = ["--traces", str(traces), "--jobs", "15", "--policy", "fcfs+best-fit", "--policy", "sjf+fgd"]
+    args += ["--repeat", "1", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "sim_sweep_ray.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "benchmarks",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = out.read_text()
+    for executor in ("serial", "local", "ray"):
+        assert f"| {executor} |" in report
+    assert "| NO |" not in report and "DIFFERENT" not in report
+
+
 def test_pop_scaling_compares_pop_with_the_whole_problem_at_each_size(tmp_path: Path) -> None:
     out = tmp_path / "pop.md"
     cmd = [sys.executable, str(REPO / "benchmarks" / "pop_scaling.py"), "--sizes", "60,120", "--parts", "2"]

@@ -134,7 +134,10 @@ def test_a_driver_connects_to_a_ray_head_started_on_loopback_by_address():
     assert ray_cli is not None, "the ray command comes with the ray package"
     folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
-    env = {**os.environ, "RAY_TMPDIR": folder}
+    # Token authentication off for this loopback head and its drivers: Ray enables it only for drivers that
+    # find a local cluster themselves, never for an explicit address (a driver would need RAY_AUTH_MODE=token
+    # and the head's token), and this test must not depend on what an earlier test left in the environment.
+    env = {**os.environ, "RAY_TMPDIR": folder, "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -126,6 +126,13 @@ class Plan:
     horizon: HorizonPlan | None = None
     resized: Mapping[str, Job] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Plans travel back from worker processes and Ray tasks (a simulation's kept plans): the read-only
+        # mapping of resized jobs does not pickle, so it travels as a dict and is wrapped again.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["resized"] = dict(self.resized)
+        return (_plan_of, (values,))
+
     def _of(self, kind: ActionKind) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.kind is kind)
 
@@ -162,3 +169,7 @@ class Plan:
             "actions": [a.to_dict() for a in self.actions],
             "allocation": self.allocation.to_dict(),
         }
+
+
+def _plan_of(values: dict[str, Any]) -> Plan:
+    return Plan(**{**values, "resized": MappingProxyType(values["resized"])})

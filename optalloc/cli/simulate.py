@@ -7,6 +7,7 @@ computes comes from :mod:`optalloc.sim`. Typer and rich are imported here only.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import threading
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from optalloc.cli._files import check_output_folder, publish, staging
 from optalloc.cli._run import Interrupted, run_interruptibly
-from optalloc.core import LIMITS, ProblemError
+from optalloc.core import LIMITS, ProblemError, usable_cpus
 from optalloc.sim import (
     EXACT,
     GROUPS,
@@ -31,6 +32,7 @@ from optalloc.sim import (
     PROFILES,
     TIMESHARE,
     FailureModel,
+    Run,
     Scenario,
     SimConfig,
     SimResult,
@@ -38,10 +40,11 @@ from optalloc.sim import (
     openb_scenario,
     parse_counts,
     policies,
+    start_ray,
+    sweep,
     write_report,
 )
 from optalloc.sim import Progress as SimProgress
-from optalloc.sim import simulate as simulate_one
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +138,36 @@ def simulate(
     force: Annotated[
         bool, typer.Option("--force", help="Replace files in --out that an earlier optalloc simulate did not write.")
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Policies simulated side by side in a local process pool (1: one after another; "
+            "0: one process per CPU this process may use).",
+            min=0,
+        ),
+    ] = 1,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray", help="Run each policy as a Ray task (a local Ray runtime, or --ray-address; extra 'ray')."
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of a running Ray cluster (host:port, or 'auto'); implies --ray. With --ray alone, "
+            "OPTALLOC_RAY_ADDRESS is read, else a local runtime is started."
+        ),
+    ] = None,
 ) -> None:
     """Replay a trace through the controller under several policies; write JSON, CSV, plots and a report.
 
     Progress is shown on any output (a bar on a terminal, a line every 10 s otherwise). Ctrl-C stops
-    the run: the policies that finished are written (exit status 130).
+    the run: the policies that finished are written (exit status 130). --processes and --ray run the
+    policies side by side and give the same report (heuristic policies decide exactly the same; the
+    exact ones decide within wall-clock budgets, so their answers may differ wherever CPU time does).
     """
+    executor, workers, address = _executor(processes, ray, ray_address)
     console = Console(stderr=True, soft_wrap=True)  # a log line is never cut at 80 columns
     stale = check_output_folder(
         out, OUTPUT_NAMES, inputs=(trace, throughputs, *_sidecars(trace)), force=force, option="--out"
@@ -187,22 +214,17 @@ def simulate(
     if not quiet:
         d = scenario.describe()
         console.print(f"{d['description']}: {d['nodes']} nodes, {d['gpus']} GPUs, {d['jobs']} jobs", markup=False)
+    if executor == "ray":
+        # Here, in the main thread: the sweep runs in a worker thread (Ctrl-C is heard at once), and Ray's
+        # local processes would end with the thread that started them.
+        where = start_ray(address)
+        if not quiet:
+            console.print(f"running the policies as tasks on {where}", markup=False, highlight=False)
     halt = threading.Event()
-    results: list[SimResult] = []
+    runs = [Run(scenario, p, config) for p in chosen]
 
-    def replay(report: Callable[[SimProgress], None] | None) -> list[SimResult]:
-        def progress(p: SimProgress) -> None:
-            if halt.is_set():
-                raise _Halted
-            if report is not None:
-                report(p)
-
-        for chosen_policy in chosen:
-            try:
-                results.append(simulate_one(scenario, chosen_policy, config, progress=progress))
-            except _Halted:
-                break
-        return results
+    def replay(report: Callable[[SimProgress], None] | None) -> list[SimResult | None]:
+        return sweep(runs, executor=executor, processes=workers, ray_address=address, progress=report, stop=halt)
 
     def halted() -> None:
         if not quiet:
@@ -233,15 +255,17 @@ def simulate(
     else:
         lines = _ProgressLines(console, len(chosen))
         outcome = run_interruptibly(lambda: replay(lines.update), on_interrupt=halt.set, waiting=halted)
-    results = outcome.value
-    if outcome.interrupted and not results:
+    finished = outcome.value
+    results = [r for r in finished if r is not None]
+    interrupted = outcome.interrupted or len(results) < len(chosen)
+    if interrupted and not results:
         raise Interrupted("interrupted: no policy finished, nothing written")
     command = "optalloc " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
-    unfinished = ", ".join(p.name for p in chosen[len(results) :])
+    unfinished = ", ".join(p.name for p, r in zip(chosen, finished, strict=True) if r is None)
     note = (
         f"Interrupted (Ctrl-C) after {len(results)} of {len(chosen)} policies: {unfinished} did not finish "
         "and are not reported."
-        if outcome.interrupted
+        if interrupted
         else ""
     )
     with staging(out) as stage:
@@ -253,7 +277,7 @@ def simulate(
     if not quiet:
         console.print(_summary(results))
         console.print(f"wrote {len(files)} files to {out}: " + ", ".join(f.name for f in files), markup=False)
-    if outcome.interrupted:
+    if interrupted:
         raise Interrupted(
             f"interrupted after {len(results)} of {len(chosen)} policies; wrote the finished ones to {out} "
             f"({unfinished} did not finish)"
@@ -264,8 +288,25 @@ def simulate(
 OUTPUT_NAMES = ("results.json", "metrics.csv", "jobs.csv", "timeline.csv", *PLOTS, "report.md")
 
 
-class _Halted(Exception):
-    """Raised in the simulation's progress callback once Ctrl-C asked it to stop."""
+def _executor(processes: int, ray: bool, ray_address: str | None) -> tuple[str, int | None, str | None]:
+    """Where the policies run: (executor, local processes, Ray address), from the options. The Ray
+    address comes from --ray-address, else (with --ray) from OPTALLOC_RAY_ADDRESS, read here, when the
+    command runs."""
+    if ray_address is not None and not ray_address.strip():
+        raise ProblemError("--ray-address", ray_address, "is empty (host:port of a Ray cluster, or 'auto')")
+    if ray or ray_address is not None:
+        if processes != 1:
+            raise ProblemError(
+                "--processes", processes, "is for the local pool: with --ray the cluster's CPUs run the policies"
+            )
+        try:
+            import ray as _ray  # noqa: F401 - only whether it is installed
+        except ImportError:
+            raise ProblemError("--ray", True, 'needs Ray: pip install "optalloc[ray]"') from None
+        return "ray", None, ray_address or os.environ.get("OPTALLOC_RAY_ADDRESS") or None
+    if processes == 1:
+        return "serial", None, None
+    return "local", processes or usable_cpus(), None
 
 
 class _ProgressLines:

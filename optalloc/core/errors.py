@@ -15,6 +15,9 @@ class _NoValue:
     def __repr__(self) -> str:
         return "NO_VALUE"
 
+    def __reduce__(self) -> str:
+        return "NO_VALUE"  # pickled by name: the one sentinel, also in another process
+
 
 #: Pass as a ProblemError's ``value`` when there is no single offending value to show.
 NO_VALUE: Any = _NoValue()

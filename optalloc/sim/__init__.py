@@ -19,6 +19,7 @@ policies), :mod:`~optalloc.sim.usage` (what jobs really use), :mod:`~optalloc.si
 :mod:`~optalloc.sim.result` (what a run is asked and gives back), :mod:`~optalloc.sim.replay` (the event
 loop, :class:`Replay`, which a driver may also step itself, over :mod:`~optalloc.sim.events`, :mod:`~optalloc.sim.books`, :mod:`~optalloc.sim.sampling` and
 :mod:`~optalloc.sim.checks`), :mod:`~optalloc.sim.direct` (the fast engine for heuristic policies),
+:mod:`~optalloc.sim.sweep` (many runs: serially, in a local process pool, or as Ray tasks),
 :mod:`~optalloc.sim.timeshare` (the time-share policies' rounds, driven through the time-share loop),
 :mod:`~optalloc.sim.metrics` (the definitions), :mod:`~optalloc.sim.report` (files and tables) and
 :mod:`~optalloc.sim.plots` (figures, with matplotlib's object API: no process-wide backend).
@@ -28,15 +29,17 @@ from optalloc.sim.config import FailureModel, SimConfig
 from optalloc.sim.metrics import Counters, JobTable, Metrics, Timeline, compute
 from optalloc.sim.plots import PLOTS, write_plots
 from optalloc.sim.policies import EXACT, GROUPS, TIMESHARE, Policy, TimeshareSpec, horizon_for, policies, policy
-from optalloc.sim.replay import Pending, Replay, compare, simulate
+from optalloc.sim.replay import Pending, Replay, simulate
 from optalloc.sim.report import table as report_table
 from optalloc.sim.report import write as write_report
 from optalloc.sim.result import Progress, SimResult
+from optalloc.sim.sweep import EXECUTORS, Run, compare, grid, start_ray, sweep
 from optalloc.sim.usage import PROFILES, UsageProfile
 from optalloc.sim.workloads import Scenario, gavel_scenario, openb_scenario, parse_counts
 
 __all__ = [
     "EXACT",
+    "EXECUTORS",
     "GROUPS",
     "PLOTS",
     "PROFILES",
@@ -49,6 +52,7 @@ __all__ = [
     "Policy",
     "Progress",
     "Replay",
+    "Run",
     "Scenario",
     "SimConfig",
     "SimResult",
@@ -58,6 +62,7 @@ __all__ = [
     "compare",
     "compute",
     "gavel_scenario",
+    "grid",
     "horizon_for",
     "openb_scenario",
     "parse_counts",
@@ -65,6 +70,8 @@ __all__ = [
     "policy",
     "report_table",
     "simulate",
+    "start_ray",
+    "sweep",
     "write_plots",
     "write_report",
 ]

@@ -214,13 +214,14 @@ class Timeline:
         """Time-weighted mean of ``values`` (aligned with the samples) over ``[start, end]``."""
         w = self.weights(start, end)
         total = float(w.sum())
-        return float(w @ values) / total if total > 0 else math.nan
+        # np.sum of products, not a BLAS dot: the same figure whatever the thread count of the process
+        return float(np.sum(w * values)) / total if total > 0 else math.nan
 
     def ratio(self, numerator: np.ndarray, denominator: np.ndarray, start: float, end: float) -> float:
         """Integral of ``numerator`` over integral of ``denominator`` within ``[start, end]`` (NaN if 0)."""
         w = self.weights(start, end)
-        below = float(w @ denominator)
-        return float(w @ numerator) / below if below > 0 else math.nan
+        below = float(np.sum(w * denominator))
+        return float(np.sum(w * numerator)) / below if below > 0 else math.nan
 
 
 @dataclass(frozen=True)

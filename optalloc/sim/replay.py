@@ -1,7 +1,8 @@
 """The trace-driven simulator: replay a workload through the production controller step.
 
 :func:`simulate` plays a :class:`~optalloc.sim.workloads.Scenario` against one
-:class:`~optalloc.sim.policies.Policy`; :func:`compare` plays it against several. Every
+:class:`~optalloc.sim.policies.Policy` (:func:`optalloc.sim.sweep.compare` plays it against several,
+serially, in a process pool or on Ray). Every
 policy -- the heuristics as much as the exact and adaptive ones -- is a configuration of
 :func:`optalloc.adaptive.controller.step`, driven here exactly as a production driver drives it: the
 simulator owns the clock and the world, the controller owns every decision.
@@ -98,17 +99,6 @@ def simulate(
     run.loop()
     wall = time.perf_counter() - started
     return run.result(wall)
-
-
-def compare(
-    scenario: Scenario,
-    policies: Sequence[Policy],
-    config: SimConfig | None = None,
-    *,
-    progress: Callable[[Progress], None] | None = None,
-) -> list[SimResult]:
-    """:func:`simulate` for each policy in turn, on the same scenario, seed, usage and failures."""
-    return [simulate(scenario, p, config, progress=progress) for p in policies]
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ class Sampler:
         self._node_frag_at = -1
 
     def _running_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per running placement: job index, a (nodes, rows) 0/1 matrix, and requested (gpu milli, cpu,
-        memory); rebuilt only when the allocation changed."""
+        """Per running placement: job index, node index, and requested (gpu milli, cpu, memory); rebuilt
+        only when the allocation changed."""
         books = self.books
         if self._rows is None or self._rows_at != books.moves:
             index = books.node_index
@@ -64,15 +64,17 @@ class Sampler:
                 req[:, 0] = gpu
                 req[:, 1] = books.job_cpu[jj]
                 req[:, 2] = books.job_memory[jj]
-            onehot = np.zeros((len(self.nodes), len(jobs)))
-            onehot[nodes, np.arange(len(jobs))] = 1.0
-            self._rows, self._rows_at = (jj, onehot, req), books.moves
+            self._rows, self._rows_at = (jj, np.array(nodes, dtype=np.int64), req), books.moves
         return self._rows
 
     def observe(self, t: float) -> Observation:
         """What the running jobs use at ``t``, per node up (GPU busy milli, CPU, memory)."""
-        jobs, onehot, req = self._running_rows()
-        used = onehot @ (req * self.books.frac[jobs]) if len(jobs) else np.zeros((len(self.nodes), 3))
+        jobs, on, req = self._running_rows()
+        # Sums per node in placement order (bincount), not a matrix product: BLAS may sum in another order
+        # with another thread count (a Ray worker runs single-threaded), and the drift seen must not change.
+        use = req * self.books.frac[jobs]
+        n = len(self.nodes)
+        used = np.stack([np.bincount(on, weights=use[:, c], minlength=n) for c in range(3)], axis=1)
         nodes = self.nodes
         readings = {
             nodes[k].name: NodeUsage(
