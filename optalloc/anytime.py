@@ -35,6 +35,13 @@ def exact_setup(problem: Problem, config: PortfolioConfig) -> float:
     return config.min_exact + config.setup_per_job * len(problem.jobs) + config.setup_per_node * len(problem.nodes)
 
 
+def first_decode(problem: Problem) -> float:
+    """Seconds the program's first answer takes to decode (unloaded), estimated."""
+    from optalloc.models.exact import DECODE_PER_JOB
+
+    return DECODE_PER_JOB * len(problem.jobs)
+
+
 def verify_reserve(problem: Problem, time_limit: float | None, config: PortfolioConfig) -> float:
     """Seconds ``solve()`` keeps for verifying an answer of ``problem`` found within ``time_limit``: a
     cost per placement (at most as many as the fastest heuristic places in the time), per job listed and
@@ -256,7 +263,8 @@ def best_heuristic(
 
         Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
         strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
-        has used less than ``warm_start_share`` of the budget, the same rule in largest-demand-first order
+        has used less than ``warm_start_share`` of the time the program's run leaves (twice its expected
+        time, see :func:`exact_setup` and :func:`first_decode`), the same rule in largest-demand-first order
         and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
         in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
         over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
@@ -279,8 +287,8 @@ def best_heuristic(
     )
     start = budget.clock()
     answers: list[Allocation] = []
-    share = options.portfolio.warm_start_share * (budget.deadline - budget.start) if budget.limited else math.inf
-    first = 0.0
+    share = math.inf
+    first = program = 0.0
     # While the program has time to run after the heuristics, they leave it most of the budget; when it
     # has none (a short budget, or a loaded machine: see Budget.pace), the heuristics may use all of it.
     margin = 2.0
@@ -289,16 +297,25 @@ def best_heuristic(
         if i == 0:
             pass
         elif name == options.portfolio.strong_rule:
-            # The strong rule costs a few runs of the first; it runs while that leaves half the time.
-            if budget.expired(margin * options.portfolio.strong_cost * first):
+            # The strong rule costs a few runs of the first. When the program cannot run, it runs while
+            # that leaves half the time; when the program can, the program goes first (on the openb lists
+            # its first answers place more) unless the time holds twice both.
+            strong = options.portfolio.strong_cost * first
+            if budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
                 continue
         elif spent + first > share or budget.expired(first):
             break
         answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future))
         if i == 0:
             first = budget.clock() - start
+            # The program's run to its answers: on programs over node types, two LP vertices each decoded.
+            vertices = 2 if len(problem.nodes) > EXACT_NODES else 1
+            program = budget.pace * vertices * (exact_setup(problem, options.portfolio) + first_decode(problem))
             if budget.limited and budget.expired(budget.pace * exact_setup(problem, options.portfolio) + 2 * first):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
+            elif budget.limited:
+                # The others get a share of what twice the program's expected time leaves.
+                share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
     best = max(answers, key=scorer(problem, future, options))
     return best.replace(stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4)})
 

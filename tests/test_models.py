@@ -1,5 +1,7 @@
 """The compressed integer program: exact on small problems, backends agree, warm starts are feasible."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from optalloc import Allocation, Job, MethodUnavailable, Node, ObjectiveWeights,
 from optalloc.core import evaluate
 from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
+from optalloc.io import synthetic
 from optalloc.models import build, compress, encode, solve_exact
 from optalloc.models.lp_bound import lp_bound, relax
 from optalloc.models.rounding import round_solution
@@ -224,3 +227,76 @@ def test_re_placing_the_selection_claims_optimal_by_its_objective_not_its_rankin
     )
     answer = _replace_with_heuristic(problem, exact, SolveOptions(fragmentation_guide=0.05))
     assert answer.status is Status.FEASIBLE and not verify(problem, answer)
+
+
+def _grouped_vertex(problem):  # type: ignore[no-untyped-def]
+    """The compressed program of ``problem`` (nodes grouped by type) and its LP vertex, rounded."""
+    form = build(compress(problem, group_nodes=True))
+    lp = relax(form.program, form.weights, Budget(30.0))
+    return form, round_solution(form, lp.values)
+
+
+def test_the_first_pass_of_decoding_is_a_complete_verified_answer_and_polishing_never_loses_value() -> None:
+    from optalloc.models.decode import start
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    form, values = _grouped_vertex(problem)
+    decoding = start(form, values, Budget(30.0))
+    first = decoding.result("cpsat", Status.FEASIBLE)
+    assert verify(problem, first.allocation) == []
+    decided = first.allocation.placed_jobs | {u.job for u in first.allocation.unplaced}
+    assert decided == {j.name for j in problem.jobs}
+    lost_before = decoding.lost_value
+    decoding.polish(Budget(30.0))
+    polished = decoding.result("cpsat", Status.FEASIBLE)
+    assert verify(problem, polished.allocation) == []
+    assert decoding.lost_value <= lost_before
+    assert polished.lost_replicas <= first.lost_replicas or decoding.lost_value < lost_before
+
+
+def test_polishing_with_no_time_left_keeps_the_first_pass() -> None:
+    from optalloc.models.decode import start
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    form, values = _grouped_vertex(problem)
+    decoding = start(form, values, Budget(30.0))
+    before = decoding.result("cpsat", Status.FEASIBLE).allocation
+    assert decoding.polish(Budget(1e-6)) is False
+    assert decoding.result("cpsat", Status.FEASIBLE).allocation.placements == before.placements
+
+
+def test_an_lp_solved_in_a_child_process_gives_the_bound_of_the_same_lp_solved_here() -> None:
+    from optalloc.models.highs import lp_in_child
+
+    form = build(compress(synthetic.openb_like(nodes=300, jobs=2400, seed=11), group_nodes=True))
+    here = relax(form.program, form.weights, Budget(30.0), solver="simplex", presolve=True)
+    there = lp_in_child(form.program, form.weights, Budget(30.0), solver="simplex", presolve=True).collect(0.0)
+    assert there.status is Status.OPTIMAL and there.values is not None
+    assert there.bound == pytest.approx(here.bound)
+
+
+def test_a_cancelled_child_lp_leaves_no_process_behind() -> None:
+    from optalloc.models.highs import lp_in_child
+
+    form = build(compress(synthetic.openb_like(nodes=300, jobs=2400, seed=11), group_nodes=True))
+    child = lp_in_child(form.program, form.weights, Budget(30.0), solver="simplex", presolve=True)
+    pid = child.pid
+    assert pid is not None
+    child.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_the_exact_engine_solves_its_second_lp_vertex_beside_the_first_and_leaves_no_child(monkeypatch) -> None:
+    """With two CPUs and a deadline, the second LP setting runs in a child process while the first
+    vertex is decoded; both are decoded, and no child outlives the solve."""
+    from optalloc.models import exact
+
+    monkeypatch.setattr(exact, "usable_cpus", lambda: 2)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    answer = exact.solve_exact(problem, SolveOptions(), Budget(20.0), search_share=0.0)
+    assert answer.stats["second_vertex"] == "child process"
+    assert [name for name, _ in answer.stats["candidates"]][:2] == ["lp-default", "lp-simplex"]
+    assert verify(problem, answer) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)

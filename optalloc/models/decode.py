@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from optalloc.core import MILLI, Allocation, ClusterState, Placement, PlacementRule, Reason, Status, Unplaced
-from optalloc.core.budget import Budget
+from optalloc.core.budget import Budget, OutOfTime
+from optalloc.models.classes import Compression
 from optalloc.models.formulation import ArcFlow, Formulation
 from optalloc.models.packing import PACKING_RULES, Packed, Unit, pack_type, packing_order
 
@@ -39,99 +40,150 @@ def decode(
     status: Status,
     budget: Budget | None = None,
     reserve: float = 0.0,
+    polish: bool = True,
 ) -> Decoded:
-    """The allocation ``values`` describe. Alternative packing rules and restarts for the units a type
-    loses run only while ``budget`` has time for them; past ``reserve`` seconds before its deadline the
-    decoding stops (:class:`~optalloc.core.budget.OutOfTime`)."""
+    """The allocation ``values`` describe: :func:`start` (every type packed with the fast rule), then,
+    with ``polish``, :meth:`Decoding.polish` while ``budget`` has time (other rules and restarts for the
+    units a type loses). When fewer than ``reserve`` seconds are left before the first pass is done,
+    decoding stops (:class:`~optalloc.core.budget.OutOfTime`); after it, the answer is complete."""
     budget = budget if budget is not None else Budget()
+    decoding = start(form, values, budget, reserve)
+    if polish:
+        decoding.polish(budget, reserve)
+    return decoding.result(method, status)
+
+
+def start(form: Formulation, values: np.ndarray, budget: Budget, reserve: float = 0.0) -> Decoding:
+    """Pass 1 of decoding: every type packed with the fast rule, each on its own nodes (types share
+    none): a complete answer in a fraction of the time the other rules take."""
     comp = form.compression
     problem = comp.problem
     state = ClusterState.of(problem, comp.fixed)
     full = (state.gpu == MILLI).sum(axis=1)
-    placements: list[Placement] = list(comp.fixed.placements)
-    new: dict[int, list[Placement]] = defaultdict(list)
-    failed: set[int] = set()
-    chosen = _chosen_jobs(form, values)
-    units_by_type = _units_by_type(form, values, chosen)
-    lost = 0
+    kept: dict[int, list[Placement]] = defaultdict(list)
+    units_by_type = _units_by_type(form, values, _chosen_jobs(form, values))
     running = problem.current.by_job() if problem.current is not None else {}
+    types: list[_TypeTrials] = []
     for t, units in units_by_type.items():
         nodes = np.asarray(comp.types[t].nodes, dtype=np.int64)
         if running:
             # Running replicas the program keeps on their type stay exactly where they run.
-            units = [u for u in units if not _keep_running(problem, comp, state, full, running, t, u, new)]
+            units = [u for u in units if not _keep_running(problem, comp, state, full, running, t, u, kept)]
         items = _bundle(form, t, values, units)
         # Largest GPU demand first; among one-GPU items the most CPU per GPU first; CPU-only last.
         items.sort(key=packing_order)
-        best: Packed | None = None
-        for rule in PACKING_RULES:
-            t0 = budget.clock()
-            trial = pack_type(problem, state.copy(), full.copy(), nodes, items, rule, budget, reserve)
-            if best is None or trial.lost_value < best.lost_value:
-                best = trial
-            # Another rule only while there is time for one more pass over the type.
-            if not trial.missed or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
-                break
-        assert best is not None
-        if best.missed and len(nodes) <= RESTART_NODES:
-            # Small types that still lose units: seeded restarts, shuffling items of equal GPU demand.
-            rng = np.random.default_rng(len(items))
-            for attempt in range(RESTARTS):
-                t0 = budget.clock()
-                keys = rng.random(len(items))
-                shuffled = [items[i] for i in np.lexsort((keys, [-(u.gpus + u.block_shares) for u in items]))]
-                trial = pack_type(
-                    problem,
-                    state.copy(),
-                    full.copy(),
-                    nodes,
-                    shuffled,
-                    PACKING_RULES[attempt % len(PACKING_RULES)],
-                    budget,
-                    reserve,
-                )
-                if trial.lost_value < best.lost_value:
-                    best = trial
-                if not best.missed or budget.expired(reserve + 1.5 * (budget.clock() - t0)):
-                    break
-        state.cpu[:], state.memory[:], state.gpu[:], state.gpu_mem[:] = (
-            best.state.cpu,
-            best.state.memory,
-            best.state.gpu,
-            best.state.gpu_mem,
-        )
-        full[:] = best.full
-        for j, ps in best.placed.items():
-            new[j].extend(ps)
-        for unit in best.missed:
-            failed.update(j for j, _, _ in unit.members)
-            lost += len(unit.members)
-    # Jobs left below their minimum replicas by packing are withdrawn entirely.
-    for j in sorted(failed):
-        job = problem.jobs[j]
-        if len(new[j]) < (job.min_replicas or job.replicas):
-            for p in new.pop(j, []):
-                state.apply(p, sign=+1)
-        else:
-            failed.discard(j)
-    for j in sorted(new):
-        placements.extend(sorted(new[j], key=lambda p: p.replica))
-    placed = {problem.jobs[j].name for j in new} | comp.fixed.placed_jobs
-    unplaced = []
-    for j in comp.unhostable:
-        unplaced.append(Unplaced(problem.jobs[j].name, Reason.FITS_NO_NODE, _why_unhostable(problem, j)))
-    for j, job in enumerate(problem.jobs):
-        if job.name in placed or j in comp.unhostable:
-            continue
-        detail = LOST_IN_PACKING if j in failed else NOT_CHOSEN
-        unplaced.append(Unplaced(job.name, Reason.INSUFFICIENT_CAPACITY, detail))
-    alloc = Allocation(tuple(placements), tuple(unplaced), method=method, status=status)
-    return Decoded(alloc, lost)
+        first = pack_type(problem, state.copy(), full.copy(), nodes, items, PACKING_RULES[0], budget, reserve)
+        types.append(_TypeTrials(nodes, items, first))
+    return Decoding(comp, state, full, kept, types)
+
+
+class Decoding:
+    """A decoding past its first pass: per node type, the packings tried and the best of them."""
+
+    def __init__(
+        self,
+        comp: Compression,
+        state: ClusterState,
+        full: np.ndarray,
+        kept: dict[int, list[Placement]],
+        types: list[_TypeTrials],
+    ) -> None:
+        self.comp, self.state, self.full, self.kept, self.types = comp, state, full, kept, types
+
+    @property
+    def lost_value(self) -> int:
+        """The objective value of the units packing missed so far."""
+        return sum(t.best.lost_value for t in self.types)
+
+    def polish(self, budget: Budget, reserve: float = 0.0) -> bool:
+        """Pass 2, while the budget has time for another try: the types that lost units, the most value
+        first, packed again with the other rules and, on small types, seeded restarts shuffling items of
+        equal GPU demand; each type keeps its best try. Out of time, every type keeps what it has. Whether
+        any type packs better now."""
+        before = self.lost_value
+        try:
+            for trials in sorted((x for x in self.types if x.best.missed), key=lambda x: -x.best.lost_value):
+                trials.improve(self.comp.problem, self.state, self.full, budget, reserve)
+        except OutOfTime:
+            pass
+        return self.lost_value < before
+
+    def result(self, method: str, status: Status) -> Decoded:
+        """The allocation of the best packing of every type so far."""
+        comp = self.comp
+        problem = comp.problem
+        new: dict[int, list[Placement]] = defaultdict(list, {j: list(ps) for j, ps in self.kept.items()})
+        failed: set[int] = set()
+        lost = 0
+        for trials in self.types:
+            for j, ps in trials.best.placed.items():
+                new[j].extend(ps)
+            for unit in trials.best.missed:
+                failed.update(j for j, _, _ in unit.members)
+                lost += len(unit.members)
+        # Jobs left below their minimum replicas by packing are withdrawn entirely.
+        for j in sorted(failed):
+            job = problem.jobs[j]
+            if len(new[j]) < (job.min_replicas or job.replicas):
+                new.pop(j, None)
+            else:
+                failed.discard(j)
+        placements: list[Placement] = list(comp.fixed.placements)
+        for j in sorted(new):
+            placements.extend(sorted(new[j], key=lambda p: p.replica))
+        placed = {problem.jobs[j].name for j in new} | comp.fixed.placed_jobs
+        unplaced = []
+        for j in comp.unhostable:
+            unplaced.append(Unplaced(problem.jobs[j].name, Reason.FITS_NO_NODE, _why_unhostable(problem, j)))
+        for j, job in enumerate(problem.jobs):
+            if job.name in placed or j in comp.unhostable:
+                continue
+            detail = LOST_IN_PACKING if j in failed else NOT_CHOSEN
+            unplaced.append(Unplaced(job.name, Reason.INSUFFICIENT_CAPACITY, detail))
+        alloc = Allocation(tuple(placements), tuple(unplaced), method=method, status=status)
+        return Decoded(alloc, lost)
 
 
 #: Types of at most this many nodes that still lose units get this many seeded restarts.
 RESTART_NODES = 32
 RESTARTS = 8
+#: Seconds a scoring rule takes per unit on an unloaded machine (it scores every node of the type with
+#: numpy per unit; the heap rule costs a tenth of it): the forecast of a first try with such a rule.
+PACK_PER_UNIT = 60e-6
+
+
+class _TypeTrials:
+    """The packings tried on one node type (pass 2 of :func:`decode`) and the best of them."""
+
+    def __init__(self, nodes: np.ndarray, items: list[Unit], first: Packed) -> None:
+        self.nodes, self.items, self.best = nodes, items, first
+        self.tries: list[tuple[str, list[Unit]]] | None = None  # the tries left, made on the first improve
+        self.last = 0.0  # seconds the last try took
+
+    def improve(self, problem, state: ClusterState, full: np.ndarray, budget: Budget, reserve: float) -> None:  # type: ignore[no-untyped-def]
+        """Other rules, then (small types) seeded restarts, while each next try is expected to fit in the
+        budget (as long as the last try took; before the first, the unloaded estimate stretched by the
+        pace). ``state`` and ``full`` are the cluster before this type is packed; they are not changed.
+        A later call goes on with the tries left."""
+        if self.tries is None:
+            self.tries = [(rule, self.items) for rule in PACKING_RULES[1:]]
+            if len(self.nodes) <= RESTART_NODES:
+                rng = np.random.default_rng(len(self.items))
+                demand = [-(u.gpus + u.block_shares) for u in self.items]
+                for attempt in range(RESTARTS):
+                    keys = rng.random(len(self.items))
+                    shuffled = [self.items[i] for i in np.lexsort((keys, demand))]
+                    self.tries.append((PACKING_RULES[attempt % len(PACKING_RULES)], shuffled))
+            self.last = PACK_PER_UNIT * len(self.items) * budget.pace
+        while self.tries:
+            if not self.best.missed or budget.expired(reserve + 1.5 * self.last):
+                return
+            rule, items = self.tries.pop(0)
+            t0 = budget.clock()
+            trial = pack_type(problem, state.copy(), full.copy(), self.nodes, items, rule, budget, reserve)
+            self.last = budget.clock() - t0
+            if trial.lost_value < self.best.lost_value:
+                self.best = trial
 
 
 def _keep_running(problem, comp, state: ClusterState, full: np.ndarray, running: dict, t: int, unit, new: dict) -> bool:  # type: ignore[no-untyped-def]

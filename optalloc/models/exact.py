@@ -23,14 +23,16 @@ from typing import Literal
 
 import numpy as np
 
-from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate, usable_cpus
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import SolveOptions
 from optalloc.models.classes import Compression, compress
-from optalloc.models.decode import decode
+from optalloc.models.decode import Decoding
+from optalloc.models.decode import start as start_decoding
 from optalloc.models.formulation import Formulation, build, encode
 from optalloc.models.future import add_future, future_value, held_back
 from optalloc.models.guide import add_guide
+from optalloc.models.highs import Child, lp_in_child
 from optalloc.models.lp_bound import capacity_bound, relax
 from optalloc.models.program import Program
 from optalloc.models.rounding import round_solution
@@ -51,9 +53,10 @@ SECOND_VERTEX_VARS = 2000
 DECODE_FACTOR = 1.5
 DECODE_FLOOR = 0.02
 DECODE_SHARE = 0.15
-#: Seconds per job that decoding one answer of the program takes on an unloaded machine (the openb
-#: default list: 0.6 s of CPU for 8,152 jobs), before its first decode measures it.
-DECODE_PER_JOB = 60e-6
+#: Seconds per job that the first pass of decoding one answer of the program and its repair take on an
+#: unloaded machine (the openb default list: 0.23 s for 8,152 jobs; openb_like, 14,000 jobs: 0.44 s),
+#: before its first decode measures it.
+DECODE_PER_JOB = 40e-6
 
 METHOD = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}
 
@@ -108,6 +111,7 @@ def solve_exact(
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
     search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic)
+    ahead: Child | None = None  # an LP solving in a child process
     try:
         budget.check(reserve)
         quick = capacity_bound(comp, budget)
@@ -125,6 +129,11 @@ def solve_exact(
         # Other vertices (other LP methods) decode differently; they are tried once the backend has run,
         # with the time it leaves.
         methods = _lp_methods(form)
+        if len(methods) > 1 and search.forecast and budget.limited and usable_cpus() > 1:
+            # Two CPUs and a deadline: the second LP setting solves in a child process meanwhile.
+            ahead = lp_in_child(
+                form.program, weights, budget, reserve=reserve, solver=methods[1][0], presolve=methods[1][1]
+            )
         _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve)
         warm = search.best_hint(form)
         stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
@@ -149,11 +158,21 @@ def solve_exact(
             if run.values is not None and not search.decoded(run.values):
                 search.decode(form, run.values, run.status, backend)
         for lp_method in methods:
+            if ahead is not None:
+                lp, ahead = ahead.collect(reserve + search.decode_time), None
+                stats["second_vertex"] = "child process"
+                _try_vertex(form, weights, lp_method, search, bounds, stats, reserve, solved=lp)
+                continue
             if budget.expired(reserve + 1.5 * search.cost):
                 break
             _try_vertex(form, weights, lp_method, search, bounds, stats, reserve)
+        # The best answer's node types that lost units packed again with the other rules, with the time left.
+        search.polish()
     except OutOfTime:
         stats["out_of_time"] = True
+    finally:
+        if ahead is not None:
+            ahead.cancel()
     stats["bounds"] = dict(bounds)
     stats["candidates"] = search.tried
     if search.skipped:
@@ -196,12 +215,13 @@ def _try_vertex(
     bounds: dict[str, float],
     stats: dict,
     reserve: float,
+    solved: ProgramRun | None = None,
 ) -> None:
-    """Solve the LP relaxation with one method: its value bounds the objective; its vertex, rounded, is
-    a warm start and, decoded, an answer."""
+    """Solve the LP relaxation with one method (or take ``solved``, its answer from a child process): its
+    value bounds the objective; its vertex, rounded, is a warm start and, decoded, an answer."""
     solver, presolve = lp_method
     t0 = time.perf_counter()
-    lp = relax(form.program, weights, search.budget, reserve=reserve, solver=solver, presolve=presolve)
+    lp = solved or relax(form.program, weights, search.budget, reserve=reserve, solver=solver, presolve=presolve)
     stats.setdefault("lp_time", round(lp.wall_time, 4))
     if lp.bound is not None:
         bounds["lp"] = min(bounds.get("lp", np.inf), float(np.floor(lp.bound + 1e-6)))
@@ -257,6 +277,8 @@ class _Search:
         return any(np.array_equal(values, seen) for seen in self._seen)
 
     def decode(self, form: Formulation, values: np.ndarray, status: Status, source: str) -> None:
+        """Decode ``values`` (the first pass: every type packed with the fast rule) and repair the answer;
+        :meth:`polish` spends time left on the best one."""
         # Decoding stops at the deadline with nothing to show: do not start one that cannot finish (as long
         # as the last one took, or before the first, the unloaded estimate stretched by the pace).
         forecast = self.decode_time or DECODE_PER_JOB * len(self.problem.jobs) * self.budget.pace
@@ -265,49 +287,97 @@ class _Search:
             return
         t0 = time.perf_counter()
         self._seen.append(values)
-        found = _decode(form, values, self.method, status, self.problem, self.budget, self.reserve, source)
-        if self.repair is not None:
-            repaired = self.repair(found.allocation.replace(objective=found.objective), self.budget)
-            if repaired.objective is not None and repaired.objective > found.objective:
-                found = _Candidate(repaired, repaired.objective, found.program_value, {**found.stats, **repaired.stats})
+        decoding = start_decoding(form, values, self.budget, self.reserve)
+        found = self._repaired(_Candidate.of(form, values, decoding, self.method, status, self.problem, source))
         self.decode_time = max(self.decode_time, time.perf_counter() - t0)
         self.tried.append((source, found.objective))
+        self._offer(found)
+
+    def polish(self) -> None:
+        """Pack again, with the other rules, the node types where the best answer lost units, while the
+        budget has time (keeping enough to rebuild and repair the answer); it replaces the best when it
+        scores higher."""
+        best = self.best
+        if best is None or best.decoding is None:
+            return
+        keep = self.reserve + self.decode_time
+        if self.budget.expired(keep) or not best.decoding.polish(self.budget, keep):
+            return
+        try:
+            found = self._repaired(best.rebuilt(self.method, self.problem))
+        except OutOfTime:
+            return
+        self.tried.append((f"{best.stats['decoded_from']}, polished", found.objective))
+        self._offer(found)
+
+    def _repaired(self, found: _Candidate) -> _Candidate:
+        if self.repair is None:
+            return found
+        repaired = self.repair(found.allocation.replace(objective=found.objective), self.budget)
+        if repaired.objective is not None and repaired.objective > found.objective:
+            return found.with_allocation(repaired, repaired.objective, repaired.stats)
+        return found
+
+    def _offer(self, found: _Candidate) -> None:
         if self.best is None or found.objective > self.best.objective:
             self.best = found
             self.budget.improve(self.method, objective=found.objective)
 
 
 class _Candidate:
-    """A decoded answer: the allocation, its exact objective, the program value it was decoded from."""
+    """A decoded answer: the allocation, its exact objective, the program value it was decoded from, and
+    the decoding (to polish) with what it decoded."""
 
-    def __init__(self, allocation: Allocation, objective: float, program_value: float, stats: dict) -> None:
+    def __init__(
+        self,
+        allocation: Allocation,
+        objective: float,
+        program_value: float,
+        stats: dict,
+        decoding: Decoding | None = None,
+        source: tuple[Formulation, np.ndarray, Status] | None = None,
+    ) -> None:
         self.allocation = allocation
         self.objective = objective
         self.program_value = program_value
         self.stats = stats
+        self.decoding = decoding
+        self.source = source
 
+    @classmethod
+    def of(
+        cls,
+        form: Formulation,
+        values: np.ndarray,
+        decoding: Decoding,
+        method: str,
+        status: Status,
+        problem: Problem,
+        source: str,
+    ) -> _Candidate:
+        decoded = decoding.result(method, status)
+        allocation = decoded.allocation
+        if form.weights.get("future"):
+            allocation = held_back(problem, allocation)
+        value = evaluate(problem, allocation)
+        objective = float(value.primary if problem.weights.lexicographic else value.total)
+        stats = {"decoded_from": source, "decode_lost_replicas": decoded.lost_replicas}
+        if form.weights.get("future"):
+            stats["held_back"] = sum(1 for u in allocation.unplaced if u.reason == Reason.HELD_BACK)
+        weights = {"primary": 1} if problem.weights.lexicographic else form.weights
+        program_value = float(form.program.value(values, weights))
+        return cls(allocation, objective, program_value, stats, decoding, (form, values, status))
 
-def _decode(
-    form: Formulation,
-    values: np.ndarray,
-    method: str,
-    status: Status,
-    problem: Problem,
-    budget: Budget,
-    reserve: float,
-    source: str,
-) -> _Candidate:
-    decoded = decode(form, values, method=method, status=status, budget=budget, reserve=reserve)
-    allocation = decoded.allocation
-    if form.weights.get("future"):
-        allocation = held_back(problem, allocation)
-    value = evaluate(problem, allocation)
-    objective = float(value.primary if problem.weights.lexicographic else value.total)
-    stats = {"decoded_from": source, "decode_lost_replicas": decoded.lost_replicas}
-    if form.weights.get("future"):
-        stats["held_back"] = sum(1 for u in allocation.unplaced if u.reason == Reason.HELD_BACK)
-    weights = {"primary": 1} if problem.weights.lexicographic else form.weights
-    return _Candidate(allocation, objective, float(form.program.value(values, weights)), stats)
+    def rebuilt(self, method: str, problem: Problem) -> _Candidate:
+        """The candidate of this decoding as it stands now (after polishing)."""
+        assert self.decoding is not None and self.source is not None
+        form, values, status = self.source
+        return _Candidate.of(form, values, self.decoding, method, status, problem, self.stats["decoded_from"])
+
+    def with_allocation(self, allocation: Allocation, objective: float, stats: dict) -> _Candidate:
+        return _Candidate(
+            allocation, objective, self.program_value, {**self.stats, **stats}, self.decoding, self.source
+        )
 
 
 def _shape(form: Formulation, problem: Problem, comp: Compression, options: SolveOptions, stats: dict) -> bool:

@@ -130,59 +130,103 @@ def in_child(search: Callable[[Budget], ProgramRun], budget: Budget, reserve: fl
     worker of a ``multiprocessing.Pool``, which ``multiprocessing`` forbids to have children. An
     exception in the child is raised here as a :class:`SolverError` carrying its traceback.
     """
-    start = time.perf_counter()
-    limit = budget.seconds(reserve=reserve + CHILD_GRACE)
-    if limit is not None and limit <= 0.01:
-        return ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats={"engine": "highs", "message": "no time"})
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, then leave without running the parent's exit hooks
-        code = 1
-        try:
-            os.close(read_end)
-            # The parent decides when the child ends: a terminal's Ctrl-C reaches it, and the host's own
-            # SIGTERM handler (a service's shutdown, say) is not the child's to run.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            import highspy._core as hc
+    return Child(search, budget, reserve).collect(reserve)
 
-            # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
-            hc._Highs.resetGlobalScheduler(True)
+
+def lp_in_child(
+    prog: Program,
+    weights: dict[str, int],
+    budget: Budget,
+    *,
+    reserve: float = 0.0,
+    solver: str | None = None,
+    presolve: bool = False,
+) -> Child:
+    """:func:`solve_lp` started in a child process, to run beside the caller's own work on another CPU;
+    :meth:`Child.collect` gives its answer."""
+
+    def search(child_budget: Budget) -> ProgramRun:
+        return solve_lp(prog, weights, child_budget, solver=solver, presolve=presolve)
+
+    return Child(search, budget, reserve)
+
+
+class Child:
+    """A search running in a forked child process (see :func:`in_child`) until it ends, ``reserve``
+    seconds before the budget's deadline, or :meth:`cancel`."""
+
+    def __init__(self, search: Callable[[Budget], ProgramRun], budget: Budget, reserve: float) -> None:
+        self.budget = budget
+        self.start = time.perf_counter()
+        self.pid: int | None = None
+        limit = budget.seconds(reserve=reserve + CHILD_GRACE)
+        if limit is not None and limit <= 0.01:
+            return
+        self.read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: answer through the pipe, then leave without running the parent's exit hooks
+            code = 1
             try:
-                message: tuple[bool, object] = (True, search(Budget(limit)))
-            except BaseException:  # carried to the parent, which raises it
-                message = (False, traceback.format_exc())
-            with os.fdopen(write_end, "wb") as out:
-                out.write(pickle.dumps(message))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    chunks: list[bytes] = []
-    ended = False
-    try:
-        while True:
-            left = budget.left() - reserve - CHILD_GRACE
-            if left <= 0:
-                break
-            ready, _, _ = select.select([read_end], [], [], min(0.02, max(0.0, left)))
-            if ready:
-                chunk = os.read(read_end, 1 << 20)
-                if not chunk:
-                    ended = True  # the child closed the pipe: it is done
+                os.close(self.read_end)
+                # The parent decides when the child ends: a terminal's Ctrl-C reaches it, and the host's own
+                # SIGTERM handler (a service's shutdown, say) is not the child's to run.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                import highspy._core as hc
+
+                # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
+                hc._Highs.resetGlobalScheduler(True)
+                try:
+                    message: tuple[bool, object] = (True, search(Budget(limit)))
+                except BaseException:  # carried to the parent, which raises it
+                    message = (False, traceback.format_exc())
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(pickle.dumps(message))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self.pid = pid
+
+    def collect(self, reserve: float) -> ProgramRun:
+        """Wait for the answer until ``reserve`` seconds before the deadline; end the child either way."""
+        if self.pid is None:
+            return ProgramRun(Status.UNKNOWN, None, None, None, 0.0, stats={"engine": "highs", "message": "no time"})
+        chunks: list[bytes] = []
+        ended = False
+        try:
+            while True:
+                left = self.budget.left() - reserve - CHILD_GRACE
+                if left <= 0:
                     break
-                chunks.append(chunk)
-    finally:
-        os.close(read_end)
-        finished = _reap(pid, wait=ended)
-    if not (ended and finished):
-        stats = {"engine": "highs", "message": "stopped at the deadline"}
-        return ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - start, stats=stats)
-    ok, payload = pickle.loads(b"".join(chunks))
-    if not ok:
-        raise SolverError(f"HiGHS failed in its child process:\n{payload}")
-    assert isinstance(payload, ProgramRun)
-    return payload
+                ready, _, _ = select.select([self.read_end], [], [], min(0.02, max(0.0, left)))
+                if ready:
+                    chunk = os.read(self.read_end, 1 << 20)
+                    if not chunk:
+                        ended = True  # the child closed the pipe: it is done
+                        break
+                    chunks.append(chunk)
+        finally:
+            finished = self._end(wait=ended)
+        if not (ended and finished):
+            stats = {"engine": "highs", "message": "stopped at the deadline"}
+            return ProgramRun(Status.UNKNOWN, None, None, None, time.perf_counter() - self.start, stats=stats)
+        ok, payload = pickle.loads(b"".join(chunks))
+        if not ok:
+            raise SolverError(f"HiGHS failed in its child process:\n{payload}")
+        assert isinstance(payload, ProgramRun)
+        return payload
+
+    def cancel(self) -> None:
+        """End the child now if it still runs (nothing is left running after a solve returns)."""
+        if self.pid is not None:
+            self._end(wait=False)
+
+    def _end(self, *, wait: bool) -> bool:
+        pid, self.pid = self.pid, None
+        os.close(self.read_end)
+        assert pid is not None
+        return _reap(pid, wait=wait)
 
 
 def _reap(pid: int, *, wait: bool) -> bool:
