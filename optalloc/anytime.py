@@ -31,8 +31,10 @@ EXACT_NODES = 24
 
 
 def exact_setup(problem: Problem, config: PortfolioConfig) -> float:
-    """Seconds the exact program needs before it has an answer (compress, build, LP, decode), estimated."""
-    return config.min_exact + config.setup_per_job * len(problem.jobs) + config.setup_per_node * len(problem.nodes)
+    """Seconds the exact program needs before its first answer is decoded (compress, build, LP), estimated."""
+    jobs, nodes = len(problem.jobs), len(problem.nodes)
+    lp = min(config.lp_max, config.lp_per_job * jobs)
+    return config.min_exact + config.setup_per_job * jobs + config.setup_per_node * nodes + lp
 
 
 def first_decode(problem: Problem) -> float:
@@ -109,7 +111,7 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         future = forecast(problem, options)
         early_bound(problem, options, budget)
         warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
-        if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
+        if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
             problem,
@@ -138,7 +140,7 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
-    if budget.expired(budget.pace * exact_setup(problem, options.portfolio)):
+    if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
@@ -311,7 +313,7 @@ def best_heuristic(
             # The program's run to its answers: on programs over node types, two LP vertices each decoded.
             vertices = 2 if len(problem.nodes) > EXACT_NODES else 1
             program = budget.pace * vertices * (exact_setup(problem, options.portfolio) + first_decode(problem))
-            if budget.limited and budget.expired(budget.pace * exact_setup(problem, options.portfolio) + 2 * first):
+            if budget.limited and budget.expired(program / vertices + 2 * first):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.

@@ -54,9 +54,14 @@ DECODE_FACTOR = 1.5
 DECODE_FLOOR = 0.02
 DECODE_SHARE = 0.15
 #: Seconds per job that the first pass of decoding one answer of the program and its repair take on an
-#: unloaded machine (the openb default list: 0.23 s for 8,152 jobs; openb_like, 14,000 jobs: 0.44 s),
-#: before its first decode measures it.
-DECODE_PER_JOB = 40e-6
+#: unloaded machine (the openb default list: 0.2 s for 8,152 jobs; openb_like, 10,000 nodes: about 1.5 s
+#: for 70,000), before its first decode measures it.
+DECODE_PER_JOB = 25e-6
+
+#: Up to this pace (how much slower than unloaded the simple rules ran: see Budget.pace), the second LP
+#: vertex is solved in a child process beside the first; on a busier machine the two would only slow
+#: each other down.
+SPARE_CPU_PACE = 1.5
 
 METHOD = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}
 
@@ -129,8 +134,14 @@ def solve_exact(
         # Other vertices (other LP methods) decode differently; they are tried once the backend has run,
         # with the time it leaves.
         methods = _lp_methods(form)
-        if len(methods) > 1 and search.forecast and budget.limited and usable_cpus() > 1:
-            # Two CPUs and a deadline: the second LP setting solves in a child process meanwhile.
+        if (
+            len(methods) > 1
+            and search.forecast
+            and budget.limited
+            and usable_cpus() > 1
+            and budget.pace < SPARE_CPU_PACE
+        ):
+            # A second CPU likely free and a deadline: the second LP setting solves in a child process meanwhile.
             ahead = lp_in_child(
                 form.program, weights, budget, reserve=reserve, solver=methods[1][0], presolve=methods[1][1]
             )
