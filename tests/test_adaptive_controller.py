@@ -448,3 +448,23 @@ def test_a_proposed_allocation_is_verified_and_committed() -> None:
 def test_a_selector_without_choose_is_refused() -> None:
     with pytest.raises(ProblemError, match="selector"):
         config(selector=object())
+
+
+def test_a_resolve_keeps_back_from_its_solver_what_the_work_after_the_last_solver_took(engines) -> None:  # type: ignore[no-untyped-def]
+    """The step's budget covers the whole step: the solver gets the budget less 1.5x the seconds the
+    last re-solve spent after its solver (capping, committing), and the step records the new figure."""
+    from optalloc import heuristics
+
+    limits: list[float | None] = []
+
+    def timed(problem: Problem, options: SolveOptions) -> Allocation:
+        limits.append(options.time_limit)
+        return heuristics.allocate(problem, rule="best-fit").replace(method="timed")
+
+    engines("timed", timed)
+    problem = Problem(gpu_nodes("n0", "n1"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st = dataclasses.replace(ControllerState.initial(problem, config(method="timed", budget=2.0)), after_solve=0.4)
+    st, plan = step(st, 0.0)
+    assert plan.method == "timed"
+    assert limits and limits[0] is not None and limits[0] <= 2.0 - 1.5 * 0.4
+    assert 0.0 < st.after_solve < 0.4

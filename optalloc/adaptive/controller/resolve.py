@@ -46,6 +46,11 @@ class Solved:
     error: str = ""
 
 
+#: The work after a re-solve's solver varies from step to step: the next step keeps back this many
+#: times what it took last time.
+AFTER_SOLVE_MARGIN = 1.5
+
+
 def heuristic_options(cfg: ControllerConfig, round_: int = 0) -> SolveOptions:
     """The options of the fallback heuristic's solves: nothing moves, the heuristics' queue order."""
     return cfg.options.replace(
@@ -130,10 +135,15 @@ def _place(
     if not candidates and not allow_migration:  # the horizon starts nothing now and nothing may move
         plan = Plan(now, st.allocation, tuple(actions), trigger, stale=st.stale, horizon=hplan)
         return replace(st, dirty=False), plan
-    budget_left = max(0.01, cfg.budget - (time.perf_counter() - started_at))
+    # The solver gets the budget less what the step took so far and what its work after the solver took
+    # last time (with a margin; at most half the budget): the whole step keeps its budget.
+    keep = min(AFTER_SOLVE_MARGIN * st.after_solve, 0.5 * cfg.budget)
+    budget_left = max(0.01, cfg.budget - (time.perf_counter() - started_at) - keep)
     solved = _solve(problem, cfg, budget_left, allow_migration, exact=exact, round_=st.steps)
+    solver_done = time.perf_counter()
     answer = cap_disruptions(problem, solved.answer, cfg.max_migrations, cfg.fallback, heuristic_options(cfg))
     st2, changes = commit(st, now, answer, problem, trigger, solved.method, hplan)
+    st2 = replace(st2, after_solve=time.perf_counter() - solver_done)
     # Jobs left out of the horizon's commit are still waiting: list them as unplaced with a reason.
     if hplan is not None:
         deferred = [n for n in queued if n not in candidates]

@@ -29,7 +29,9 @@ class ControllerState:
     the last plan that changed something; ``time``: the last step's ``now``; ``stale``/``error``: the
     monitoring data is stale, and why; ``dirty``: the queue or the free capacity changed since the last
     admission; ``usage``: smoothed job usage (right-sizing only); ``steps``/``resolves``/``fallbacks``:
-    counters (``fallbacks``: solves where the fallback heuristic stood in for the method).
+    counters (``fallbacks``: solves where the fallback heuristic stood in for the method);
+    ``after_solve``: the seconds the last re-solve spent after its solver returned (capping disruptions,
+    committing the answer), which the next one keeps back from its solver's time.
     """
 
     config: ControllerConfig
@@ -50,6 +52,7 @@ class ControllerState:
     steps: int = 0
     resolves: int = 0
     fallbacks: int = 0
+    after_solve: float = 0.0
     # Caches rebuilt when nodes or the allocation change (not part of the model of the world).
     node_index: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     capacity: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
