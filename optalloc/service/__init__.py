@@ -12,7 +12,18 @@ the loop), :mod:`~optalloc.service.models` (the wire), :mod:`~optalloc.service.a
 :mod:`~optalloc.service.k8s` (pods to jobs), :mod:`~optalloc.service.ui`. docs/service.md says more.
 """
 
-from optalloc.service.app import create_app
+from typing import Any
+
 from optalloc.service.config import Settings
 
 __all__ = ["Settings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # The application (FastAPI) is imported when asked for: the loop's worker process imports this
+    # package for the engine and the wire, never the web framework.
+    if name == "create_app":
+        from optalloc.service.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
