@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=None, help="open loop: requests per second, latency from scheduled times"
     )
     parser.add_argument("--loop-in", choices=("process", "thread"), default=None, help="where the service's loop runs")
+    parser.add_argument("--loop-nice", type=int, default=None, help="nice value of the service's loop worker")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="append a markdown row here")
     parser.add_argument("--json", type=Path, default=None)
@@ -348,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     service_args = ["--budget", str(args.budget), "--min-interval", str(args.min_interval), "--method", args.method]
     if args.loop_in is not None:
         service_args += ["--loop-in", args.loop_in]
+    if args.loop_nice is not None:
+        service_args += ["--loop-nice", str(args.loop_nice)]
 
     def phase(requests: list[tuple[str, str, bytes]], stop_after: int | None = None) -> dict[str, Any]:
         if args.rate is None:

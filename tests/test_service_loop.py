@@ -72,6 +72,8 @@ def test_the_loop_steps_in_a_worker_process_of_its_own(tmp_path: Path) -> None:
         plan = assert_valid_plan(c)
         assert plan["version"] >= 1
         assert cluster_of(c).worker_pid == pid  # the same worker made every plan
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, own + 10)  # requests get busy cores first
 
 
 def test_a_killed_worker_is_replaced_and_the_loop_goes_on(tmp_path: Path) -> None:

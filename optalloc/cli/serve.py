@@ -53,6 +53,12 @@ def serve(
             help="Where the loop's solves run: process (a worker process of its own) or thread (shares the GIL)."
         ),
     ] = "process",
+    loop_nice: Annotated[
+        int,
+        typer.Option(
+            help="Nice value added to the loop's worker process: requests get busy cores first.", min=0, max=19
+        ),
+    ] = 10,
 ) -> None:
     """Run the allocation service: a stateless solve, a stateful cluster kept by the adaptive loop and
     stored in SQLite (it survives restarts), a Kubernetes scheduler extender, /metrics and a dashboard
@@ -107,6 +113,7 @@ def serve(
         sync=sync,
         ui_refresh=ui_refresh,
         loop_in=loop_in,
+        loop_nice=loop_nice,
     )
     if loop_in == "thread":
         # The loop's engine shares the interpreter with the requests: hand the GIL back to them more often

@@ -59,7 +59,10 @@ class Settings:
     plan_history: int = 32
     ui_refresh: float = 2.0
     loop_in: str = "process"
+    loop_nice: int = 10
 
     def __post_init__(self) -> None:
         if self.loop_in not in LOOP_PLACES:
             raise ValueError(f"loop_in: {self.loop_in!r} is not one of {', '.join(LOOP_PLACES)}")
+        if not 0 <= self.loop_nice <= 19:
+            raise ValueError(f"loop_nice: {self.loop_nice} is not within 0-19")

@@ -270,7 +270,13 @@ class Cluster:
             preload(self.config.fallback)
             self.loop = InThread(self.config, self.snapshot)
         else:
-            self.loop = InProcess(self.config, self.snapshot, stop=self._stop, on_restart=self._worker_lost)
+            self.loop = InProcess(
+                self.config,
+                self.snapshot,
+                stop=self._stop,
+                on_restart=self._worker_lost,
+                nice=self.settings.loop_nice,
+            )
         self._thread = threading.Thread(target=self._run, name="optalloc-loop", daemon=True)
         self._thread.start()
         self.ready = True

@@ -52,7 +52,9 @@ class InProcess:
     ``snapshot``: what a (new) worker starts from, taken when it starts. ``stop``: set when the service
     stops (waits are cut short). ``on_restart``: called with the reason each time a worker is replaced.
     ``start_timeout``: seconds a new worker may take to import, preload and reset; ``step_timeout``: seconds
-    a step may take before the worker is deemed hung (default: 60 s or 10 budgets, the larger).
+    a step may take before the worker is deemed hung (default: 60 s or 10 budgets, the larger). ``nice``:
+    added to the worker's nice value (0-19): on a busy machine the requests get the CPU first, the loop
+    takes what is left.
     """
 
     def __init__(
@@ -64,8 +66,12 @@ class InProcess:
         on_restart: Callable[[str], None] | None = None,
         start_timeout: float = 120.0,
         step_timeout: float | None = None,
+        nice: int = 0,
     ) -> None:
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice: {nice} is not within 0-19")
         self.config = config
+        self.nice = nice
         self.snapshot = snapshot
         self.stopping = stop
         self.on_restart = on_restart
@@ -157,6 +163,12 @@ class InProcess:
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
+        if self.nice:
+            try:
+                own = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, min(19, own + self.nice))
+            except OSError as err:  # the loop still works, at the requests' priority
+                log.warning("could not lower the priority of the loop's worker process: %s", err)
 
     def _ask(self, message: tuple[Any, ...], timeout: float) -> tuple[Any, ...] | str:
         """The worker's answer to ``message``, or why there is none (a string)."""
