@@ -428,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         s = report["submit"]
         c_ = report.get("cancel", {})
         loop = report["loop"]
+        sending = "closed" if args.rate is None else f"open {args.rate:g}/s"
         row = (
-            f"| {args.nodes} | {args.submits} | {args.clients} | {s['throughput']:.0f} | {s['p50_ms']:.1f} | "
+            f"| {sending} | {args.loop_in or 'process'} | {args.nodes} | {args.submits} | {args.clients} | "
+            f"{s['throughput']:.0f} | {s['p50_ms']:.1f} | "
             f"{s['p99_ms']:.1f} | {c_.get('throughput', float('nan')):.0f} | {c_.get('p99_ms', float('nan')):.1f} | "
             f"{loop['solves']:.0f} | {loop['solve_seconds_max']:.2f} / {args.budget:g} | {loop['over_budget']:.0f} |"
         )
