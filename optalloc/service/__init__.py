@@ -8,7 +8,10 @@
 
 Layout: :mod:`~optalloc.service.app` (the application and its lifespan), ``routers/`` (one per
 resource), :mod:`~optalloc.service.store` (SQLite), :mod:`~optalloc.service.runtime` (the cluster and
-the loop), :mod:`~optalloc.service.models` (the wire), :mod:`~optalloc.service.auth`,
+the loop's thread), :mod:`~optalloc.service.engine` (the loop's state and steps),
+:mod:`~optalloc.service.worker` (the engine in a worker process of its own),
+:mod:`~optalloc.service.wire` (what travels to and from the worker), :mod:`~optalloc.service.models`
+(the HTTP wire), :mod:`~optalloc.service.auth`,
 :mod:`~optalloc.service.k8s` (pods to jobs), :mod:`~optalloc.service.ui`. docs/service.md says more.
 """
 
