@@ -94,8 +94,12 @@ class InProcess:
         if self._started_once:
             self.restarts += 1
         self._started_once = True
-        self._spawn()
-        answer = self._ask(("reset", self.config, self.snapshot()), self.start_timeout)
+        try:
+            self._spawn()
+        except OSError as err:  # no process could be made (out of processes or descriptors): retried later
+            answer: tuple[Any, ...] | str = f"it could not be spawned ({err})"
+        else:
+            answer = self._ask(("reset", self.config, self.snapshot()), self.start_timeout)
         if isinstance(answer, str):
             self._kill()
             self._failures += 1
@@ -160,6 +164,9 @@ class InProcess:
         cmd = [sys.executable, "-m", "optalloc.service.worker", str(theirs.fileno()), str(level)]
         try:
             self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
