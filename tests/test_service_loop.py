@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ from fastapi.testclient import TestClient
 from service_support import Server, assert_valid_plan, fast_controller, wait_for
 
 from optalloc.service import Settings, create_app
+from optalloc.service.engine import Snapshot
 from optalloc.service.runtime import Cluster
+from optalloc.service.worker import InProcess
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -150,3 +154,29 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):
         return "Z"
+
+
+def test_a_hung_worker_is_killed_and_replaced() -> None:
+    lost: list[str] = []
+    stop = threading.Event()
+    loop = InProcess(
+        fast_controller(),
+        lambda: Snapshot((), (), None, time.time()),
+        stop=stop,
+        on_restart=lost.append,
+        step_timeout=1,
+    )
+    try:
+        assert loop.start()
+        hung = loop.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive, but answers nothing
+        outcome = loop.step(time.time(), None, [])
+        assert "no answer within 1s" in outcome.lost and outcome.plan is None
+        assert lost and "killed" in lost[0]
+        assert gone(hung)
+        assert loop.pid not in (None, hung)
+        assert loop.step(time.time(), None, []).figures is not None  # the new worker steps
+    finally:
+        loop.close()
+    assert loop.pid is None

@@ -121,7 +121,8 @@ class InProcess:
         if isinstance(answer, str):
             if self.stopping.is_set():
                 return StepOutcome(lost="the service is stopping")
-            reason = self._kill() or answer
+            ended = self._kill()
+            reason = f"{answer}; {ended}" if ended else answer
             self._restarting(reason)
             self._failures += 1
             if self._failures == 1:
