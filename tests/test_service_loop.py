@@ -3,11 +3,13 @@ and never outlives the service, or the loop's thread (``loop_in="thread"``)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_support import Server, assert_valid_plan, fast_controller, wait_for
 
-from optalloc.service import Settings, create_app
+from optalloc.service import Settings, create_app, wire
 from optalloc.service.engine import Snapshot
 from optalloc.service.runtime import Cluster
 from optalloc.service.worker import InProcess
@@ -180,3 +182,11 @@ def test_a_hung_worker_is_killed_and_replaced() -> None:
     finally:
         loop.close()
     assert loop.pid is None
+
+
+def test_read_only_mappings_travel_to_the_worker_and_back() -> None:
+    value = {"info": MappingProxyType({"gpus": (MappingProxyType({"job": 500}),)})}
+    back = wire.loads(wire.dumps(value))
+    assert back == {"info": {"gpus": ({"job": 500},)}}
+    assert isinstance(back["info"], MappingProxyType) and isinstance(back["info"]["gpus"][0], MappingProxyType)
+    assert gc.isenabled()  # held off only while reading

@@ -8,6 +8,7 @@ socket use this: nothing here is registered globally.
 from __future__ import annotations
 
 import copyreg
+import gc
 import io
 import pickle
 from types import MappingProxyType
@@ -34,5 +35,15 @@ def dumps(value: Any) -> bytes:
 
 
 def loads(data: bytes) -> Any:
-    """The value :func:`dumps` made (only ever from the service's own worker)."""
-    return pickle.loads(data)
+    """The value :func:`dumps` made (only ever from the service's own worker).
+
+    The collector is held off while it reads: a plan's view is tens of thousands of new objects, all
+    alive, and collections in the middle of reading them (a full one among them, now and then) would
+    only lengthen the time the reading holds the interpreter."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return pickle.loads(data)
+    finally:
+        if enabled:
+            gc.enable()
