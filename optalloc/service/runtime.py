@@ -257,8 +257,9 @@ class Cluster:
 
     # The loop -------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the loop: its thread, and (``settings.loop_in == "process"``) the engine's worker process,
-        which the thread starts before its first step; requests are answered meanwhile."""
+        """Start the loop: the engine (``settings.loop_in == "process"``: its worker process, which imports
+        and preloads the engines, about a second), then the thread that steps it. A worker that does not
+        start is logged, and started again by the thread."""
         if not self.restored:
             self.restore()
         self._stop.clear()
@@ -277,6 +278,8 @@ class Cluster:
                 on_restart=self._worker_lost,
                 nice=self.settings.loop_nice,
             )
+        if not self.loop.start():
+            self.error = "the loop's worker process could not be started (see the log)"
         self._thread = threading.Thread(target=self._run, name="optalloc-loop", daemon=True)
         self._thread.start()
         self.ready = True
@@ -306,9 +309,6 @@ class Cluster:
             self.metrics.worker_restarts.inc()
 
     def _run(self) -> None:
-        assert self.loop is not None
-        if not self.loop.start():
-            self.error = "the loop's worker process could not be started (see the log)"
         while not self._stop.is_set():
             woken = self._wake.wait(self.settings.tick)
             if self._stop.is_set():
