@@ -6,6 +6,16 @@ while the adaptive loop admits and re-solves in the background (``--min-interval
 re-solves, ``--budget`` each); then cancels every job the same way. Reports throughput and latency
 percentiles per phase, and the loop's solve times against the budget (from ``/metrics``).
 
+Two ways to send: closed loop (the default: each of ``--clients`` connections sends its next request
+when the previous one is answered, which measures throughput; its latencies hide the queueing a slow
+server causes, as fewer requests are sent while it is slow) and open loop (``--rate R``: request i is
+due at ``start + i / R`` whatever the server does, sent on the first free one of ``--clients``
+connections, and its latency counts from that scheduled time, so that time spent waiting for a
+connection or behind a slow answer is counted: no coordinated omission). The targets read: closed loop,
+>= 500 submits/s; open loop at 500 submits/s, p99 <= 50 ms.
+
+``--loop-in thread|process``: where the service runs its loop (its default: a worker process).
+
 ``--kill-at N``: ``kill -9`` the service once N submits were answered, restart it on the same file, and
 check that every submit answered 2xx is there. ``--settle``: wait until every job is taken in and the
 plan verifies (the 1,000 nodes x 10,000 jobs run uses it). Every request is bounded (count and time)
@@ -14,6 +24,7 @@ and goes to 127.0.0.1 only.
     python benchmarks/service_load.py --nodes 64 --submits 5000 --clients 32
     python benchmarks/service_load.py --nodes 1000 --submits 10000 --clients 32 --settle --budget 2
     python benchmarks/service_load.py --nodes 64 --submits 5000 --clients 32 --kill-at 2500
+    python benchmarks/service_load.py --nodes 64 --submits 5000 --clients 64 --rate 500 --settle
 """
 
 from __future__ import annotations
@@ -169,7 +180,76 @@ async def run_phase(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
+    out = summary(latencies, time.perf_counter() - started)
+    out.update(ok=ok, errors=errors)
+    return out
+
+
+async def run_open_phase(
+    port: int, requests: list[tuple[str, str, bytes]], rate: float, clients: int, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Send request i at ``start + i / rate`` on the first free of ``clients`` connections; each latency
+    counts from the request's scheduled time (waiting for a free connection included)."""
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(clients):
+        free.put_nowait(Connection(port))
+    latencies: list[float] = []
+    lags: list[float] = []
+    ok: list[str] = []
+    errors: dict[int, int] = {}
+    lost = [0]
+    done = asyncio.Event()
+
+    async def send(method: str, path: str, body: bytes, due: float) -> None:
+        conn = await free.get()
+        if done.is_set():
+            free.put_nowait(conn)
+            return
+        lags.append(time.perf_counter() - due)
+        try:
+            status, _ = await asyncio.wait_for(conn.request(method, path, body), timeout=30)
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError):
+            lost[0] += 1
+            conn.close()
+            free.put_nowait(Connection(port))  # the service went away (kill -9), or timed out: a fresh one
+            return
+        latencies.append(time.perf_counter() - due)
+        free.put_nowait(conn)
+        if 200 <= status < 300:
+            ok.append(json.loads(body)["name"] if method == "POST" else path)
+        else:
+            errors[status] = errors.get(status, 0) + 1
+        if stop_after is not None and len(latencies) >= stop_after:
+            done.set()
+
+    tasks = []
+    started = time.perf_counter()
+    for i, (method, path, body) in enumerate(requests):
+        if done.is_set():
+            break
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(send(method, path, body, due)))
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - started
+    while not free.empty():
+        free.get_nowait().close()
+    out = summary(latencies, wall)
+    lags.sort()
+    out.update(
+        ok=ok,
+        errors=errors,
+        lost=lost[0],
+        offered=rate,
+        send_lag_p99_ms=1000 * lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else float("nan"),
+    )
+    return out
+
+
+def summary(latencies: list[float], wall: float) -> dict[str, Any]:
+    """Count, throughput and percentiles (ms) of ``latencies`` (seconds) over ``wall`` seconds."""
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -177,8 +257,6 @@ async def run_phase(
 
     return {
         "answered": len(latencies),
-        "ok": ok,
-        "errors": errors,
         "wall": wall,
         "throughput": len(latencies) / wall if wall else 0.0,
         "p50_ms": pct(0.50),
@@ -206,6 +284,7 @@ def loop_figures(url: str) -> dict[str, float]:
         "invalid_plans": metric(text, "optalloc_service_invalid_plans_total"),
         "internal_errors": metric(text, "optalloc_service_internal_errors_total"),
         "loop_errors": metric(text, "optalloc_service_loop_errors_total"),
+        "worker_restarts": metric(text, "optalloc_service_loop_worker_restarts_total"),
     }
 
 
@@ -253,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to keep the loop running after submits")
     parser.add_argument("--no-cancel", action="store_true")
     parser.add_argument("--kill-at", type=int, default=None, help="kill -9 after this many answered submits")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="open loop: requests per second, latency from scheduled times"
+    )
+    parser.add_argument("--loop-in", choices=("process", "thread"), default=None, help="where the service's loop runs")
+    parser.add_argument("--loop-nice", type=int, default=None, help="nice value of the service's loop worker")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="append a markdown row here")
     parser.add_argument("--json", type=Path, default=None)
@@ -263,6 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     db = tmp / "state.sqlite"
     port = free_port()
     service_args = ["--budget", str(args.budget), "--min-interval", str(args.min_interval), "--method", args.method]
+    if args.loop_in is not None:
+        service_args += ["--loop-in", args.loop_in]
+    if args.loop_nice is not None:
+        service_args += ["--loop-nice", str(args.loop_nice)]
+
+    def phase(requests: list[tuple[str, str, bytes]], stop_after: int | None = None) -> dict[str, Any]:
+        if args.rate is None:
+            return asyncio.run(run_phase(port, requests, args.clients, stop_after=stop_after))
+        return asyncio.run(run_open_phase(port, requests, args.rate, args.clients, stop_after=stop_after))
+
+    mode = "closed loop" if args.rate is None else f"open loop at {args.rate:g}/s (latency from scheduled times)"
     service = Service(db, port, service_args).start()
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": usable_cpus()}
     try:
@@ -273,8 +368,12 @@ def main(argv: list[str] | None = None) -> int:
                 c.post("/v1/nodes", json=node).raise_for_status()
         jobs = [job(i, rng) for i in range(args.submits)]
         submits = [("POST", "/v1/jobs", json.dumps(j).encode()) for j in jobs]
-        result = asyncio.run(run_phase(port, submits, args.clients, stop_after=args.kill_at))
+        result = phase(submits, stop_after=args.kill_at)
         report["submit"] = {k: v for k, v in result.items() if k != "ok"}
+        print(
+            f"{mode}, {args.clients} connections"
+            + (f", send lag p99 {result['send_lag_p99_ms']:.1f} ms" if args.rate else "")
+        )
         print(
             f"submit: {result['answered']} answered in {result['wall']:.2f}s = {result['throughput']:.0f}/s, "
             f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms, "
@@ -307,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plan verified: {report['violations']} violations")
         if not args.no_cancel and args.kill_at is None:
             cancels = [("DELETE", f"/v1/jobs/{j['name']}", b"") for j in jobs]
-            result = asyncio.run(run_phase(port, cancels, args.clients))
+            result = phase(cancels)
             report["cancel"] = {k: v for k, v in result.items() if k != "ok"}
             print(
                 f"cancel: {result['answered']} in {result['wall']:.2f}s = {result['throughput']:.0f}/s, "
@@ -318,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"loop: {loop['steps']:.0f} steps, {loop['solves']:.0f} solves (max {loop['solve_seconds_max']:.2f}s, "
             f"budget {args.budget}s, over budget {loop['over_budget']:.0f}), fallbacks {loop['fallbacks']:.0f}, "
-            f"invalid plans {loop['invalid_plans']:.0f}, internal errors {loop['internal_errors']:.0f}"
+            f"invalid plans {loop['invalid_plans']:.0f}, internal errors {loop['internal_errors']:.0f}, "
+            f"worker restarts {loop['worker_restarts']:.0f}"
         )
     finally:
         service.stop()
@@ -328,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         s = report["submit"]
         c_ = report.get("cancel", {})
         loop = report["loop"]
+        sending = "closed" if args.rate is None else f"open {args.rate:g}/s"
         row = (
-            f"| {args.nodes} | {args.submits} | {args.clients} | {s['throughput']:.0f} | {s['p50_ms']:.1f} | "
+            f"| {sending} | {args.loop_in or 'process'} | {args.nodes} | {args.submits} | {args.clients} | "
+            f"{s['throughput']:.0f} | {s['p50_ms']:.1f} | "
             f"{s['p99_ms']:.1f} | {c_.get('throughput', float('nan')):.0f} | {c_.get('p99_ms', float('nan')):.1f} | "
             f"{loop['solves']:.0f} | {loop['solve_seconds_max']:.2f} / {args.budget:g} | {loop['over_budget']:.0f} |"
         )

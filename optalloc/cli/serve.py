@@ -47,6 +47,18 @@ def serve(
     max_concurrent_solves: Annotated[int, typer.Option(help="Stateless solves at once.", min=1)] = 2,
     ui_refresh: Annotated[float, typer.Option(help="Seconds between two refreshes of the dashboard.", min=0.2)] = 2.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    loop_in: Annotated[
+        str,
+        typer.Option(
+            help="Where the loop's solves run: process (a worker process of its own) or thread (shares the GIL)."
+        ),
+    ] = "process",
+    loop_nice: Annotated[
+        int,
+        typer.Option(
+            help="Nice value added to the loop's worker process: requests get busy cores first.", min=0, max=19
+        ),
+    ] = 10,
 ) -> None:
     """Run the allocation service: a stateless solve, a stateful cluster kept by the adaptive loop and
     stored in SQLite (it survives restarts), a Kubernetes scheduler extender, /metrics and a dashboard
@@ -58,6 +70,7 @@ def serve(
         from optalloc.adaptive import ControllerConfig, DriftConfig
         from optalloc.service import Settings, create_app
         from optalloc.service.auth import TokenError, check_bind, read_token
+        from optalloc.service.config import LOOP_PLACES
         from optalloc.service.store import SYNC_MODES, Store, StoreError
     except ImportError as err:
         errors.print(f'error: optalloc serve needs the service extra (pip install "optalloc[service]"): {err}')
@@ -70,6 +83,8 @@ def serve(
         check_bind(host, token)
         if sync not in SYNC_MODES:
             raise TokenError(f"--sync: {sync!r} is not one of {', '.join(SYNC_MODES)}")
+        if loop_in not in LOOP_PLACES:
+            raise TokenError(f"--loop-in: {loop_in!r} is not one of {', '.join(LOOP_PLACES)}")
         for name in dict.fromkeys((method, fallback)):
             get_method(name)
         controller = ControllerConfig.of(
@@ -97,10 +112,13 @@ def serve(
         max_concurrent_solves=max_concurrent_solves,
         sync=sync,
         ui_refresh=ui_refresh,
+        loop_in=loop_in,
+        loop_nice=loop_nice,
     )
-    # The loop's thread shares the interpreter with the requests: hand the GIL back to them more often than
-    # every 5 ms (Python's default) while it solves, so that a re-solve does not stretch request latency.
-    sys.setswitchinterval(0.001)
+    if loop_in == "thread":
+        # The loop's engine shares the interpreter with the requests: hand the GIL back to them more often
+        # than every 5 ms (Python's default) while it solves, so that a re-solve does not stretch latency.
+        sys.setswitchinterval(0.001)
     app = create_app(settings)
     auth = "with a bearer token" if token else "without a token (loopback only)"
     errors.print(f"optalloc service on http://{host}:{port} {auth}; state in {db}", markup=False, highlight=False)

@@ -11,6 +11,9 @@ from pathlib import Path
 from optalloc.adaptive import ControllerConfig, DriftConfig
 from optalloc.core.limits import LIMITS
 
+#: Where the loop's engine may run (``Settings.loop_in``).
+LOOP_PLACES = ("process", "thread")
+
 
 def default_controller() -> ControllerConfig:
     """The loop's defaults in a service: ``auto`` within 2 s on one CP-SAT worker (the other core serves
@@ -55,3 +58,11 @@ class Settings:
     sync: str = "normal"
     plan_history: int = 32
     ui_refresh: float = 2.0
+    loop_in: str = "process"
+    loop_nice: int = 10
+
+    def __post_init__(self) -> None:
+        if self.loop_in not in LOOP_PLACES:
+            raise ValueError(f"loop_in: {self.loop_in!r} is not one of {', '.join(LOOP_PLACES)}")
+        if not 0 <= self.loop_nice <= 19:
+            raise ValueError(f"loop_nice: {self.loop_nice} is not within 0-19")

@@ -7,14 +7,19 @@ The loop's metrics (``optalloc_steps_total``, ``optalloc_resolves_total{trigger}
 ``optalloc_gpu_allocation_ratio``, ``optalloc_monitor_stale``, ...) plus the service's own, prefixed
 ``optalloc_service_``: requests by route and status with their latency, CPU and memory allocation
 ratios, the step time, events per step, re-solves over their budget, store write time, plans refused,
-internal errors, loop errors, nodes and jobs known.
+internal errors, loop errors, restarts of the loop's worker process, nodes and jobs known.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING
 
 from optalloc.adaptive.exporter import ControllerMetrics
+
+if TYPE_CHECKING:
+    from optalloc.adaptive import Plan
+    from optalloc.service.engine import StepFigures
 
 # Slack of the budget check: the step's own bookkeeping around the solve, and scheduling noise.
 BUDGET_SLACK = 0.1
@@ -74,24 +79,39 @@ class ServiceMetrics(ControllerMetrics):
             "optalloc_service_internal_errors", "Requests answered 500 (logged with an id).", registry=r
         )
         self.loop_errors = Counter("optalloc_service_loop_errors", "Steps of the loop that failed.", registry=r)
+        self.worker_restarts = Counter(
+            "optalloc_service_loop_worker_restarts",
+            "Times the loop's worker process was lost (died or hung) and started again.",
+            registry=r,
+        )
         self.plan_version = Gauge("optalloc_service_plan_version", "Version of the published plan.", registry=r)
         self.nodes = Gauge("optalloc_service_nodes", "Nodes known (drained included).", registry=r)
         self.jobs = Gauge("optalloc_service_jobs", "Jobs known (running and waiting).", registry=r)
         self._max_solve = 0.0
 
-    def record_step(self, state: Any, plan: Any, took: float, events: int, budget: float) -> None:
-        self.record(state, plan)
-        self.step_seconds.observe(took)
-        self.events.inc(events)
-        self.budget.set(budget)
+    def record_step(self, figures: StepFigures, plan: Plan, took: float, events: int, budget: float) -> None:
+        """Every metric of one step, from the engine's figures and plan (the state stays with the engine)."""
+        self.steps.inc()
         if plan.trigger is not None and plan.method:
+            self.resolves.labels(plan.trigger.kind).inc()
+            self.solve_seconds.observe(plan.solve_time)
+            self.gap.set(math.nan if plan.gap is None else plan.gap)
+            if plan.fallback is not None:
+                self.fallbacks.labels(plan.fallback.value).inc()
             self.last_solve.set(plan.solve_time)
             self._max_solve = max(self._max_solve, plan.solve_time)
             self.max_solve.set(self._max_solve)
             if plan.solve_time > budget + BUDGET_SLACK:
                 self.over_budget.inc()
-        cap = state.capacity.sum(axis=0) if len(state.capacity) else None
-        used = state.planned.sum(axis=0) if len(state.planned) else None
-        if cap is not None and used is not None:
-            self.cpu_ratio.set(float(used[2] / cap[2]) if cap[2] > 0 else 0.0)
-            self.memory_ratio.set(float(used[3] / cap[3]) if cap[3] > 0 else 0.0)
+        for action in plan.actions:
+            self.actions.labels(action.kind.value).inc()
+        self.drift.set(figures.drift)
+        self.queue.set(len(figures.queue))
+        self.running.set(figures.running)
+        self.allocation.set(figures.gpu_ratio)
+        self.stale.set(1.0 if figures.stale else 0.0)
+        self.step_seconds.observe(took)
+        self.events.inc(events)
+        self.budget.set(budget)
+        self.cpu_ratio.set(figures.cpu_ratio)
+        self.memory_ratio.set(figures.memory_ratio)

@@ -2,12 +2,15 @@
 
 Requests change the cluster through :class:`Cluster` (submit, cancel, register, drain, ...): each
 change is written to the :class:`~optalloc.service.store.Store` first, then handed to the loop as an
-:class:`~optalloc.adaptive.Event`, and the request is answered; it never waits for a solve. The loop
-runs in one thread: it wakes on events (after ``batch_window``, so that a burst is one step) or every
-``tick`` seconds, observes (Prometheus, or the last pushed observation), and calls the adaptive loop's
-pure step ``optalloc.adaptive.step(state, now, observation, events)`` with the real time. A plan that
-changes the allocation is verified, written to the store, and published as an immutable
-:class:`View` that requests read without locks.
+:class:`~optalloc.adaptive.Event`, and the request is answered; it never waits for a solve. The loop's
+thread wakes on events (after ``batch_window``, so that a burst is one step) or every ``tick`` seconds,
+observes (Prometheus, or the last pushed observation), and hands the events and the observation to the
+:class:`~optalloc.service.engine.Engine`, which runs the adaptive loop's pure step
+``optalloc.adaptive.step(state, now, observation, events)`` with the real time: in the service's worker
+process (:mod:`optalloc.service.worker`, ``settings.loop_in == "process"``, the default), or in the
+thread itself (``"thread"``). A plan that changes the allocation comes back verified, with its view
+built; the thread writes it to the store and publishes the immutable :class:`View` that requests read
+without locks.
 
 After a restart the cluster is rebuilt from the store: the nodes, the jobs, and the last published plan
 as what runs now, so the service comes back with the same plan (and does not re-solve it at once).
@@ -24,32 +27,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from optalloc.adaptive import (
-    ControllerState,
-    Event,
-    MetricsSource,
-    Observation,
-    Plan,
-    safe_observe,
-    step,
-)
-from optalloc.core import Allocation, Job, Node, Problem, ProblemError, Status, verify
+from optalloc.adaptive import Event, MetricsSource, Observation, safe_observe
+from optalloc.core import Allocation, Job, Node, Problem, Status
 from optalloc.io import allocation_from_dict
 from optalloc.service.config import Settings
+from optalloc.service.engine import InThread, Snapshot, StepOutcome, restore_state
 from optalloc.service.errors import ApiError
 from optalloc.service.store import Decision, Store, StoredPlan
-from optalloc.service.view import (
-    JobRecord,
-    NodeRecord,
-    NodeUse,
-    View,
-    build_view,
-    fallback_reason,
-    finite,
-    nodes_digest,
-    observation_from,
-    plan_info,
-)
+from optalloc.service.view import JobRecord, NodeRecord, NodeUse, View, fallback_reason, finite, observation_from
+from optalloc.service.worker import InProcess
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +74,8 @@ class Cluster:
         self._pushed_used: float | None = None
         self._last_poll = -math.inf
         self._last_drift_time: float | None = None
-        self.state: ControllerState | None = None
+        self.loop: InThread | InProcess | None = None
+        self.restored = False
         self.view = View.empty()
         self.error: str = ""
         self.ready = False
@@ -98,37 +85,14 @@ class Cluster:
         """Rebuild the cluster from the store (nodes, jobs, the last published plan)."""
         from optalloc.io import job_from_dict, node_from_dict
 
-        now = self.clock()
         for row in self.store.nodes():
             self.nodes[row.name] = NodeRecord(node_from_dict(row.spec, f"nodes[{row.name}]"), row.drained)
         for row in self.store.jobs():
             self.jobs[row.name] = JobRecord(job_from_dict(row.spec, f"jobs[{row.name}]"), row.submitted)
-        stored = self.store.last_plan()
         active = tuple(r.node for r in self.nodes.values() if not r.drained)
         jobs = tuple(r.job for r in self.jobs.values())
-        current: Allocation | None = None
-        if stored is not None:
-            current = self._restored_allocation(stored, active, jobs)
-        problem = Problem(active, jobs, current=current, weights=self.config.weights)
-        started = {name: stored.time for name in (current.placed_jobs if current else ())} if stored else None
-        state = ControllerState.initial(problem, self.config, now=now, started=started)
-        if stored is not None:
-            # The plan was solved before the restart: no "initial" re-solve, events and drift decide as before.
-            # Admit at once only if something changed after that plan was written (jobs or nodes it never saw).
-            seen = {p["job"] for p in stored.allocation.get("placements", ())}
-            seen |= {u["job"] for u in stored.allocation.get("unplaced", ())}
-            dirty = seen != set(self.jobs) or stored.info.get("nodes_digest") != nodes_digest(active)
-            state = replace(state, drift=state.drift.replace(last_resolve=now), dirty=dirty)
-            allocation = allocation_from_dict(stored.allocation)
-            kept = current.placed_jobs if current is not None else frozenset()
-            allocation = allocation.replace(
-                placements=tuple(p for p in allocation.placements if p.job in kept),
-                unplaced=tuple(u for u in allocation.unplaced if u.job in self.jobs and u.job not in kept),
-            )
-            self.view = build_view(stored.version, stored.time, dict(stored.info), allocation, state)
-        else:
-            self.view = build_view(0, None, plan_info(None, self.config.budget), state.allocation, state)
-        self.state = state
+        _, self.view = restore_state(Snapshot(active, jobs, self.store.last_plan(), self.clock()), self.config)
+        self.restored = True
         log.info(
             "restored %d nodes (%d drained), %d jobs, plan version %d",
             len(self.nodes),
@@ -137,37 +101,20 @@ class Cluster:
             self.view.version,
         )
 
-    def _restored_allocation(self, stored: StoredPlan, nodes: tuple[Node, ...], jobs: tuple[Job, ...]) -> Allocation:
-        """The stored plan's placements of jobs and nodes that still exist, without any that breaks a rule
-        (a node changed after the plan was written: its jobs wait again)."""
-        try:
-            allocation = allocation_from_dict(stored.allocation)
-        except ProblemError as err:
-            log.error("the stored plan %d cannot be read (%s); starting from an empty allocation", stored.version, err)
-            return Allocation(status=Status.FEASIBLE)
-        names = {j.name for j in jobs}
-        node_names = {n.name for n in nodes}
-        by_job = allocation.by_job()
-        ok = {j for j, ps in by_job.items() if j in names and all(p.node in node_names for p in ps)}
-        placements = tuple(p for p in allocation.placements if p.job in ok)
-        running = Allocation(placements, method="running", status=Status.FEASIBLE)
-
-        def broken() -> list[Any]:
-            problem = Problem(
-                nodes, tuple(j for j in jobs if j.name in running.placed_jobs), weights=self.config.weights
-            )
-            return verify(problem, running)
-
-        for _ in range(3):
-            bad = {v.job for v in broken() if v.job is not None}
-            if not bad:
-                break
-            log.warning("restored plan: %s no longer fit; they wait again", ", ".join(sorted(bad)))
-            running = running.replace(placements=tuple(p for p in running.placements if p.job not in bad))
-        if broken():
-            log.error("the stored plan breaks the cluster's rules; starting from an empty allocation")
-            return Allocation(status=Status.FEASIBLE)
-        return running
+    def snapshot(self) -> Snapshot:
+        """What a new engine starts from: the active nodes, every job and the published plan. The events so
+        far are in it: they are dropped (a change accepted after this returns is the next step's event)."""
+        view = self.view
+        with self._lock:
+            nodes = tuple(r.node for r in self.nodes.values() if not r.drained)
+            jobs = tuple(r.job for r in self.jobs.values())
+            self._events = []
+        now = self.clock()
+        plan = None
+        if view.version > 0:
+            when = view.time if view.time is not None else now
+            plan = StoredPlan(view.version, when, dict(view.info), dict(view.allocation_dict))
+        return Snapshot(nodes, jobs, plan, now)
 
     # Changes (called from request handlers) -------------------------------------------------------
     def submit(self, job: Job, *, arrival_given: bool) -> bool:
@@ -310,29 +257,56 @@ class Cluster:
 
     # The loop -------------------------------------------------------------------------------------
     def start(self) -> None:
-        from optalloc.solve import preload
-
-        # The engines' imports (seconds on a busy machine) would count against the first re-solve's budget.
-        preload(self.config.method)
-        preload(self.config.fallback)
-        if self.state is None:
+        """Start the loop: the engine (``settings.loop_in == "process"``: its worker process, which imports
+        and preloads the engines, about a second), then the thread that steps it. A worker that does not
+        start is logged, and started again by the thread."""
+        if not self.restored:
             self.restore()
         self._stop.clear()
+        if self.settings.loop_in == "thread":
+            from optalloc.solve import preload
+
+            # The engines' imports (seconds on a busy machine) would count against the first re-solve's budget.
+            preload(self.config.method)
+            preload(self.config.fallback)
+            self.loop = InThread(self.config, self.snapshot)
+        else:
+            self.loop = InProcess(
+                self.config,
+                self.snapshot,
+                stop=self._stop,
+                on_restart=self._worker_lost,
+                nice=self.settings.loop_nice,
+            )
+        if not self.loop.start():
+            self.error = "the loop's worker process could not be started (see the log)"
         self._thread = threading.Thread(target=self._run, name="optalloc-loop", daemon=True)
         self._thread.start()
         self.ready = True
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop's thread, then its worker process (asked, then terminated: none is left behind)."""
         self.ready = False
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.loop is not None:
+            self.loop.close()
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The loop's worker process (None: the loop runs in a thread, or no worker runs now)."""
+        return None if self.loop is None else self.loop.pid
+
+    def _worker_lost(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.worker_restarts.inc()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -350,39 +324,45 @@ class Cluster:
                 if self.metrics is not None:
                     self.metrics.loop_errors.inc()
 
-    def step_once(self) -> Plan:
-        """One step of the adaptive loop now: take the events, observe, step, publish."""
-        assert self.state is not None, "restore() first"
+    def step_once(self) -> StepOutcome:
+        """One step of the adaptive loop now: take the events, observe, step (in the engine), publish."""
+        assert self.loop is not None, "start() first"
         with self._lock:
             events, self._events = self._events, []
         now = self.clock()
         observation = self._observation(now)
-        started = time.perf_counter()
-        before = self.state
-        state, plan = step(before, now, observation, events)
-        took = time.perf_counter() - started
-        self.state = state
+        outcome = self.loop.step(now, observation, events)
+        if outcome.lost:
+            self.error = outcome.lost
+            return outcome
+        if outcome.error:
+            self.error = "the last step failed (see the log)"
+            if self.metrics is not None:
+                self.metrics.loop_errors.inc()
+            return outcome
         self.error = ""
-        changed = plan.allocation is not before.allocation and (
-            set(plan.allocation.placements) != set(self.view.allocation.placements)
-            or set(plan.allocation.unplaced) != set(self.view.allocation.unplaced)
-        )
-        if changed:
-            self._publish(now, plan, state)
+        if outcome.invalid:
+            log.error("not publishing an invalid plan: %s", "; ".join(outcome.invalid))
+            if self.metrics is not None:
+                self.metrics.invalid_plans.inc()
+        figures = outcome.figures
+        assert figures is not None and outcome.plan is not None
+        if outcome.view is not None:
+            self._publish(now, outcome)
         else:
             self.view = replace(
                 self.view,
-                queue=state.queue,
-                queued=frozenset(state.queue),
-                drift=finite(state.drift.cluster),
-                stale=state.stale,
-                monitor_error=state.error,
-                steps=state.steps,
+                queue=figures.queue,
+                queued=frozenset(figures.queue),
+                drift=finite(figures.drift),
+                stale=figures.stale,
+                monitor_error=figures.error,
+                steps=figures.steps,
                 last_step=now,
             )
         if self.metrics is not None:
-            self.metrics.record_step(state, plan, took, len(events), self.config.budget)
-        return plan
+            self.metrics.record_step(figures, outcome.plan, outcome.took, len(events), self.config.budget)
+        return outcome
 
     def _observation(self, now: float) -> Observation | None:
         if self.source is not None:
@@ -401,23 +381,15 @@ class Cluster:
         self._pushed_used = pushed.time
         return pushed
 
-    def _publish(self, now: float, plan: Plan, state: ControllerState) -> None:
-        allocation = plan.allocation
-        bad = _check(state, allocation)
-        if bad:  # the controller verifies what it adopts; this is the service's own check before publishing
-            log.error("not publishing an invalid plan: %s", "; ".join(bad[:3]))
-            if self.metrics is not None:
-                self.metrics.invalid_plans.inc()
-            return
-        version = self.view.version + 1
-        info = plan_info(plan, self.config.budget)
-        info["nodes_digest"] = nodes_digest(state.nodes)
-        view = build_view(version, now, info, allocation, state)
-        decisions = [Decision(now, a.kind.value, a.job, a.reason) for a in plan.actions]
+    def _publish(self, now: float, outcome: StepOutcome) -> None:
+        """Write the engine's new (verified) view to the store, then publish it."""
+        view = outcome.view
+        assert view is not None and outcome.plan is not None and outcome.stored is not None
+        decisions = [Decision(now, a.kind.value, a.job, a.reason) for a in outcome.plan.actions]
         try:
-            self.store.put_plan(StoredPlan(version, now, info, dict(view.allocation_dict)), decisions)
+            self.store.put_plan_text(view.version, now, *outcome.stored, decisions)
         except sqlite3.Error as err:
-            log.error("could not store plan %d: %s", version, err)
+            log.error("could not store plan %d: %s", view.version, err)
         self.view = view
 
     # Reading --------------------------------------------------------------------------------------
@@ -561,15 +533,6 @@ def _same_job(known: Job, new: Job, arrival_given: bool) -> bool:
     if not arrival_given:
         new = replace(new, arrival=known.arrival)
     return known == new and known.to_dict() == new.to_dict()
-
-
-def _check(state: ControllerState, allocation: Allocation) -> list[str]:
-    """Violations of ``allocation`` against the cluster the state describes (its running jobs)."""
-    placed = allocation.placed_jobs
-    jobs = tuple(state.jobs[n] for n in state.jobs if n in placed)
-    problem = Problem(state.nodes, jobs, weights=state.config.weights)
-    running = Allocation(allocation.placements, method=allocation.method, status=Status.FEASIBLE)
-    return [str(v) for v in verify(problem, running)]
 
 
 # JobRecord, NodeRecord, NodeUse, View, fallback_reason and observation_from live in

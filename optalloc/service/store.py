@@ -193,13 +193,17 @@ class Store:
     def put_plan(self, plan: StoredPlan, decisions: list[Decision]) -> None:
         """Record a published plan and its decisions; keep the last ``plan_history`` plans and the last
         ``decisions_kept`` decisions."""
-        info, allocation = _dumps(plan.info), _dumps(plan.allocation)
+        self.put_plan_text(plan.version, plan.time, _dumps(plan.info), _dumps(plan.allocation), decisions)
+
+    def put_plan_text(self, version: int, time: float, info: str, allocation: str, decisions: list[Decision]) -> None:
+        """:meth:`put_plan` of a plan whose info and allocation are JSON text already (the loop's worker
+        encodes them, so that the service's interpreter does not)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO plans (version, time, info, allocation) VALUES (?, ?, ?, ?)",
-                (plan.version, plan.time, info, allocation),
+                (version, time, info, allocation),
             )
-            db.execute("DELETE FROM plans WHERE version <= ?", (plan.version - self.plan_history,))
+            db.execute("DELETE FROM plans WHERE version <= ?", (version - self.plan_history,))
             if decisions:
                 db.executemany(
                     "INSERT INTO decisions (time, kind, job, reason) VALUES (?, ?, ?, ?)",
