@@ -111,6 +111,13 @@ BENCHMARKS: list[tuple[str, ...]] = [
     ),
     (
         "anytime.py",
+        "anytime_10k_after.md",
+        "Anytime engine: 10,000 nodes x 70,000 jobs, the budgets the last portfolio change moved (issue 14)",
+        "--problems 10k --budgets 5,10,30 --methods auto,cpsat,milp-highs,best-fit,fgd,fgd-plus "
+        "--repeats 3 --out benchmarks/results/anytime_10k_after.md",
+    ),
+    (
+        "anytime.py",
         "anytime_20k.md",
         "Anytime engine: 20,000 nodes x 150,000 jobs (issue 14)",
         "--problems 20k --budgets 0.2,0.5,1,2,5,10,30 --methods auto,cpsat,best-fit,fgd,fgd-plus --repeats 1 "

@@ -263,30 +263,30 @@ def best_heuristic(
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
-        Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
-        strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
-        has used less than ``warm_start_share`` of the time the program's run leaves (twice its expected
-        time, see :func:`exact_setup` and :func:`first_decode`), the same rule in largest-demand-first order
-        and, for a plan from scratch (nothing runs yet, no fragmentation guide), the same rule and first-fit
-        in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first), which packs
-        over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory, then first-fit in
-    the caller's order. When the program will have no time after the first heuristic (a short budget, a
-    loaded machine), the others may use the whole budget instead of ``warm_start_share``. Online callers
-        (arrivals in batches, a controller step around running jobs) keep their order, because packing the
-        most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
-        batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
-        long as the first one took).
+    Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
+    strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
+    has used less than ``warm_start_share`` of the time the program's run leaves (twice its expected
+    time, see :func:`exact_setup` and :func:`first_decode`), for a plan from scratch (nothing runs yet,
+    no fragmentation guide) first-fit in the caller's order (1.6 points above best-fit on the openb
+    lists), the warm-start rule and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in
+    CPU and memory first), which packs over-subscribed whole-GPU queues where the others strand GPUs on
+    nodes out of memory, and last the warm-start rule in largest-demand-first order. When the program
+    will have no time after the first heuristic (a short budget, a loaded machine), the others may use
+    the whole budget instead of ``warm_start_share``. Online callers
+    (arrivals in batches, a controller step around running jobs) keep their order, because packing the
+    most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
+    batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
+    long as the first one took).
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
-    candidates = dict.fromkeys(
-        [
-            (rule, options.order),
-            *([(options.portfolio.strong_rule, options.order)] if scratch else []),
-            (rule, "largest-demand-first"),
-            *([(rule, "gpu-first"), ("first-fit", "gpu-first"), ("first-fit", options.order)] if scratch else []),
-        ]
-    )
+    plans = [
+        (options.portfolio.strong_rule, options.order),
+        ("first-fit", options.order),
+        (rule, "gpu-first"),
+        ("first-fit", "gpu-first"),
+    ]
+    candidates = dict.fromkeys([(rule, options.order), *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
     share = math.inf
@@ -313,7 +313,11 @@ def best_heuristic(
             # The program's run to its answers: on programs over node types, two LP vertices each decoded.
             vertices = 2 if len(problem.nodes) > EXACT_NODES else 1
             program = budget.pace * vertices * (exact_setup(problem, options.portfolio) + first_decode(problem))
-            if budget.limited and budget.expired(program / vertices + 2 * first):
+            # The program needs its first answer and then, on exact programs (not over node types), time to
+            # re-place its selection with the heuristic; its first answer is worth waiting for only with at
+            # least one more heuristic run's worth of time to spare.
+            after = first if vertices == 2 else options.portfolio.finish_factor * first
+            if budget.limited and budget.expired(program / vertices + after):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.

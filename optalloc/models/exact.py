@@ -149,12 +149,13 @@ def solve_exact(
         warm = search.best_hint(form)
         stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
         stats["prepare_time"] = round(time.perf_counter() - start, 4)
-        # The backend stops in time to decode what it finds (as long as decoding a warm start took).
+        # The backend stops in time to decode what it finds (as long as decoding a warm start took), and the
+        # vertex solving in a child process, if any.
         keep = (
             reserve
             + DECODE_FLOOR
             + (
-                DECODE_FACTOR * search.decode_time
+                DECODE_FACTOR * search.decode_time * (2 if ahead is not None else 1)
                 if search.decode_time
                 else DECODE_SHARE * max(0.0, budget.left() - reserve)
             )
