@@ -60,8 +60,8 @@ DECODE_PER_JOB = 25e-6
 
 #: Up to this pace (how much slower than unloaded the simple rules ran: see Budget.pace), the second LP
 #: vertex is solved in a child process beside the first; on a busier machine the two would only slow
-#: each other down.
-SPARE_CPU_PACE = 1.5
+#: each other down. An idle machine measures 0.9-1.5 (best-fit's run on the openb lists varies by half).
+SPARE_CPU_PACE = 2.5
 
 METHOD = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}
 
