@@ -172,7 +172,8 @@ def solve_exact(
         for lp_method in methods:
             if ahead is not None:
                 lp, ahead = ahead.collect(reserve + search.decode_time), None
-                stats["second_vertex"] = "child process"
+                arrived = lp.values is not None
+                stats["second_vertex"] = "child process" if arrived else f"child process: {lp.stats.get('message')}"
                 _try_vertex(form, weights, lp_method, search, bounds, stats, reserve, solved=lp)
                 continue
             if budget.expired(reserve + 1.5 * search.cost):

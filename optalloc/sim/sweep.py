@@ -185,7 +185,7 @@ def _portable(err: Exception) -> Exception:
     pool cannot rebuild in this process would leave the sweep waiting for a result forever."""
     try:
         pickle.loads(pickle.dumps(err))
-    except Exception:  # whatever made it fail to travel: the stand-in carries its type and message
+    except (pickle.PickleError, TypeError, AttributeError, ValueError):  # it cannot travel: a stand-in that names it
         return SolverError(f"a run of the sweep failed with {type(err).__name__}: {err}")
     return err
 
