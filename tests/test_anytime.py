@@ -58,6 +58,18 @@ def test_the_neighbourhood_search_improves_a_poor_answer_and_keeps_it_valid():
     assert result.improved >= 1
 
 
+def test_the_neighbourhood_search_still_steps_on_a_machine_measured_slow():
+    """Each step's sub-budget ends a step's clock seconds from now: with a pace of 3 (a loaded machine)
+    and most of the budget left, steps used to find their budget spent before they began."""
+    problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
+    start = solve(problem, "first-fit", order="ljf")
+    budget = Budget(3.0)
+    budget.observe_pace(nominal=0.5, actual=1.5)
+    result = improve(problem, start, SolveOptions(seed=0), budget)
+    assert result.improved >= 1
+    assert verify(problem, result.allocation) == []
+
+
 def test_the_neighbourhood_search_never_makes_an_answer_worse():
     problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
     start = solve(problem, "first-fit", order="ljf")

@@ -122,6 +122,18 @@ def test_time_kept_for_later_work_stretches_with_the_measured_pace():
     assert budget.detached().pace == 3.0
 
 
+def test_a_detached_step_of_a_few_clock_seconds_keeps_them_whatever_the_pace():
+    """A sub-problem's step gets ``within`` clock seconds from now, not stretched by the pace: on a
+    machine measured three times slower, a step of 0.2 s in a budget with 8 s left still has 0.2 s."""
+    now = [100.0]
+    budget = Budget(10, clock=lambda: now[0])
+    now[0] = 102.0
+    budget.observe_pace(nominal=0.5, actual=1.5)
+    step = budget.detached(within=0.2)
+    assert step.deadline == pytest.approx(102.2) and not step.expired(0.1)
+    assert budget.detached(within=30.0).deadline == pytest.approx(110.0)  # never past the parent's
+
+
 def test_the_pace_ignores_work_too_short_to_measure_and_stays_within_one_and_twenty():
     budget = Budget(10)
     budget.observe_pace(nominal=0.001, actual=1.0)  # a millisecond of work: noise, not load

@@ -126,10 +126,14 @@ class Budget:
         child._record = self._record
         return child
 
-    def detached(self, keep: float = 0.0) -> Budget:
+    def detached(self, keep: float = 0.0, *, within: float | None = None) -> Budget:
         """A budget with this one's deadline (less ``keep`` seconds) and stop flag, but its own progress
-        record: for sub-problems whose objective and bound are not the solve's (they are not reported)."""
+        record: for sub-problems whose objective and bound are not the solve's (they are not reported).
+        ``within``: it ends at the latest that many seconds from now (clock seconds: not stretched by the
+        pace, unlike ``keep``)."""
         child = self.narrow(keep)
+        if within is not None:
+            child._end = self.clock() + max(0.0, within)
         child._record = _Record(_Either(self), None)
         child._record.pace = self.pace
         return child
@@ -139,7 +143,7 @@ class Budget:
         """The clock time this budget ends at (``inf`` without a limit)."""
         if self._parent is None:
             return self._end
-        return self._parent.deadline - self._keep * self.pace
+        return min(self._end, self._parent.deadline - self._keep * self.pace)
 
     # Pace ------------------------------------------------------------------------------------
     @property

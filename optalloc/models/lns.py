@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optalloc.core import Allocation, ClusterState, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.core import Allocation, ClusterState, Placement, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import SolveOptions
 
@@ -59,28 +59,28 @@ def improve(
     from optalloc.models.exact import solve_exact
 
     rng = np.random.default_rng(options.seed)
-    current = allocation
-    value = _objective(problem, current)
+    value = _objective(problem, allocation)
     start_value = value
     steps = improved = 0
     running = problem.running_jobs
     fixed_jobs = running | {j.name for j in problem.jobs if j.replicas > 1}
-    allowed_cache: dict[tuple, np.ndarray] = {}
-    state = ClusterState.of(problem, current)
+    incumbent = _Incumbent(problem, allocation, fixed_jobs)
+    state = ClusterState.of(problem, allocation)
     stale = 0
     while not budget.expired(reserve + MIN_STEP) and stale < STALE_STEPS:
         steps += 1
         hood = _neighbourhood(problem, state, rng)
         if hood is None:
             break
-        sub, sub_current = _sub_problem(problem, current, hood, fixed_jobs, allowed_cache, rng)
+        sub, sub_current = incumbent.sub_problem(hood, rng)
         if sub is None:
             stale += 1
             continue
         before = _objective(sub, sub_current)
         limit = min(STEP_LIMIT, max(0.0, budget.left() - reserve))
-        # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own.
-        step_budget = budget.detached(max(0.0, budget.left() - limit))
+        # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own, ending
+        # ``limit`` clock seconds from now (a time kept back, stretched by the pace, would end it at once).
+        step_budget = budget.detached(within=limit)
         try:
             answer = solve_exact(
                 sub,
@@ -98,7 +98,7 @@ def improve(
                 break  # the neighbourhood was the whole problem, solved to optimality: nothing left to find
             stale += 1
             continue
-        current = _merge(problem, current, hood, answer, sub_current)
+        incumbent.replace(hood, sub_current, answer)
         # The objective adds up node by node for the single-replica jobs the neighbourhood moves.
         value += answer.objective - before
         for p in sub_current.placements:
@@ -110,6 +110,7 @@ def improve(
         budget.improve(engine, objective=value)
     gain = value - start_value
     stats = {**allocation.stats, "lns_steps": steps, "lns_improved": improved, "lns_gain": gain}
+    current = incumbent.allocation(allocation) if improved else allocation
     return LnsResult(current.replace(objective=float(value), stats=stats), steps, improved, gain)
 
 
@@ -146,71 +147,102 @@ def _neighbourhood(problem: Problem, state: ClusterState, rng: np.random.Generat
     return np.unique(np.concatenate([[seed], by_room, extra]).astype(np.int64))
 
 
-def _sub_problem(
-    problem: Problem,
-    current: Allocation,
-    hood: np.ndarray,
-    fixed_jobs: frozenset[str] | set[str],
-    allowed_cache: dict,
-    rng: np.random.Generator,
-) -> tuple[Problem | None, Allocation]:
-    """The neighbourhood as a problem: its nodes, the single-replica jobs on them (free to move or stop),
-    the jobs left out that could run there, and what must stay (running or multi-replica jobs) as current."""
-    names = {problem.nodes[n].name for n in hood.tolist()}
-    on_hood = [p for p in current.placements if p.node in names]
-    movable = [p for p in on_hood if p.job not in fixed_jobs]
-    kept = [p for p in on_hood if p.job in fixed_jobs]
-    mask = np.zeros(len(problem.nodes), dtype=bool)
-    mask[hood] = True
-    value = problem.replica_value
-    left_out = [
-        problem.job_index[u.job]
-        for u in current.unplaced
-        if u.reason in (Reason.INSUFFICIENT_CAPACITY, Reason.NOT_SELECTED) and u.job not in fixed_jobs
-    ]
-    # Every kind of job left out is offered (at most ``PER_CLASS`` of a kind, chosen at random), so
-    # that the sub-problem can pair what its nodes have left with whatever fits it.
-    kinds: dict[tuple, list[int]] = {}
-    for j in left_out:
-        kinds.setdefault(problem.jobs[j].demand_key, []).append(j)
-    candidates = []
-    for key, members in sorted(kinds.items(), key=lambda kv: -int(value[kv[1][0]])):
-        if key not in allowed_cache:
-            allowed_cache[key] = problem.fits_empty(members[0])
-        if allowed_cache[key][mask].any():
-            take = members if len(members) <= PER_CLASS else rng.choice(members, PER_CLASS, replace=False).tolist()
-            candidates.extend(take)
-            if len(candidates) >= CANDIDATES:
-                break
-    if not candidates:
-        return None, current
-    jobs = {p.job for p in on_hood} | {problem.jobs[j].name for j in candidates}
-    sub_jobs = tuple(job for job in problem.jobs if job.name in jobs)
-    sub_nodes = tuple(problem.nodes[n] for n in hood.tolist())
-    fixed = Allocation(tuple(kept), method="fixed", status=Status.FEASIBLE)
-    sub = Problem(
-        sub_nodes, sub_jobs, current=fixed if kept else None, weights=problem.weights, gpu_models=problem.gpu_models
-    )
-    hint = Allocation(tuple(kept) + tuple(movable), method="current", status=Status.FEASIBLE)
-    return sub, hint
+class _Incumbent:
+    """The allocation being improved, indexed for the search: placements by node, jobs left out by kind
+    (what one step reads and replaces costs the neighbourhood's size, not the cluster's)."""
 
+    def __init__(self, problem: Problem, allocation: Allocation, fixed_jobs: frozenset[str] | set[str]) -> None:
+        self.problem = problem
+        self.fixed_jobs = fixed_jobs
+        self.by_node: dict[str, list[Placement]] = {}
+        for p in allocation.placements:
+            self.by_node.setdefault(p.node, []).append(p)
+        self.unplaced: dict[str, Unplaced] = {u.job: u for u in allocation.unplaced}
+        self._key: dict[tuple, int] = {}  # demand key -> kind number
+        self.kind = np.array([self._key.setdefault(j.demand_key, len(self._key)) for j in problem.jobs])
+        self._fits: dict[int, np.ndarray] = {}  # kind -> the nodes an empty node of which could hold it
+        # Kinds left out -> their job indices (every kind the search may offer: not running, one replica).
+        self.left_out: dict[int, set[int]] = {}
+        for u in allocation.unplaced:
+            self._left(u)
 
-def _merge(
-    problem: Problem, current: Allocation, hood: np.ndarray, answer: Allocation, before: Allocation
-) -> Allocation:
-    """``current`` with the neighbourhood's placements (``before``) replaced by ``answer``'s."""
-    sub_jobs = answer.placed_jobs | answer.unplaced_jobs
-    gone = set(before.placements)
-    placements = [p for p in current.placements if p not in gone] + list(answer.placements)
-    placed = {p.job for p in placements}
-    unplaced = [u for u in current.unplaced if u.job not in placed]
-    known = {u.job for u in unplaced}
-    for job in sub_jobs:
-        if job not in placed and job not in known:
-            unplaced.append(Unplaced(job, Reason.INSUFFICIENT_CAPACITY, "left out by the neighbourhood search"))
-    order = problem.job_index
-    placements.sort(key=lambda p: (order[p.job], p.replica))
-    return current.replace(placements=tuple(placements), unplaced=tuple(unplaced))
+    def _left(self, u: Unplaced) -> None:
+        if u.reason in (Reason.INSUFFICIENT_CAPACITY, Reason.NOT_SELECTED) and u.job not in self.fixed_jobs:
+            j = self.problem.job_index[u.job]
+            self.left_out.setdefault(int(self.kind[j]), set()).add(j)
+
+    def _placed(self, job: str) -> None:
+        if self.unplaced.pop(job, None) is not None:
+            j = self.problem.job_index[job]
+            members = self.left_out.get(int(self.kind[j]))
+            if members is not None:
+                members.discard(j)
+                if not members:
+                    del self.left_out[int(self.kind[j])]
+
+    def sub_problem(self, hood: np.ndarray, rng: np.random.Generator) -> tuple[Problem | None, Allocation]:
+        """The neighbourhood as a problem: its nodes, the single-replica jobs on them (free to move or
+        stop), the jobs left out that could run there, and what must stay (running or multi-replica
+        jobs) as current; with what runs there now as the hint."""
+        problem = self.problem
+        on_hood = [p for n in hood.tolist() for p in self.by_node.get(problem.nodes[n].name, ())]
+        movable = [p for p in on_hood if p.job not in self.fixed_jobs]
+        kept = [p for p in on_hood if p.job in self.fixed_jobs]
+        value = problem.replica_value
+        # Every kind of job left out is offered (at most ``PER_CLASS`` of a kind, chosen at random), so
+        # that the sub-problem can pair what its nodes have left with whatever fits it.
+        candidates: list[int] = []
+        kinds = sorted(self.left_out.items(), key=lambda kv: (-int(value[next(iter(kv[1]))]), kv[0]))
+        for kind, members in kinds:
+            some = next(iter(members))
+            if kind not in self._fits:
+                self._fits[kind] = problem.fits_empty(some)
+            if self._fits[kind][hood].any():
+                pool = sorted(members)
+                take = pool if len(pool) <= PER_CLASS else rng.choice(pool, PER_CLASS, replace=False).tolist()
+                candidates.extend(take)
+                if len(candidates) >= CANDIDATES:
+                    break
+        if not candidates:
+            return None, Allocation((), method="current", status=Status.FEASIBLE)
+        chosen = sorted({problem.job_index[p.job] for p in on_hood} | set(candidates))
+        sub_jobs = tuple(problem.jobs[j] for j in chosen)
+        sub_nodes = tuple(problem.nodes[n] for n in hood.tolist())
+        fixed = Allocation(tuple(kept), method="fixed", status=Status.FEASIBLE)
+        sub = Problem(
+            sub_nodes, sub_jobs, current=fixed if kept else None, weights=problem.weights, gpu_models=problem.gpu_models
+        )
+        hint = Allocation(tuple(kept) + tuple(movable), method="current", status=Status.FEASIBLE)
+        return sub, hint
+
+    def replace(self, hood: np.ndarray, before: Allocation, answer: Allocation) -> None:
+        """The neighbourhood's placements (``before``) replaced by ``answer``'s."""
+        gone = set(before.placements)
+        for n in hood.tolist():
+            name = self.problem.nodes[n].name
+            kept = [p for p in self.by_node.get(name, ()) if p not in gone]
+            if kept:
+                self.by_node[name] = kept
+            else:
+                self.by_node.pop(name, None)
+        placed = set()
+        for p in answer.placements:
+            self.by_node.setdefault(p.node, []).append(p)
+            placed.add(p.job)
+        for job in placed:
+            self._placed(job)
+        for job in (answer.placed_jobs | answer.unplaced_jobs) - placed:
+            if job not in self.unplaced:
+                u = Unplaced(job, Reason.INSUFFICIENT_CAPACITY, "left out by the neighbourhood search")
+                self.unplaced[job] = u
+                self._left(u)
+
+    def allocation(self, like: Allocation) -> Allocation:
+        """The incumbent as an allocation (placements in the problem's job order), ``like``'s fields kept."""
+        order = self.problem.job_index
+        placements = sorted((p for ps in self.by_node.values() for p in ps), key=lambda p: (order[p.job], p.replica))
+        unplaced = sorted(self.unplaced.values(), key=lambda u: order[u.job])
+        return like.replace(placements=tuple(placements), unplaced=tuple(unplaced))
 
 
 __all__ = ["LnsResult", "improve"]
