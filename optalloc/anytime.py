@@ -110,7 +110,7 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
 
         future = forecast(problem, options)
         early_bound(problem, options, budget)
-        warm = run_heuristic(problem, options, budget, rule=_warm_rule(options), future=future)
+        warm = run_heuristic(problem, options, budget, rule=_first_rule(problem, options), future=future)
         if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
             return proven(_fallback(warm, None, "no time left for the program"), budget)
         exact = solve_exact(
@@ -258,35 +258,50 @@ def _warm_rule(options: SolveOptions) -> str:
     return rule.name
 
 
+def _first_rule(problem: Problem, options: SolveOptions) -> str:
+    """The first heuristic of a solve: ``PortfolioConfig.scratch_rule`` for a plan from scratch, else the
+    warm-start rule."""
+    scratch = options.portfolio.scratch_rule
+    if scratch is not None and _from_scratch(problem, options):
+        from optalloc.solve import get_method
+
+        if get_method(scratch).kind != "heuristic":
+            raise MethodUnavailable(f"scratch_rule {scratch!r} is not a heuristic rule")
+        return scratch
+    return _warm_rule(options)
+
+
 def best_heuristic(
     problem: Problem, options: SolveOptions, budget: Budget, future: FutureValue | None = None
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
-    Always the warm-start rule (best-fit by default) in the caller's order; for a plan from scratch, the
-    strong rule (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio
-    has used less than ``warm_start_share`` of the time the program's run leaves (twice its expected
-    time, see :func:`exact_setup` and :func:`first_decode`), for a plan from scratch (nothing runs yet,
-    no fragmentation guide) first-fit in the caller's order (1.6 points above best-fit on the openb
-    lists), the warm-start rule and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in
-    CPU and memory first), which packs over-subscribed whole-GPU queues where the others strand GPUs on
-    nodes out of memory, and last the warm-start rule in largest-demand-first order. When the program
-    will have no time after the first heuristic (a short budget, a loaded machine), the others may use
-    the whole budget instead of ``warm_start_share``. Online callers
-    (arrivals in batches, a controller step around running jobs) keep their order, because packing the
-    most now in another order leaves a state later arrivals fit worse (measured on the FGD protocol in
-    batches and on the openb replay). A candidate runs only when it is expected to finish in time (as
-    long as the first one took).
+    First the first rule (:func:`_first_rule`: first-fit for a plan from scratch, else the warm-start
+    rule, best-fit by default) in the caller's order; for a plan from scratch, the strong rule
+    (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio has used less
+    than ``warm_start_share`` of the time the program's run leaves (twice its expected time, see
+    :func:`exact_setup` and :func:`first_decode`), for a plan from scratch (nothing runs yet, no
+    fragmentation guide) first-fit and the warm-start rule in the caller's order, the warm-start rule
+    and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first),
+    which packs over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory,
+    and last the warm-start rule in largest-demand-first order. When the program will have no time
+    after the first heuristic (a short budget, a loaded machine), the others may use the whole budget
+    instead of ``warm_start_share``. Online callers (arrivals in batches, a controller step around
+    running jobs) keep their rule and order, because packing the most now in another order leaves a
+    state later arrivals fit worse (measured on the FGD protocol in batches and on the openb replay). A
+    candidate runs only when it is expected to finish in time (as long as the first one took).
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
     plans = [
         (options.portfolio.strong_rule, options.order),
         ("first-fit", options.order),
+        (rule, options.order),
         (rule, "gpu-first"),
         ("first-fit", "gpu-first"),
     ]
-    candidates = dict.fromkeys([(rule, options.order), *(plans if scratch else []), (rule, "largest-demand-first")])
+    first = (_first_rule(problem, options), options.order)
+    candidates = dict.fromkeys([first, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
     share = math.inf

@@ -17,6 +17,11 @@ class PortfolioConfig:
 
     ``warm_start_share``: the share of the budget that ``auto``'s heuristic candidates beyond the first
     may use while the exact program still has time to run (all of it when the program cannot run).
+    ``scratch_rule``: for plans from scratch (nothing runs yet, no fragmentation guide), the first
+    heuristic of ``auto``'s portfolio (in the caller's order) and the warm start of ``cpsat`` and
+    ``milp``: first-fit places 1.3-1.7% more GPU than best-fit on the three openb lists and on
+    openb_like at 200-3,000 nodes, seeds 1-3 (docs/anytime.md); None: the ``warm_start`` rule.
+    Online solves (something runs) always start with ``warm_start``.
     ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
     openb lists), run second when the time left holds ``strong_cost`` times what the first heuristic took
     (its cost relative to best-fit: 7.6-8.3 on the three openb lists and on 10,000 nodes) and, when the
@@ -44,6 +49,7 @@ class PortfolioConfig:
     """
 
     warm_start_share: float = 0.25
+    scratch_rule: str | None = "first-fit"
     strong_rule: str = "fgd-plus"
     strong_cost: float = 8.0
     min_exact: float = 0.05
