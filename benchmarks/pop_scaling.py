@@ -6,7 +6,7 @@ Two tables, every run in one process per size (the problem built once, ``openb_l
 - **at a budget**: ``solve(p, "auto", time_limit=T)`` on the whole problem in this process, against
   ``solve(p, "pop", parts=k, inner="auto", time_limit=T)`` for each k: wall time, GPU allocation, the
   difference to the whole answer in points, the bound and gap, and the time of each POP stage
-  (partition, parts, merge, repair);
+  (bound, partition, sub-problems, parts, merge, repair, evaluation; the verification after the engine) and the pace;
 - **time to an answer**: the heuristic ``--rule`` without a budget (``time_limit=None``) on the whole problem (up to
   ``--whole-rule-max`` nodes: it grows faster than linearly) against POP-k with the same rule inside.
 
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+#: POP's stages, in order (stats of the answer, seconds).
+STAGES = ("bound_time", "partition_time", "build_time", "parts_time", "merge_time", "repair_time", "evaluate_time")
 
 
 def _run(problem: Any, method: str, **options: Any) -> dict[str, Any]:
@@ -45,7 +47,11 @@ def _run(problem: Any, method: str, **options: Any) -> dict[str, Any]:
         "bound": answer.bound,
         "gap": answer.gap,
         "status": answer.status.value,
-        "stages": {k: stats.get(k) for k in ("partition_time", "parts_time", "merge_time", "repair_time")},
+        "stages": {k: stats.get(k) for k in STAGES},
+        # The verification of the whole (and what solve() does after the engine): not in answer.wall_time.
+        "verify": round(wall - answer.wall_time, 3),
+        "pace": stats.get("pace"),
+        "part_walls": stats.get("part_walls"),
         "repaired": stats.get("repaired"),
         "executor": stats.get("executor"),
     }
@@ -99,28 +105,31 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
         "",
         "## At a budget (`auto` inside)",
         "",
-        "| nodes | jobs | method | budget (s) | wall (s) | GPU alloc. | vs whole | gap | partition / parts / merge / repair (s) | repaired |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| nodes | jobs | method | budget (s) | wall (s) | GPU alloc. | vs whole | gap | bound / partition / build / parts / merge / repair / evaluate / verify (s) | pace | repaired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r["table"] == "budget"):
         whole = next(w for w in rows if w["table"] == "budget" and w["nodes"] == r["nodes"] and w["parts"] == 1)
-        stages = " / ".join(f"{v:.2f}" for v in r["stages"].values() if v is not None) or "-"
+        stages = " / ".join(f"{v:.2f}" for v in r["stages"].values() if v is not None)
+        stages = f"{stages} / {r['verify']:.2f}" if stages else f"verify {r['verify']:.2f}"
         gap = f"{100 * r['gap']:.2f}%" if r["gap"] is not None else "none"
+        pace = f"{r['pace']:.2f}" if r.get("pace") is not None else "-"
         out.append(
             f"| {r['nodes']:,} | {r['jobs']:,} | {r['method']} | {r['budget']:g} | {r['wall']:.2f} | "
-            f"{100 * r['gpu']:.2f}% | {100 * (r['gpu'] - whole['gpu']):+.2f} | {gap} | {stages} | "
+            f"{100 * r['gpu']:.2f}% | {100 * (r['gpu'] - whole['gpu']):+.2f} | {gap} | {stages} | {pace} | "
             f"{r['repaired'] if r['repaired'] is not None else '-'} |"
         )
     out += [
         "",
         "## Time to an answer (a heuristic rule, no budget)",
         "",
-        "| nodes | jobs | method | wall (s) | speed-up | GPU alloc. | vs whole | partition / parts / merge / repair (s) |",
+        "| nodes | jobs | method | wall (s) | speed-up | GPU alloc. | vs whole | bound / partition / build / parts / merge / repair / evaluate / verify (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r["table"] == "rule"):
         whole = next((w for w in rows if w["table"] == "rule" and w["nodes"] == r["nodes"] and w["parts"] == 1), None)
-        stages = " / ".join(f"{v:.2f}" for v in r["stages"].values() if v is not None) or "-"
+        stages = " / ".join(f"{v:.2f}" for v in r["stages"].values() if v is not None)
+        stages = f"{stages} / {r['verify']:.2f}" if stages else f"verify {r['verify']:.2f}"
         speed = f"{whole['wall'] / r['wall']:.1f}x" if whole else "(whole not run)"
         versus = f"{100 * (r['gpu'] - whole['gpu']):+.2f}" if whole else "-"
         out.append(

@@ -47,12 +47,14 @@ def first_decode(problem: Problem) -> float:
 def verify_reserve(problem: Problem, time_limit: float | None, config: PortfolioConfig) -> float:
     """Seconds ``solve()`` keeps for verifying an answer of ``problem`` found within ``time_limit``: a
     cost per placement (at most as many as the fastest heuristic places in the time), per job listed and
-    per node (measured on the 10k- and 20k-node problems)."""
+    per node (measured on the 10k- and 20k-node problems); the cost per placement grows with their number
+    (``verify_scale``: at 400,000 placements, 50,000 nodes, each costs three times as much as at a few
+    thousand, the objects verify reads no longer fitting the processor's caches)."""
     replicas = int(problem.job_replicas.sum()) if problem.jobs else 0
     placements = replicas if time_limit is None else min(replicas, config.placements_per_second * time_limit)
     return (
         config.verify_base
-        + config.verify_per_placement * placements
+        + config.verify_per_placement * placements * (1 + placements / config.verify_scale)
         + config.verify_per_job * len(problem.jobs)
         + config.verify_per_node * len(problem.nodes)
     )

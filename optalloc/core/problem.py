@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, wraps
 from typing import Any
 
 import numpy as np
 
-from optalloc.core.allocation import Allocation
+from optalloc.core.allocation import Allocation, Status
 from optalloc.core.errors import ProblemError
 from optalloc.core.job import Job
 from optalloc.core.limits import LIMITS
@@ -101,6 +101,48 @@ class Problem:
         if "gpu_models" not in changes:
             changes["gpu_models"] = self.gpu_models
         return replace(self, **changes)
+
+    def subset(self, nodes: Sequence[int] | np.ndarray, jobs: Sequence[int] | np.ndarray) -> Problem:
+        """The problem of some of this problem's nodes and jobs (positions, ascending), with what runs now
+        of those jobs, the same weights and the same catalogue of GPU models.
+
+        Not validated again field by field (its nodes and jobs were valid here, and a subset of unique
+        names is unique): the fast path for a partition of a large problem (``optalloc.pop``), where
+        building each part with ``Problem(...)`` would check 100,000 jobs again. Only the positions are
+        checked (in range, ascending), and what runs now: a running job of the subset must run on nodes of
+        the subset (else :class:`ProblemError`). The row-wise numpy views this problem has already built
+        (``capacity``, ``demand``, ...) are shared, sliced: the subset does not build them again.
+        """
+        node_rows = _positions("nodes", nodes, len(self.nodes))
+        job_rows = _positions("jobs", jobs, len(self.jobs))
+        current = None
+        if self.current is not None and self.current.placements:
+            chosen = np.zeros(len(self.jobs), dtype=bool)
+            chosen[job_rows] = True
+            inside = np.zeros(len(self.nodes), dtype=bool)
+            inside[node_rows] = True
+            job_index, node_index = self.job_index, self.node_index
+            running = tuple(p for p in self.current.placements if chosen[job_index[p.job]])
+            for p in running:
+                if not inside[node_index[p.node]]:
+                    raise ProblemError("nodes", p.node, f"runs job {p.job!r} of the subset but is not in it")
+            if running:
+                current = Allocation(running, method="current", status=Status.FEASIBLE)
+        out = object.__new__(type(self))
+        _set = object.__setattr__
+        _set(out, "nodes", tuple(self.nodes[i] for i in node_rows.tolist()))
+        _set(out, "jobs", tuple(self.jobs[j] for j in job_rows.tolist()))
+        _set(out, "current", current)
+        _set(out, "weights", self.weights)
+        _set(out, "gpu_models", self.gpu_models)
+        for names, rows in ((_NODE_ROWS, node_rows), (_JOB_ROWS, job_rows)):
+            for name in names:
+                whole = self.__dict__.get(name)
+                if whole is not None:
+                    view = whole[rows]
+                    view.setflags(write=False)
+                    out.__dict__[name] = view
+        return out
 
     @property
     def running_jobs(self) -> frozenset[str]:
@@ -295,6 +337,30 @@ class Problem:
             "gpu_milli_requested": int((self.demand[:, GPU] * self.job_replicas).sum()) if self.jobs else 0,
             "running": len(self.running_jobs),
         }
+
+
+#: The numpy views with one row per node or per job, computed row by row: a subset's are slices of the whole's.
+#: (Not ``priority_weight`` or ``replica_value``: a priority's weight depends on the levels present.)
+_NODE_ROWS = ("capacity", "node_gpus", "node_gpu_memory", "node_model")
+_JOB_ROWS = (
+    "demand",
+    "job_gpus",
+    "job_share",
+    "job_gpu_memory",
+    "job_replicas",
+    "job_min_replicas",
+    "job_priority",
+    "job_arrival",
+    "job_duration",
+)
+
+
+def _positions(field_name: str, rows: Sequence[int] | np.ndarray, count: int) -> np.ndarray:
+    """``rows`` as an int64 array of positions below ``count``, strictly ascending (so each at most once)."""
+    out = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(out) and (out[0] < 0 or out[-1] >= count or not bool(np.all(out[1:] > out[:-1]))):
+        raise ProblemError(field_name, f"{len(out)} positions", f"are not ascending positions below {count}")
+    return out
 
 
 def _tuple_of(field_name: str, items: Any, kind: type) -> tuple[Any, ...]:

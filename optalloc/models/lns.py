@@ -77,7 +77,9 @@ def improve(
             stale += 1
             continue
         before = _objective(sub, sub_current)
-        limit = min(STEP_LIMIT, max(0.0, budget.left() - reserve))
+        limit = min(STEP_LIMIT, budget.left() - reserve)
+        if limit <= 0:  # building the neighbourhood used up what was left (a time limit must be positive)
+            break
         # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own, ending
         # ``limit`` clock seconds from now (a time kept back, stretched by the pace, would end it at once).
         step_budget = budget.detached(within=limit)
