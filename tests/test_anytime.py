@@ -70,6 +70,18 @@ def test_the_neighbourhood_search_still_steps_on_a_machine_measured_slow():
     assert verify(problem, result.allocation) == []
 
 
+def test_the_neighbourhood_search_ends_when_building_a_step_used_up_the_time():
+    """The clock passes the deadline between the loop's check and the step's time limit: the search
+    ends with the answer it has (a step of 0 s used to be an invalid time limit, a ProblemError)."""
+    import itertools
+
+    problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
+    start = solve(problem, "first-fit", order="ljf")
+    ticks = itertools.count(0.0, 0.2)  # every reading of the clock 0.2 s later than the one before
+    result = improve(problem, start, SolveOptions(seed=0), Budget(0.35, clock=lambda: next(ticks)))
+    assert result.improved == 0 and result.allocation.placements == start.placements
+
+
 def test_the_neighbourhood_search_never_makes_an_answer_worse():
     problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
     start = solve(problem, "first-fit", order="ljf")
