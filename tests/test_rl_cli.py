@@ -62,16 +62,18 @@ def test_simulate_runs_a_trained_policy_beside_the_fixed_ones(model: Path, workl
 
 
 def test_rl_eval_prints_intervals_for_every_policy(model: Path, workload: Path, tmp_path: Path) -> None:
-    out = tmp_path / "eval.md"
-    args = ["rl", "eval", "--trace", str(workload), "-p", f"dqn:{model}", "-p", "random", "-p", "sjf+best-fit"]
-    result = CliRunner().invoke(
-        app, [*args, "--window", "12", "--windows", "2", "--tick", "0", "-q", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    table = out.read_text()
-    for name in (f"`dqn:{model}`", "`random`", "`sjf+best-fit`"):
-        assert name in table
-    assert "mean [95% interval] (median)" in table
+    tables = []
+    for processes in ("1", "2"):
+        out = tmp_path / f"eval{processes}.md"
+        args = ["rl", "eval", "--trace", str(workload), "-p", f"dqn:{model}", "-p", "random", "-p", "sjf+best-fit"]
+        args += ["-p", "random-job", "--window", "12", "--windows", "2", "--seeds", "2", "--tick", "0", "-q"]
+        result = CliRunner().invoke(app, [*args, "--processes", processes, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        tables.append(out.read_text())
+    for name in (f"`dqn:{model}`", "`random`", "`sjf+best-fit`", "`random-job`"):
+        assert name in tables[0]
+    assert "mean [95% interval] (median)" in tables[0]
+    assert tables[1] == tables[0]  # side by side: the same runs
 
 
 @pytest.mark.parametrize(

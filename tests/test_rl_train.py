@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from optalloc import Job, Node, Problem, ProblemError, rl, sim, verify  # noqa: E402  # noqa: E402
 from optalloc.adaptive import ControllerConfig, ControllerState, Event, step  # noqa: E402
+from optalloc.rl import evaluate as rl_evaluate  # noqa: E402
 
 ARMS = ["ljf+best-fit", "sjf+best-fit"]
 
@@ -89,6 +90,7 @@ def test_a_trained_policy_chooses_inside_the_controller_step(trained: Path) -> N
     state = ControllerState.initial(Problem((node,), ()), config)
     state, plan = step(state, 0.0, events=[Event.arrival(j) for j in jobs])
     assert [a.job for a in plan.starts] == ["short"] and selector.decisions == 1
+    assert selector.calls == 1 and 0 < selector.inference <= selector.seconds
     assert verify(state.problem(), state.allocation.replace(unplaced=plan.allocation.unplaced)) == []
 
 
@@ -117,3 +119,45 @@ def test_a_model_file_is_checked_before_it_is_used(trained: Path, tmp_path: Path
         sim.policy(f"dqn:{trained}")  # the simulator's registry points at optalloc.rl
     with pytest.raises(ProblemError, match="algo"):
         rl.train(rl.AllocationEnv(bursts(count=8)), algo="a2c", steps=10)
+
+
+def _runs(outcomes: list[rl_evaluate.Outcome]) -> list[tuple]:
+    """What a run simulated (not how long it took)."""
+    return [
+        (o.policy, o.start, o.seed, o.mean_jct, o.p95_jct, o.mean_wait, o.gpu_allocation, o.decisions) for o in outcomes
+    ]
+
+
+def test_an_evaluation_side_by_side_gives_the_serial_outcomes_in_the_serial_order(trained: Path) -> None:
+    names = [f"dqn:{trained}", "sjf+best-fit", "random:ljf+best-fit,sjf+best-fit", "random-job"]
+    kwargs = {"starts": [0, 40], "window": 40, "seeds": [0, 1], "config": sim.SimConfig(tick=0, verify=True)}
+    serial = rl_evaluate.evaluate(bursts(seed=3), names, **kwargs)
+    side_by_side = rl_evaluate.evaluate(bursts(seed=3), names, processes=2, **kwargs)
+    assert len(serial) == 16 and _runs(side_by_side) == _runs(serial)
+    assert [o.policy for o in serial[:4]] == names  # windows, then seeds, then policies
+    with pytest.raises(ProblemError, match="processes"):
+        rl_evaluate.evaluate(bursts(seed=3), names, processes=0, **kwargs)
+
+
+def test_an_evaluation_reads_known_outcomes_instead_of_running_them(trained: Path) -> None:
+    names = [f"dqn:{trained}", "ljf+best-fit"]
+    kwargs = {"starts": [0], "window": 40, "seeds": [0, 1], "config": sim.SimConfig(tick=0)}
+    stored: list[rl_evaluate.Outcome] = []
+    first = rl_evaluate.evaluate(bursts(seed=4), names, on_run=stored.append, **kwargs)
+    assert _runs(stored) == _runs(first)
+    known = {(o.policy, o.start, o.seed): o for o in stored[:3]}
+    again: list[rl_evaluate.Outcome] = []
+    second = rl_evaluate.evaluate(bursts(seed=4), names, known=known, on_run=again.append, **kwargs)
+    assert _runs(second) == _runs(first) and _runs(again) == _runs(first[3:])  # only the unknown one ran
+
+
+def test_the_random_job_baseline_starts_random_jobs_among_those_that_fit() -> None:
+    window = bursts(count=40, seed=5)
+    config = sim.SimConfig(tick=0, verify=True)
+    runs = [sim.simulate(window, rl.random_job_policy(seed=s), config) for s in range(3)]
+    assert all(r.metrics.completion_rate == 1.0 for r in runs)
+    assert len({round(r.metrics.avg_jct, 6) for r in runs}) > 1  # the seed decides
+    again = sim.simulate(window, rl.random_job_policy(seed=0), config)
+    assert again.metrics.avg_jct == runs[0].metrics.avg_jct
+    with pytest.raises(ProblemError, match="rule"):
+        rl.random_job_policy("nearest")

@@ -151,7 +151,9 @@ def evaluate(
     policy: Annotated[
         list[str],
         typer.Option(
-            "--policy", "-p", help="Policies (repeat): dqn:MODEL.zip, ppo:MODEL.zip, random, and simulator policies."
+            "--policy",
+            "-p",
+            help="Policies (repeat): dqn:MODEL.zip, ppo:MODEL.zip, random, random-job, and simulator policies.",
         ),
     ],
     cluster: ClusterOption = None,
@@ -172,6 +174,7 @@ def evaluate(
     throughputs: Annotated[Path | None, typer.Option(help="Gavel simulation_throughputs.json.")] = None,
     compress: Annotated[float, typer.Option(help="openb: divide inter-arrival times by this.", min=0.001)] = 1.0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the table (markdown) here too.")] = None,
+    processes: Annotated[int, typer.Option(help="Runs side by side in this many processes.", min=1)] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Evaluate policies on windows of a trace: mean [95% interval] (median) per metric."""
@@ -194,6 +197,7 @@ def evaluate(
         "seeds": list(range(seeds)),
         "config": SimConfig(tick=tick),
         "budget": budget,
+        "processes": processes,
     }
     if quiet:
         outcomes = ev.evaluate(scenario, policy, **kwargs)

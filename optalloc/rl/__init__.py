@@ -31,10 +31,12 @@ from optalloc.rl.picker import Picker
 from optalloc.rl.policy import (
     LearnedPolicy,
     LearnedSelector,
+    RandomPickSelector,
     RandomSelector,
     is_learned,
     load,
     policy,
+    random_job_policy,
     random_policy,
 )
 from optalloc.rl.reward import Reward
@@ -61,6 +63,7 @@ __all__ = [
     "LearnedSelector",
     "Picker",
     "Progress",
+    "RandomPickSelector",
     "RandomSelector",
     "Reward",
     "Trained",
@@ -71,6 +74,7 @@ __all__ = [
     "mean_runtime",
     "observe",
     "policy",
+    "random_job_policy",
     "random_policy",
     "read_meta",
     "save",

@@ -3,8 +3,10 @@
 :func:`evaluate` simulates every policy on every (window, seed) pair -- ``window`` consecutive jobs
 from each of ``starts``, the usage drawn from ``seed`` -- with the same simulator settings, and returns
 one :class:`Outcome` per run. Names are the simulator's (``fcfs+best-fit``, ``rolling-horizon``, ...),
-trained models (``dqn:model.zip``, ``ppo:model.zip``), and ``random`` / ``random:<arms>`` (a uniformly
-random arm at every decision; default the ``compact`` arms). :func:`summarise` gives per policy and
+trained models (``dqn:model.zip``, ``ppo:model.zip``), ``random`` / ``random:<arms>`` (a uniformly
+random arm at every decision; default the ``compact`` arms) and ``random-job`` / ``random-job:<rule>``
+(the job-choice mode's: a uniformly random job among the first 8 that fit, placed by the rule,
+default best-fit). :func:`summarise` gives per policy and
 metric the mean, its 95% confidence interval (Student's t over the windows, each window averaged over
 its seeds) and the median;
 :func:`table` the markdown table, best first on the metric the reward targets.
@@ -16,14 +18,15 @@ completion rate is 1 unless jobs could not be hosted; JCT and waiting time count
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from optalloc.core import ProblemError
 from optalloc.rl.arms import base_config
-from optalloc.rl.policy import LearnedPolicy, is_learned, load, random_policy
+from optalloc.rl.policy import LearnedPolicy, is_learned, load, random_job_policy, random_policy
+from optalloc.rl.train import read_meta
 from optalloc.sim import Policy, Scenario, SimConfig, SimResult, simulate
 from optalloc.sim import policy as sim_policy
 
@@ -41,7 +44,10 @@ REWARD_METRIC = {"mean JCT": "mean_jct", "mean queueing delay": "mean_wait", "GP
 @dataclass(frozen=True)
 class Outcome:
     """One run: ``policy`` on the window starting at job ``start``, usage seed ``seed``; the metrics
-    (seconds, fractions); ``decisions`` taken by a selector and the ``decision_seconds`` they took."""
+    (seconds, fractions); ``decisions`` taken by a learned selector and the ``decision_seconds`` they took
+    (observation and network), the controller steps that called it (``calls``) and all the time spent
+    in them (``selector_seconds``: in the job mode, finding the candidates and placing the jobs too);
+    ``wall``: the run's wall time."""
 
     policy: str
     start: int
@@ -54,9 +60,20 @@ class Outcome:
     decisions: int = 0
     decision_seconds: float = 0.0
     wall: float = 0.0
+    calls: int = 0
+    selector_seconds: float = 0.0
 
     @classmethod
-    def of(cls, result: SimResult, start: int, seed: int, decisions: int = 0, seconds: float = 0.0) -> Outcome:
+    def of(
+        cls,
+        result: SimResult,
+        start: int,
+        seed: int,
+        decisions: int = 0,
+        seconds: float = 0.0,
+        calls: int = 0,
+        selector_seconds: float = 0.0,
+    ) -> Outcome:
         jobs = result.jobs
         finished = np.isfinite(jobs.finish)
         jct = jobs.finish[finished] - jobs.arrival[finished]
@@ -75,6 +92,8 @@ class Outcome:
             decisions,
             seconds,
             float(result.counters.wall_time),
+            calls,
+            selector_seconds,
         )
 
 
@@ -99,32 +118,146 @@ def evaluate(
     config: SimConfig | None = None,
     budget: float = 0.5,
     progress: Callable[[str, int, int], None] | None = None,
+    processes: int = 1,
+    known: Mapping[tuple[str, int, int], Outcome] | None = None,
+    on_run: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Simulate each policy of ``names`` on each window x seed (module docstring). ``budget``: seconds
     per re-solve of the exact simulator policies (a trained policy keeps the budget it was trained
-    with). ``progress(policy, done, total)`` is called after each run."""
+    with). ``progress(policy, done, total)`` is called after each run. ``processes > 1`` runs the runs
+    side by side in that many forked processes (the learned and exact policies, the slow ones, first);
+    the outcomes come back in the serial order, and are the serial ones except where a solver's time
+    budget cuts a search (the exact policies and arms, on a loaded machine). ``known``: outcomes of
+    earlier runs by (policy, start, seed), returned in place of running them again (a caller's cache);
+    ``on_run(outcome)`` is called after each run made here (to store it)."""
     if not names:
         raise ProblemError("policies", list(names), "is empty")
     if not starts:
         raise ProblemError("starts", list(starts), "is empty")
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ProblemError("processes", processes, "is not a positive number of processes")
     cfg = config if config is not None else SimConfig()
-    learned: dict[str, LearnedPolicy] = {n: load(n.partition(":")[2]) for n in names if is_learned(n)}
-    total = len(names) * len(starts) * len(seeds)
-    out: list[Outcome] = []
-    for start in starts:
-        episode = scenario.select(int(start), window)
-        durations = [j.duration for j in episode.jobs if j.duration is not None]
-        for seed in seeds:
-            for name in names:
-                chosen = _policy(name, learned, seed=seed, budget=budget, durations=durations)
-                result = simulate(episode, chosen, replace(cfg, seed=seed))
-                selector = chosen.config.selector
-                decisions = int(getattr(selector, "decisions", 0))
-                seconds = float(getattr(selector, "seconds", 0.0))
-                out.append(Outcome.of(result, int(start), int(seed), decisions, seconds))
-                if progress is not None:
-                    progress(name, len(out), total)
-    return out
+    for n in names:  # a bad name fails now, before any run
+        if is_learned(n):
+            read_meta(n.partition(":")[2])
+    _MODELS.clear()  # a file may have been rewritten since the last evaluation
+    episodes = {int(start): scenario.select(int(start), window) for start in starts}
+    tasks = [
+        _Task(episodes[int(start)], int(start), int(seed), name, budget, cfg)
+        for start in starts
+        for seed in seeds
+        for name in names
+    ]
+    total = len(tasks)
+    out: list[Outcome | None] = [None] * total
+    done = 0
+
+    def finished(i: int, outcome: Outcome) -> None:
+        nonlocal done
+        out[i] = outcome
+        done += 1
+        if progress is not None:
+            progress(tasks[i].name, done, total)
+
+    todo: list[int] = []
+    for i, task in enumerate(tasks):
+        found = (known or {}).get((task.name, task.start, task.seed))
+        if found is not None:
+            finished(i, replace(found, policy=task.name))
+        else:
+            todo.append(i)
+
+    def ran(i: int, outcome: Outcome) -> None:
+        if on_run is not None:
+            on_run(outcome)
+        finished(i, outcome)
+
+    if processes == 1 or len(todo) <= 1:
+        for i in todo:
+            ran(i, _run(tasks[i]))
+    else:
+        _parallel([tasks[i] for i in todo], processes, lambda k, outcome: ran(todo[k], outcome))
+    return [o for o in out if o is not None]
+
+
+@dataclass(frozen=True, eq=False)
+class _Task:
+    """One run of :func:`evaluate`: ``name`` on ``episode`` (the window at job ``start``), usage ``seed``."""
+
+    episode: Scenario
+    start: int
+    seed: int
+    name: str
+    budget: float
+    config: SimConfig
+
+    @property
+    def slow(self) -> bool:
+        """Whether the run may re-solve with a solver (learned policies, random arms, exact policies)."""
+        from optalloc import heuristics
+
+        return self.name.partition("+")[0] not in heuristics.ORDERS
+
+
+# Models loaded in this process (each forked worker loads its own, after the fork).
+_MODELS: dict[str, LearnedPolicy] = {}
+
+
+def _run(task: _Task) -> Outcome:
+    episode = task.episode
+    durations = [j.duration for j in episode.jobs if j.duration is not None]
+    if is_learned(task.name) and task.name not in _MODELS:
+        _MODELS[task.name] = load(task.name.partition(":")[2])
+    chosen = _policy(task.name, _MODELS, seed=task.seed, budget=task.budget, durations=durations)
+    result = simulate(episode, chosen, replace(task.config, seed=task.seed))
+    selector = chosen.config.selector
+    return Outcome.of(
+        result,
+        task.start,
+        task.seed,
+        int(getattr(selector, "decisions", 0)),
+        float(getattr(selector, "inference", 0.0)),
+        int(getattr(selector, "calls", 0)),
+        float(getattr(selector, "seconds", 0.0)),
+    )
+
+
+# The runs of the evaluation in progress, inherited by the forked workers: only an index travels.
+_FORKED: list[_Task] = []
+
+
+def _run_forked(i: int) -> Outcome:
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # one process per core: no thread pool fighting the other workers
+    except ImportError:  # pragma: no cover - the rl extra brings torch
+        pass
+    return _run(_FORKED[i])
+
+
+def _parallel(tasks: list[_Task], processes: int, finished: Callable[[int, Outcome], None]) -> None:
+    import multiprocessing as mp
+
+    _FORKED[:] = tasks
+    order = sorted(range(len(tasks)), key=lambda i: not tasks[i].slow)  # slow ones first: balanced ends
+    pool = mp.get_context("fork").Pool(min(processes, len(tasks)))
+    pending = {i: pool.apply_async(_run_forked, (i,)) for i in order}
+    try:
+        while pending:
+            ready = [i for i, r in pending.items() if r.ready()]
+            if not ready:
+                next(iter(pending.values())).wait(0.05)
+                continue
+            for i in ready:
+                finished(i, pending.pop(i).get())  # re-raises a run's exception here
+    finally:
+        if pending:
+            pool.terminate()
+        else:
+            pool.close()
+        pool.join()
+        _FORKED.clear()
 
 
 def _policy(
@@ -134,6 +267,9 @@ def _policy(
         model = learned[name]
         config = replace(base_config(seed), selector=model.selector(seed=seed))
         return Policy(name, config, f"learned {model.algo.upper()} policy", "learned")
+    if name == "random-job" or name.startswith("random-job:"):
+        found = random_job_policy(name.partition(":")[2] or "best-fit", seed=seed)
+        return replace(found, name=name)
     if name == "random" or name.startswith("random:"):
         arms = name.partition(":")[2] or "compact"
         found = random_policy(arms.split(",") if "," in arms else arms, budget=budget, seed=seed)

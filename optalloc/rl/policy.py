@@ -14,8 +14,8 @@ production step asks it at every step that has something to decide, and it answe
 The observation is built from the controller's state by the same function as in training
 (:func:`optalloc.rl.features.observe`), so the policy runs wherever the step runs: in the simulator, in
 ``optalloc watch`` with real monitoring, in a service. :func:`policy` makes ``dqn:model.zip`` or
-``ppo:model.zip`` a :class:`~optalloc.sim.Policy`, and :func:`random_policy` the random-action
-baseline of the same arms.
+``ppo:model.zip`` a :class:`~optalloc.sim.Policy`, :func:`random_policy` the random-action
+baseline of the same arms, and :func:`random_job_policy` that of the job-choice mode.
 """
 
 from __future__ import annotations
@@ -94,30 +94,39 @@ class LearnedPolicy:
 class LearnedSelector:
     """A :class:`LearnedPolicy` choosing how the controller acts (module docstring).
 
-    ``decisions`` counts the choices made, ``seconds`` the time spent choosing (observation and
-    network), for the inference cost per decision."""
+    ``decisions`` counts the choices made (arms, or jobs picked), ``inference`` the time they took
+    (observation and network), ``calls`` the controller steps that asked and ``seconds`` all the time
+    spent in them (in the job mode also finding the candidates and placing the jobs picked)."""
 
     def __init__(self, learned: LearnedPolicy, arms: Sequence[Arm] = ()) -> None:
         self.learned = learned
         self.arms = tuple(arms)
         self.features = learned.features
         self.decisions = 0
+        self.calls = 0
         self.seconds = 0.0
+        self.inference = 0.0
 
     def choose(self, state: ControllerState, now: float) -> ControllerConfig | Allocation | None:
         started = time.perf_counter()
+        self.calls += 1
         try:
             if self.learned.mode == "algorithm":
                 self.decisions += 1
                 obs = observe(state, now, self.features)
-                return self.arms[self.learned.act(obs)].config
+                chosen = self.arms[self.learned.act(obs)].config
+                self.inference += time.perf_counter() - started
+                return chosen
             picker = Picker(state, self.learned.rule, self.features.candidates)
             picker.settle()
             n = self.features.candidates
             while picker.candidates:
                 self.decisions += 1
+                before = time.perf_counter()
                 mask = np.arange(n) < len(picker.candidates)
-                picker.pick(self.learned.act(np.asarray(picker.observe(now, self.features)), mask))
+                k = self.learned.act(np.asarray(picker.observe(now, self.features)), mask)
+                self.inference += time.perf_counter() - before
+                picker.pick(k)
                 picker.settle()
             return picker.proposal()
         finally:
@@ -133,6 +142,25 @@ class RandomSelector:
 
     def choose(self, state: ControllerState, now: float) -> ControllerConfig:
         return self.arms[int(self.rng.integers(len(self.arms)))].config
+
+
+class RandomPickSelector:
+    """The job-choice mode's random baseline: at every step, uniformly random jobs among the first
+    ``slots`` waiting jobs that fit (the job-choice agent's actions), placed by ``rule``, until none
+    fits (seeded)."""
+
+    def __init__(self, rule: str = "best-fit", slots: int = 8, seed: int = 0) -> None:
+        self.rule = rule
+        self.slots = slots
+        self.rng = np.random.default_rng(seed)
+
+    def choose(self, state: ControllerState, now: float) -> Allocation:
+        picker = Picker(state, self.rule, self.slots)
+        picker.settle()
+        while picker.candidates:
+            picker.pick(int(self.rng.integers(len(picker.candidates))))
+            picker.settle()
+        return picker.proposal()
 
 
 def load(path: str | Path) -> LearnedPolicy:
@@ -171,6 +199,18 @@ def random_policy(names: Sequence[str] | str = "all", *, budget: float = 0.5, se
     chosen = arms(names, budget=budget, seed=seed)
     config = replace(base_config(seed), selector=RandomSelector(chosen, seed))
     return Policy("random", config, f"a random arm of {len(chosen)} at every decision", "learned")
+
+
+def random_job_policy(rule: str = "best-fit", *, slots: int = 8, seed: int = 0) -> Policy:
+    """The random-action baseline of the job-choice mode (:class:`RandomPickSelector`)."""
+    from optalloc import heuristics
+
+    if rule not in heuristics.RULES:
+        raise ProblemError("rule", rule, f"is not a placement rule (known: {', '.join(heuristics.RULES)})")
+    if not (isinstance(slots, int) and slots >= 1):
+        raise ProblemError("slots", slots, "is not a positive number of candidates")
+    config = replace(base_config(seed), selector=RandomPickSelector(rule, slots, seed))
+    return Policy("random-job", config, f"a random job of the first {slots} that fit, {rule} placement", "learned")
 
 
 def is_learned(name: str) -> bool:
