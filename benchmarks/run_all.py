@@ -128,7 +128,12 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "The allocation service under load (issue 16)",
         "--nodes 64 --submits 5000 --clients 32 --settle --out benchmarks/results/service_load_runs.md",
     ),
-    ("rl_eval.py", "rl_eval.md", "Learned scheduler: DQN and PPO against every fixed policy (issue 15)"),
+    (
+        "rl_eval.py",
+        "rl_eval.md",
+        "Learned scheduler: DQN and PPO against every fixed policy (issue 15)",
+        "--reuse --processes 2 --screen openb=8",
+    ),
     (
         "timeshare_gavel.py",
         "timeshare_gavel.md",
