@@ -1,0 +1,1 @@
+python benchmarks/anytime.py --problems default,multigpu50 --methods auto,cpsat,milp-highs,auto/det,first-fit,best-fit,worst-fit,dot-product,gpu-packing,gpu-clustering,random,fgd,fgd-plus --repeats 3 --out benchmarks/results/anytime_openb.md
