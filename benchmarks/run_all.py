@@ -130,6 +130,12 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "--sizes 1000,10000,50000 --out benchmarks/results/pop_scaling.md",
     ),
     (
+        "pop_scaling.py",
+        "pop_scaling_more.md",
+        "Scale-out: POP against the whole problem at 5k and 20k nodes (issue 18)",
+        "--sizes 5000,20000 --out benchmarks/results/pop_scaling_more.md",
+    ),
+    (
         "service_load.py",
         "service_load.md",
         "The allocation service under load (issue 16)",
