@@ -251,13 +251,18 @@ def _fallback(warm: Allocation, exact: Allocation | None, why: str | None) -> Al
 EXACT_STATS = ("bounds", "candidates", "future_value", "variables", "constraints", "lns_steps", "lns_gain")
 
 
-def _warm_rule(options: SolveOptions) -> str:
+def _heuristic_rule(name: str, option: str) -> str:
+    """The heuristic rule called ``name`` (the value of ``option``); MethodUnavailable if it is not one."""
     from optalloc.solve import get_method
 
-    rule = get_method(options.warm_start)
+    rule = get_method(name)
     if rule.kind != "heuristic":
-        raise MethodUnavailable(f"warm_start {options.warm_start!r} is not a heuristic rule")
+        raise MethodUnavailable(f"{option} {name!r} is not a heuristic rule")
     return rule.name
+
+
+def _warm_rule(options: SolveOptions) -> str:
+    return _heuristic_rule(options.warm_start, "warm_start")
 
 
 def _first_rule(problem: Problem, options: SolveOptions) -> str:
@@ -265,11 +270,7 @@ def _first_rule(problem: Problem, options: SolveOptions) -> str:
     warm-start rule."""
     scratch = options.portfolio.scratch_rule
     if scratch is not None and _from_scratch(problem, options):
-        from optalloc.solve import get_method
-
-        if get_method(scratch).kind != "heuristic":
-            raise MethodUnavailable(f"scratch_rule {scratch!r} is not a heuristic rule")
-        return scratch
+        return _heuristic_rule(scratch, "scratch_rule")
     return _warm_rule(options)
 
 
@@ -302,8 +303,8 @@ def best_heuristic(
         (rule, "gpu-first"),
         ("first-fit", "gpu-first"),
     ]
-    first = (_first_rule(problem, options), options.order)
-    candidates = dict.fromkeys([first, *(plans if scratch else []), (rule, "largest-demand-first")])
+    opening = (_first_rule(problem, options), options.order)
+    candidates = dict.fromkeys([opening, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
     share = math.inf

@@ -125,6 +125,24 @@ def test_auto_is_never_worse_than_the_heuristics_it_runs():
     assert answer.bound is not None and answer.gap is not None
 
 
+def test_a_plan_from_scratch_starts_with_the_scratch_rule_and_an_online_solve_with_the_warm_start():
+    """cpsat with no time for its program answers with its first heuristic: the scratch rule (first-fit)
+    for a plan from scratch, the warm-start rule once something runs."""
+    from optalloc import MethodUnavailable
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=40, jobs=300, seed=2)
+    no_program = PortfolioConfig(setup_per_job=1.0)  # the program would need minutes
+    scratch = solve(problem, "cpsat", time_limit=5, portfolio=no_program)
+    assert scratch.stats["rule"] == "first-fit"
+    running = solve(problem, "best-fit")
+    online = problem.replace(current=running.replace(placements=running.placements[:50]))
+    steady = solve(online, "cpsat", time_limit=5, portfolio=no_program, warm_start="best-fit")
+    assert steady.stats["rule"] == "best-fit"
+    with pytest.raises(MethodUnavailable, match="scratch_rule"):
+        solve(problem, "auto", time_limit=1, portfolio=PortfolioConfig(scratch_rule="cpsat"))
+
+
 def test_a_budget_reaches_every_stage_of_auto():
     """A budget too short for the program: auto answers from its heuristics, with the early bound, and
     says the program had no time (the setup estimate, not the clock alone, decides: load-independent)."""
