@@ -92,6 +92,36 @@ def test_the_neighbourhood_search_never_makes_an_answer_worse():
     assert result.allocation.placed_jobs | result.allocation.unplaced_jobs == {j.name for j in problem.jobs}
 
 
+def test_the_neighbourhood_search_in_two_processes_merges_both_halves_into_one_valid_answer():
+    """The child searches every other node of each GPU model and streams its improvements; the answer
+    has them (nodes of its half changed), is valid, decides every job once, and no process is left."""
+    import os
+
+    import numpy as np
+
+    from optalloc.models.lns import _halves
+
+    problem = synthetic.openb_like(nodes=80, jobs=900, seed=3)
+    start = solve(problem, "first-fit", order="ljf")
+    result = improve(problem, start, SolveOptions(seed=0), Budget(4.0), parallel=True)
+    answer = result.allocation
+    assert answer.objective > start.objective
+    assert answer.objective == pytest.approx(objective(problem, answer))
+    assert verify(problem, answer) == []
+    names = [j.name for j in problem.jobs]
+    assert sorted(answer.placed_jobs | answer.unplaced_jobs) == sorted(names)
+    assert not answer.placed_jobs & answer.unplaced_jobs
+    half = _halves(problem)
+    ours, theirs = np.bincount(half)
+    assert abs(ours - theirs) <= len(set(problem.node_model.tolist()))  # every other node of each model
+    child_nodes = {problem.nodes[n].name for n in np.flatnonzero(half == 1)}
+    before = {p for p in start.placements if p.node in child_nodes}
+    after = {p for p in answer.placements if p.node in child_nodes}
+    assert before != after  # the child's improvements reached the answer
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_the_neighbourhood_search_leaves_running_jobs_where_they_run():
     base = synthetic.openb_like(nodes=40, jobs=400, seed=5)
     first = solve(base, "best-fit")

@@ -300,3 +300,76 @@ def test_the_exact_engine_solves_its_second_lp_vertex_beside_the_first_and_leave
     assert verify(problem, answer) == []
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def test_polishing_in_two_processes_packs_every_type_as_polishing_in_one_does() -> None:
+    """Node types share no node, so half of them packed again in a child process give, without a deadline,
+    exactly the packings of a polish in one process; the child is gone after."""
+    from optalloc.models.decode import start
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    form, values = _grouped_vertex(problem)
+    alone, split = start(form, values, Budget(30.0)), start(form, values, Budget(30.0))
+    assert sum(1 for t in split.types if t.best.missed) >= 2  # both processes have types to polish
+    alone.polish(Budget())
+    split.polish(Budget(), parallel=True)
+    assert split.lost_value == alone.lost_value
+    ours = split.result("cpsat", Status.FEASIBLE).allocation
+    assert ours.placements == alone.result("cpsat", Status.FEASIBLE).allocation.placements
+    assert verify(problem, ours) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_forked_stream_delivers_every_message_in_order_and_logs_a_failure(caplog) -> None:
+    from optalloc.models.forked import Stream
+
+    def work(send) -> None:  # type: ignore[no-untyped-def]
+        for i in range(50):
+            send((i, np.arange(i)))
+        raise RuntimeError("the child's own failure")
+
+    stream = Stream(work)
+    got: list = []
+    while stream.running:
+        got += stream.receive(wait=5.0)
+    got += stream.close()
+    assert [i for i, _ in got] == list(range(50))
+    assert all(len(a) == i for i, a in got)
+    assert "the child's own failure" in caplog.text
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_closing_a_forked_stream_ends_a_child_still_at_work_and_keeps_what_it_sent() -> None:
+    import time
+
+    from optalloc.models.forked import Stream
+
+    def work(send) -> None:  # type: ignore[no-untyped-def]
+        send("first")
+        time.sleep(60)
+        send("never")
+
+    stream = Stream(work)
+    assert stream.receive(wait=5.0) == ["first"]
+    started = time.perf_counter()
+    assert stream.close() == []
+    assert time.perf_counter() - started < 1.0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_target_no_bound_allows_stops_the_program_before_its_search() -> None:
+    """The neighbourhood search asks each step for more than it has: when a bound proves that no answer
+    reaches the target, the program stops there, says so, and keeps the bound that proved it."""
+    problem = small_problem()
+    best = solve_exact(problem, SolveOptions(), Budget(10.0))
+    assert best.status is Status.OPTIMAL and best.objective is not None
+    lp = best.stats["bounds"]["lp"]
+    beyond = solve_exact(problem, SolveOptions(), Budget(10.0), target=lp + 1)
+    assert beyond.status is Status.UNKNOWN and beyond.stats["below_target"]
+    assert beyond.bound is not None and beyond.bound <= lp
+    assert "program_status" not in beyond.stats  # the backend never ran
+    reachable = solve_exact(problem, SolveOptions(), Budget(10.0), target=best.objective)
+    assert reachable.objective == best.objective and "below_target" not in reachable.stats

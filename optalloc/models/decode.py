@@ -10,6 +10,7 @@ unplaced, for the caller to retry; the decoded allocation always respects every 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,18 +96,60 @@ class Decoding:
         """The objective value of the units packing missed so far."""
         return sum(t.best.lost_value for t in self.types)
 
-    def polish(self, budget: Budget, reserve: float = 0.0) -> bool:
+    def polish(self, budget: Budget, reserve: float = 0.0, *, parallel: bool = False) -> bool:
         """Pass 2, while the budget has time for another try: the types that lost units, the most value
         first, packed again with the other rules and, on small types, seeded restarts shuffling items of
         equal GPU demand; each type keeps its best try. Out of time, every type keeps what it has. Whether
-        any type packs better now."""
+        any type packs better now.
+
+        ``parallel``: every other type (in that order) is packed by a forked child process, which sends
+        each better packing as it finds it (types share no node: the two halves are independent)."""
         before = self.lost_value
+        todo = sorted((x for x in self.types if x.best.missed), key=lambda x: -x.best.lost_value)
+        if not parallel or len(todo) < 2:
+            self._polish(todo, budget, reserve)
+            return self.lost_value < before
+        from optalloc.models.forked import Stream
+
+        number = {id(x): i for i, x in enumerate(self.types)}
+
+        def helper_work(send: Callable[[object], None]) -> None:  # in the child
+            def better(trials: _TypeTrials) -> None:
+                send((number[id(trials)], trials.best))
+
+            self._polish(todo[1::2], budget.detached(), reserve + POLISH_MARGIN, on_better=better)
+
+        def take(messages: list[object]) -> None:
+            for i, packed in messages:  # type: ignore[misc]
+                if packed.lost_value < self.types[i].best.lost_value:
+                    self.types[i].best = packed
+
+        helper = Stream(helper_work)
         try:
-            for trials in sorted((x for x in self.types if x.best.missed), key=lambda x: -x.best.lost_value):
-                trials.improve(self.comp.problem, self.state, self.full, budget, reserve)
-        except OutOfTime:
-            pass
+            for trials in todo[0::2]:
+                take(helper.receive())
+                if not self._polish([trials], budget, reserve):
+                    break
+            while helper.running and not budget.expired(reserve):
+                take(helper.receive(wait=min(0.05, max(0.0, budget.left() - reserve))))
+        finally:
+            take(helper.close())
         return self.lost_value < before
+
+    def _polish(
+        self,
+        todo: list[_TypeTrials],
+        budget: Budget,
+        reserve: float,
+        on_better: Callable[[_TypeTrials], None] | None = None,
+    ) -> bool:
+        """Polish the types of ``todo`` in turn; False when the time ran out."""
+        try:
+            for trials in todo:
+                trials.improve(self.comp.problem, self.state, self.full, budget, reserve, on_better=on_better)
+        except OutOfTime:
+            return False
+        return True
 
     def result(self, method: str, status: Status) -> Decoded:
         """The allocation of the best packing of every type so far."""
@@ -144,6 +187,8 @@ class Decoding:
         return Decoded(alloc, lost)
 
 
+#: Seconds before the polish's end at which its child process stops, so that its last packing arrives.
+POLISH_MARGIN = 0.03
 #: Types of at most this many nodes that still lose units get this many seeded restarts.
 RESTART_NODES = 32
 RESTARTS = 8
@@ -160,7 +205,15 @@ class _TypeTrials:
         self.tries: list[tuple[str, list[Unit]]] | None = None  # the tries left, made on the first improve
         self.last = 0.0  # seconds the last try took
 
-    def improve(self, problem, state: ClusterState, full: np.ndarray, budget: Budget, reserve: float) -> None:  # type: ignore[no-untyped-def]
+    def improve(  # type: ignore[no-untyped-def]
+        self,
+        problem,
+        state: ClusterState,
+        full: np.ndarray,
+        budget: Budget,
+        reserve: float,
+        on_better: Callable[[_TypeTrials], None] | None = None,
+    ) -> None:
         """Other rules, then (small types) seeded restarts, while each next try is expected to fit in the
         budget (as long as the last try took; before the first, the unloaded estimate stretched by the
         pace). ``state`` and ``full`` are the cluster before this type is packed; they are not changed.
@@ -184,6 +237,8 @@ class _TypeTrials:
             self.last = budget.clock() - t0
             if trial.lost_value < self.best.lost_value:
                 self.best = trial
+                if on_better is not None:
+                    on_better(self)
 
 
 def _keep_running(problem, comp, state: ClusterState, full: np.ndarray, running: dict, t: int, unit, new: dict) -> bool:  # type: ignore[no-untyped-def]

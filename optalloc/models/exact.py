@@ -63,6 +63,10 @@ DECODE_PER_JOB = 25e-6
 #: each other down. An idle machine measures 0.9-1.5 (best-fit's run on the openb lists varies by half).
 SPARE_CPU_PACE = 2.5
 
+#: Polishing with at least this many seconds left packs half the node types in a child process (with a
+#: second CPU likely free: see SPARE_CPU_PACE).
+PARALLEL_POLISH_FROM = 0.3
+
 METHOD = {"cpsat": "cpsat", "cbc": "milp", "highs": "milp"}
 
 
@@ -77,6 +81,7 @@ def solve_exact(
     reserve: float = 0.0,
     repair: Repair | None = None,
     search_share: float = 1.0,
+    target: float | None = None,
 ) -> Allocation:
     """The allocation found by an exact backend on the compressed program, with its bound and gap.
 
@@ -88,7 +93,9 @@ def solve_exact(
     answer before answers are compared (the portfolio passes a fill pass that places what decoding lost).
     ``search_share``: the share of the time left after the first LP rounding that the backend's search
     gets (the caller keeps the rest, e.g. for a neighbourhood search); 0 skips the backend: the answer is
-    then the best decoded LP rounding.
+    then the best decoded LP rounding. ``target``: the least objective worth the search (a neighbourhood
+    search asks for more than it has): once a bound proves that no answer reaches it, the program stops
+    there, and the answer is ``unknown`` with that bound and ``stats["below_target"]``.
     """
     budget = budget if budget is not None else Budget(options.time_limit)
     start = time.perf_counter()
@@ -115,7 +122,7 @@ def solve_exact(
         )
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
-    search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic)
+    search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic, target=target)
     ahead: Child | None = None  # an LP solving in a child process
     try:
         budget.check(reserve)
@@ -123,6 +130,7 @@ def solve_exact(
         if quick is not None:
             bounds["capacity"] = quick
             budget.improve("capacity", bound=quick)
+        search.check_target(bounds)
         budget.check(reserve)
         form = build(comp)
         weights = {"primary": 1} if lexicographic else dict(form.weights)
@@ -183,6 +191,8 @@ def solve_exact(
         search.polish()
     except OutOfTime:
         stats["out_of_time"] = True
+    except _BelowTarget:
+        stats["below_target"] = True
     finally:
         if ahead is not None:
             ahead.cancel()
@@ -239,6 +249,7 @@ def _try_vertex(
     if lp.bound is not None:
         bounds["lp"] = min(bounds.get("lp", np.inf), float(np.floor(lp.bound + 1e-6)))
         search.budget.improve("lp", bound=bounds["lp"])
+        search.check_target(bounds)
     if lp.values is None:
         return
     rounded = round_solution(form, lp.values)
@@ -268,8 +279,10 @@ class _Search:
         repair: Repair | None,
         *,
         forecast: bool = True,
+        target: float | None = None,
     ) -> None:
         self.forecast = forecast  # skip a decode the clock says cannot finish (not in deterministic mode)
+        self.target = target
         self.problem = problem
         self.method = method
         self.budget = budget
@@ -282,6 +295,11 @@ class _Search:
         self.decode_time = 0.0
         self.cost = 0.0  # seconds one LP + rounding + decoding took
         self._seen: list[np.ndarray] = []
+
+    def check_target(self, bounds: dict[str, float]) -> None:
+        """Stop the program (:class:`_BelowTarget`) when a bound proves that no answer reaches the target."""
+        if self.target is not None and bounds and min(bounds.values()) < self.target:
+            raise _BelowTarget
 
     def best_hint(self, form: Formulation) -> np.ndarray | None:
         return max(self.hints, key=lambda v: form.program.value(v, form.weights)) if self.hints else None
@@ -314,7 +332,15 @@ class _Search:
         if best is None or best.decoding is None:
             return
         keep = self.reserve + self.decode_time
-        if self.budget.expired(keep) or not best.decoding.polish(self.budget, keep):
+        # A second CPU likely free and the time to use it: half the types are packed again in a child process.
+        parallel = (
+            self.forecast
+            and self.budget.limited
+            and usable_cpus() > 1
+            and self.budget.pace < SPARE_CPU_PACE
+            and not self.budget.expired(keep + PARALLEL_POLISH_FROM)
+        )
+        if self.budget.expired(keep) or not best.decoding.polish(self.budget, keep, parallel=parallel):
             return
         try:
             found = self._repaired(best.rebuilt(self.method, self.problem))
@@ -335,6 +361,10 @@ class _Search:
         if self.best is None or found.objective > self.best.objective:
             self.best = found
             self.budget.improve(self.method, objective=found.objective)
+
+
+class _BelowTarget(Exception):
+    """A bound proved that no answer of the program reaches the caller's target."""
 
 
 class _Candidate:

@@ -12,12 +12,10 @@ measured against, and its rounding a warm start for CP-SAT.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
 import select
-import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +24,7 @@ import numpy as np
 
 from optalloc.core import SolverError, Status
 from optalloc.core.budget import Budget
+from optalloc.models.forked import CHILD_GRACE, child_setup, reap
 from optalloc.models.program import INF, Program
 from optalloc.models.run import ProgramRun
 
@@ -118,10 +117,6 @@ def solve_program(
     return run
 
 
-#: Seconds a child process gets to exit after it is told to, before it is killed.
-CHILD_GRACE = 0.05
-
-
 def in_child(search: Callable[[Budget], ProgramRun], budget: Budget, reserve: float) -> ProgramRun:
     """``search(budget)`` in a forked child process, ended ``reserve`` seconds before the deadline (or
     when the caller sets stop): its answer when it finished, else ``unknown`` with no values.
@@ -168,14 +163,7 @@ class Child:
             code = 1
             try:
                 os.close(self.read_end)
-                # The parent decides when the child ends: a terminal's Ctrl-C reaches it, and the host's own
-                # SIGTERM handler (a service's shutdown, say) is not the child's to run.
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                import highspy._core as hc
-
-                # The parent's HiGHS worker threads did not survive the fork: start the pool afresh.
-                hc._Highs.resetGlobalScheduler(True)
+                child_setup()
                 try:
                     message: tuple[bool, object] = (True, search(Budget(limit)))
                 except BaseException:  # carried to the parent, which raises it
@@ -226,27 +214,7 @@ class Child:
         pid, self.pid = self.pid, None
         os.close(self.read_end)
         assert pid is not None
-        return _reap(pid, wait=wait)
-
-
-def _reap(pid: int, *, wait: bool) -> bool:
-    """End the child ``pid`` (wait for it when it is done, else terminate it, then kill it after
-    :data:`CHILD_GRACE`); whether it exited on its own with status 0."""
-    if not wait:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.perf_counter() + CHILD_GRACE
-        while time.perf_counter() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return False
-            time.sleep(0.005)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return False
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+        return reap(pid, wait=wait)
 
 
 def _run(

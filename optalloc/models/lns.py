@@ -16,13 +16,19 @@ Each step is a few hundred milliseconds; the search runs until the budget's dead
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from optalloc.core import Allocation, ClusterState, Placement, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import SolveOptions
+from optalloc.models.exact import solve_exact
+
+if TYPE_CHECKING:
+    from optalloc.models.forked import Stream
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,14 @@ STALE_STEPS = 400
 #: Seconds one sub-problem may take at most (and the least worth starting one with).
 STEP_LIMIT = 0.2
 MIN_STEP = 0.1
+
+
+#: Budgets with at least this many seconds left search in two processes (see :func:`improve`).
+PARALLEL_FROM = 1.0
+#: Up to this pace (see ``Budget.pace``) a second CPU is likely free for the second process.
+PARALLEL_PACE = 2.5
+#: Seconds before the search's end at which the second process stops, so that its last steps arrive.
+PARALLEL_MARGIN = 0.05
 
 
 @dataclass
@@ -54,66 +68,194 @@ def improve(
     *,
     reserve: float = 0.0,
     engine: str = "lns",
+    parallel: bool | None = None,
 ) -> LnsResult:
-    """Improve ``allocation`` (valid for ``problem``) until the budget runs out; the best one found."""
-    from optalloc.models.exact import solve_exact
+    """Improve ``allocation`` (valid for ``problem``) until the budget runs out; the best one found.
 
-    rng = np.random.default_rng(options.seed)
-    value = _objective(problem, allocation)
-    start_value = value
-    steps = improved = 0
-    running = problem.running_jobs
-    fixed_jobs = running | {j.name for j in problem.jobs if j.replicas > 1}
-    incumbent = _Incumbent(problem, allocation, fixed_jobs)
-    state = ClusterState.of(problem, allocation)
-    stale = 0
-    while not budget.expired(reserve + MIN_STEP) and stale < STALE_STEPS:
-        steps += 1
-        hood = _neighbourhood(problem, state, rng)
-        if hood is None:
-            break
-        sub, sub_current = incumbent.sub_problem(hood, rng)
-        if sub is None:
-            stale += 1
-            continue
-        before = _objective(sub, sub_current)
-        limit = min(STEP_LIMIT, budget.left() - reserve)
-        if limit <= 0:  # building the neighbourhood used up what was left (a time limit must be positive)
-            break
-        # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own, ending
-        # ``limit`` clock seconds from now (a time kept back, stretched by the pace, would end it at once).
-        step_budget = budget.detached(within=limit)
-        try:
-            answer = solve_exact(
-                sub,
-                options.replace(time_limit=limit, relative_gap=0.0),
-                step_budget,
-                backend="cpsat",
-                hint=sub_current,
-                group_nodes=False,
-            )
-        except OutOfTime:
-            break
-        whole = len(hood) == len(problem.nodes) and answer.status is Status.OPTIMAL
-        if not answer.status.has_solution or answer.objective is None or answer.objective <= before:
-            if whole:
-                break  # the neighbourhood was the whole problem, solved to optimality: nothing left to find
-            stale += 1
-            continue
-        incumbent.replace(hood, sub_current, answer)
-        # The objective adds up node by node for the single-replica jobs the neighbourhood moves.
-        value += answer.objective - before
-        for p in sub_current.placements:
-            state.apply(p, sign=+1)
-        for p in answer.placements:
-            state.apply(p, sign=-1)
-        improved += 1
+    ``parallel`` (default: when the machine has a second CPU likely free, the budget a second or more
+    left, and the options are not ``deterministic``): the search runs in two processes, the caller's and
+    a forked child, each on its own half of every GPU model's nodes and its own half of the jobs left
+    out, so that what one changes the other never reads; the child streams each improvement to the
+    caller, which applies it to the incumbent as it arrives (and reports it). Each step's CP-SAT then
+    runs one worker.
+    """
+    search = _Search(problem, allocation, options, budget, reserve, engine)
+    if parallel is None:
+        parallel = _parallel(problem, options, budget, reserve)
+    if not parallel:
+        search.run()
+        return search.result()
+    from optalloc.models.forked import Stream
+
+    half = _halves(problem)
+    search.options = options.replace(workers=1)
+
+    def helper_work(send: Callable[[object], None]) -> None:  # in the child, on its copy of the search
+        search.budget = budget.detached()  # the caller's progress callback is the caller's to run
+        search.restrict(half == 1, side=1)
+        search.rng = np.random.default_rng([options.seed, 1])
+        search.run(send=send, margin=PARALLEL_MARGIN)
+
+    helper = Stream(helper_work)
+    search.restrict(half == 0, side=0)
+    search.rng = np.random.default_rng([options.seed, 0])
+    try:
+        search.run(poll=lambda: search.absorb(helper.receive()), helper=helper)
+    finally:
+        search.absorb(helper.close())
+    return search.result()
+
+
+def _parallel(problem: Problem, options: SolveOptions, budget: Budget, reserve: float) -> bool:
+    from optalloc.core import usable_cpus
+
+    return (
+        not options.deterministic
+        and budget.limited
+        and budget.left() - reserve >= PARALLEL_FROM
+        and budget.pace < PARALLEL_PACE
+        and usable_cpus() > 1
+        and len(problem.nodes) >= 4 * NODES
+    )
+
+
+def _halves(problem: Problem) -> np.ndarray:
+    """(N,) 0 or 1: every other node of each GPU model, in the node list's order."""
+    models = problem.node_model
+    order = np.argsort(models, kind="stable")
+    sorted_models = models[order]
+    first = np.concatenate(([True], sorted_models[1:] != sorted_models[:-1]))
+    starts = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    half = np.empty(len(order), dtype=np.int64)
+    half[order] = (np.arange(len(order)) - starts) % 2
+    return half
+
+
+class _Search:
+    """One search's state: the incumbent, the cluster state it leaves, its value and its counters."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        allocation: Allocation,
+        options: SolveOptions,
+        budget: Budget,
+        reserve: float,
+        engine: str,
+    ) -> None:
+        self.problem = problem
+        self.start = allocation
+        self.options = options
+        self.budget = budget
+        self.reserve = reserve
+        self.engine = engine
+        self.rng = np.random.default_rng(options.seed)
+        self.value = self.start_value = _objective(problem, allocation)
+        self.steps = self.improved = 0
+        self.helper_steps = 0
+        fixed_jobs = problem.running_jobs | {j.name for j in problem.jobs if j.replicas > 1}
+        self.incumbent = _Incumbent(problem, allocation, fixed_jobs)
+        self.state = ClusterState.of(problem, allocation)
+        self.nodes: np.ndarray | None = None  # the nodes this search may change (None: all)
+
+    def restrict(self, nodes: np.ndarray, *, side: int) -> None:
+        """Search only ``nodes`` (a mask) and offer only the jobs left out whose index has parity ``side``."""
+        self.nodes = nodes
+        self.incumbent.keep_side(side)
+
+    def run(
+        self,
+        *,
+        send: Callable[[object], None] | None = None,
+        poll: Callable[[], None] | None = None,
+        helper: Stream | None = None,
+        margin: float = 0.0,
+    ) -> None:
+        """Steps until the deadline (less ``margin``) or nothing is left to find; ``send``: each improvement
+        to the parent (in the child); ``poll``: called between steps (in the parent, to take the child's)."""
+        budget, reserve, problem = self.budget, self.reserve + margin, self.problem
         stale = 0
-        budget.improve(engine, objective=value)
-    gain = value - start_value
-    stats = {**allocation.stats, "lns_steps": steps, "lns_improved": improved, "lns_gain": gain}
-    current = incumbent.allocation(allocation) if improved else allocation
-    return LnsResult(current.replace(objective=float(value), stats=stats), steps, improved, gain)
+        searching = True
+        while not budget.expired(reserve + MIN_STEP):
+            if poll is not None:
+                poll()
+            if not searching:
+                if helper is None or not helper.running:
+                    break
+                helper.receive(wait=min(0.05, max(0.0, budget.left() - reserve - MIN_STEP)))
+                continue
+            self.steps += 1
+            hood = _neighbourhood(problem, self.state, self.rng, self.nodes)
+            sub, sub_current = (None, None) if hood is None else self.incumbent.sub_problem(hood, self.rng)
+            if sub is None or sub_current is None:
+                stale += 1
+                searching = hood is not None and stale < STALE_STEPS
+                continue
+            before = _objective(sub, sub_current)
+            limit = min(STEP_LIMIT, budget.left() - reserve)
+            if limit <= 0:  # building the neighbourhood used up what was left (a time limit must be positive)
+                break
+            # The sub-problem's bounds and objectives are not the whole problem's: a budget of its own, ending
+            # ``limit`` clock seconds from now (a time kept back, stretched by the pace, would end it at once).
+            try:
+                answer = solve_exact(
+                    sub,
+                    self.options.replace(time_limit=limit, relative_gap=0.0),
+                    budget.detached(within=limit),
+                    backend="cpsat",
+                    hint=sub_current,
+                    group_nodes=False,
+                    target=before + 1,  # a step only counts when it gains (objectives are whole numbers)
+                )
+            except OutOfTime:
+                break
+            if not answer.status.has_solution or answer.objective is None or answer.objective <= before:
+                whole = len(hood) == len(problem.nodes) and answer.status is Status.OPTIMAL
+                stale += 1
+                # The neighbourhood was the whole problem, solved to optimality: nothing left to find.
+                searching = not whole and stale < STALE_STEPS
+                continue
+            stale = 0
+            step = _Step(hood, sub_current.placements, answer.placements, answer.placed_jobs | answer.unplaced_jobs)
+            self.apply(step, answer.objective - before)
+            if send is not None:
+                send((step, answer.objective - before, self.steps))
+
+    def apply(self, step: _Step, gain: float, *, offer: bool = True) -> None:
+        """One improvement (this search's, or, with ``offer=False``, the other process's)."""
+        self.incumbent.replace(step, offer=offer)
+        # The objective adds up node by node for the single-replica jobs the neighbourhood moves.
+        self.value += gain
+        for p in step.before:
+            self.state.apply(p, sign=+1)
+        for p in step.after:
+            self.state.apply(p, sign=-1)
+        self.improved += 1
+        self.budget.improve(self.engine, objective=self.value)
+
+    def absorb(self, messages: list[object]) -> None:
+        """The other process's improvements (its own nodes and jobs: they never touch this search's)."""
+        for step, gain, steps in messages:  # type: ignore[misc]
+            self.apply(step, gain, offer=False)
+            self.helper_steps = steps
+
+    def result(self) -> LnsResult:
+        gain = self.value - self.start_value
+        steps = self.steps + self.helper_steps
+        stats = {**self.start.stats, "lns_steps": steps, "lns_improved": self.improved, "lns_gain": gain}
+        current = self.incumbent.allocation(self.start) if self.improved else self.start
+        return LnsResult(current.replace(objective=float(self.value), stats=stats), steps, self.improved, gain)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One improvement: the neighbourhood's nodes, its placements before and after, and the jobs its
+    sub-problem decided (placed, or left out)."""
+
+    hood: np.ndarray
+    before: tuple[Placement, ...]
+    after: tuple[Placement, ...]
+    jobs: frozenset[str]
 
 
 def _objective(problem: Problem, allocation: Allocation) -> float:
@@ -121,20 +263,26 @@ def _objective(problem: Problem, allocation: Allocation) -> float:
     return float(value.primary if problem.weights.lexicographic else value.total)
 
 
-def _neighbourhood(problem: Problem, state: ClusterState, rng: np.random.Generator) -> np.ndarray | None:
+def _neighbourhood(
+    problem: Problem, state: ClusterState, rng: np.random.Generator, nodes: np.ndarray | None = None
+) -> np.ndarray | None:
     """Node indices of one neighbourhood: a node with stranded GPU capacity (any node when no GPU is
     free), the nodes of its GPU model with the most free CPU and memory (what it lacks), and a few at
-    random."""
+    random; among ``nodes`` (a mask) when given."""
     if not len(problem.nodes):
         return None
+    mine = np.ones(len(problem.nodes), dtype=bool) if nodes is None else nodes
     free_gpu = np.where(state.gpu > 0, state.gpu, 0).sum(axis=1)
-    stranded = np.flatnonzero(free_gpu >= 1)
+    stranded = np.flatnonzero((free_gpu >= 1) & mine)
     if len(stranded):
         weights = free_gpu[stranded].astype(np.float64)
         seed = int(rng.choice(stranded, p=weights / weights.sum()))
     else:  # every GPU is taken: swaps may still place more valuable jobs; any node
-        seed = int(rng.integers(len(problem.nodes)))
-    same = np.flatnonzero(problem.node_model == problem.node_model[seed])
+        candidates = np.flatnonzero(mine)
+        if not len(candidates):
+            return None
+        seed = int(rng.choice(candidates))
+    same = np.flatnonzero((problem.node_model == problem.node_model[seed]) & mine)
     same = same[same != seed]
     if not len(same):
         return np.array([seed])
@@ -182,7 +330,7 @@ class _Incumbent:
                 if not members:
                     del self.left_out[int(self.kind[j])]
 
-    def sub_problem(self, hood: np.ndarray, rng: np.random.Generator) -> tuple[Problem | None, Allocation]:
+    def sub_problem(self, hood: np.ndarray, rng: np.random.Generator) -> tuple[Problem | None, Allocation | None]:
         """The neighbourhood as a problem: its nodes, the single-replica jobs on them (free to move or
         stop), the jobs left out that could run there, and what must stay (running or multi-replica
         jobs) as current; with what runs there now as the hint."""
@@ -206,7 +354,7 @@ class _Incumbent:
                 if len(candidates) >= CANDIDATES:
                     break
         if not candidates:
-            return None, Allocation((), method="current", status=Status.FEASIBLE)
+            return None, None
         chosen = sorted({problem.job_index[p.job] for p in on_hood} | set(candidates))
         sub_jobs = tuple(problem.jobs[j] for j in chosen)
         sub_nodes = tuple(problem.nodes[n] for n in hood.tolist())
@@ -217,10 +365,20 @@ class _Incumbent:
         hint = Allocation(tuple(kept) + tuple(movable), method="current", status=Status.FEASIBLE)
         return sub, hint
 
-    def replace(self, hood: np.ndarray, before: Allocation, answer: Allocation) -> None:
-        """The neighbourhood's placements (``before``) replaced by ``answer``'s."""
-        gone = set(before.placements)
-        for n in hood.tolist():
+    def keep_side(self, side: int) -> None:
+        """Offer only the jobs left out whose index has parity ``side`` (the other process offers the rest)."""
+        for kind in list(self.left_out):
+            members = {j for j in self.left_out[kind] if j % 2 == side}
+            if members:
+                self.left_out[kind] = members
+            else:
+                del self.left_out[kind]
+
+    def replace(self, step: _Step, *, offer: bool = True) -> None:
+        """The neighbourhood's placements (``step.before``) replaced by ``step.after``; the jobs it left out
+        offered to later steps when ``offer``."""
+        gone = set(step.before)
+        for n in step.hood.tolist():
             name = self.problem.nodes[n].name
             kept = [p for p in self.by_node.get(name, ()) if p not in gone]
             if kept:
@@ -228,16 +386,17 @@ class _Incumbent:
             else:
                 self.by_node.pop(name, None)
         placed = set()
-        for p in answer.placements:
+        for p in step.after:
             self.by_node.setdefault(p.node, []).append(p)
             placed.add(p.job)
         for job in placed:
             self._placed(job)
-        for job in (answer.placed_jobs | answer.unplaced_jobs) - placed:
+        for job in step.jobs - placed:
             if job not in self.unplaced:
                 u = Unplaced(job, Reason.INSUFFICIENT_CAPACITY, "left out by the neighbourhood search")
                 self.unplaced[job] = u
-                self._left(u)
+                if offer:
+                    self._left(u)
 
     def allocation(self, like: Allocation) -> Allocation:
         """The incumbent as an allocation (placements in the problem's job order), ``like``'s fields kept."""
