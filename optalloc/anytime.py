@@ -18,10 +18,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import PortfolioConfig, SolveOptions
+
+if TYPE_CHECKING:
+    from optalloc.models.exact import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +116,23 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
 
         future = forecast(problem, options)
         early_bound(problem, options, budget)
-        warm = run_heuristic(problem, options, budget, rule=_first_rule(problem, options), future=future)
-        if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
-            return proven(_fallback(warm, None, "no time left for the program"), budget)
-        exact = solve_exact(
-            problem,
-            options,
-            budget,
-            backend=backend,
-            hint=warm,
-            repair=_filler(problem, options),  # type: ignore[arg-type]
-        )
+        prepared = prepare_early(problem, options, budget)
+        try:
+            warm = run_heuristic(problem, options, budget, rule=_first_rule(problem, options), future=future)
+            if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
+                return proven(_fallback(warm, None, "no time left for the program"), budget)
+            exact = solve_exact(
+                problem,
+                options,
+                budget,
+                backend=backend,
+                hint=warm,
+                repair=_filler(problem, options),  # type: ignore[arg-type]
+                prepared=prepared,
+            )
+        finally:
+            if prepared is not None:
+                prepared.cancel()
         return proven(_better(problem, options, future, warm, exact, ties_to_exact=True), budget)
 
     run.__name__ = f"run_{backend}"
@@ -134,11 +144,22 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     far), each decoded answer filled; the program's selection re-placed by the heuristic; then a large
     neighbourhood search on the best answer until the deadline. The best answer wins: never worse than
     the heuristics."""
+    future = forecast(problem, options)
+    early_bound(problem, options, budget)
+    prepared = prepare_early(problem, options, budget)
+    try:
+        return _auto(problem, options, budget, future, prepared)
+    finally:
+        if prepared is not None:
+            prepared.cancel()
+
+
+def _auto(
+    problem: Problem, options: SolveOptions, budget: Budget, future: FutureValue | None, prepared: Prepared | None
+) -> Allocation:
     from optalloc.models import solve_exact
     from optalloc.models.lns import improve
 
-    future = forecast(problem, options)
-    early_bound(problem, options, budget)
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
@@ -160,6 +181,7 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
         reserve=keep,
         repair=_filler(problem, options),
         search_share=options.portfolio.search_share if lns else 1.0,
+        prepared=prepared,
     )
     if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
         exact = replace_with_heuristic(problem, exact, options, budget, future)
@@ -167,6 +189,20 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
     if lns and answer.status is Status.FEASIBLE and not budget.expired(options.portfolio.min_exact):
         answer = improve(problem, answer, options, budget, engine=answer.method or "lns").allocation
     return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
+
+
+def prepare_early(problem: Problem, options: SolveOptions, budget: Budget) -> Prepared | None:
+    """Build the program before the first heuristic runs, and start its second LP vertex in a child
+    process (``optalloc.models.exact.prepare``), when the budget holds the program's run twice over: the
+    vertex that often decodes best (a second or so of simplex on the openb lists) then solves beside the
+    heuristics instead of after them. Shorter budgets run the heuristics first, as their floor."""
+    if not budget.limited or options.deterministic:
+        return None
+    if budget.expired(2 * budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
+        return None
+    from optalloc.models.exact import prepare
+
+    return prepare(problem, options, budget)
 
 
 def early_bound(problem: Problem, options: SolveOptions, budget: Budget) -> None:

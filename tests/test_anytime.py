@@ -122,6 +122,31 @@ def test_the_neighbourhood_search_in_two_processes_merges_both_halves_into_one_v
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_the_neighbourhood_search_and_the_polish_work_alone_when_no_process_can_be_forked(monkeypatch):
+    from optalloc.models import forked
+    from optalloc.models.decode import start as start_decoding
+
+    def no_fork(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(forked, "Stream", no_fork)
+    problem = synthetic.openb_like(nodes=60, jobs=700, seed=3)
+    start = solve(problem, "first-fit", order="ljf")
+    result = improve(problem, start, SolveOptions(seed=0), Budget(2.0), parallel=True)
+    assert result.improved >= 1 and verify(problem, result.allocation) == []
+
+    from optalloc.models import build, compress
+    from optalloc.models.lp_bound import relax
+    from optalloc.models.rounding import round_solution
+
+    form = build(compress(synthetic.openb_like(nodes=300, jobs=2400, seed=11), group_nodes=True))
+    lp = relax(form.program, form.weights, Budget(30.0), solver="simplex", presolve=True)
+    decoding = start_decoding(form, round_solution(form, lp.values), Budget(30.0))
+    before = decoding.lost_value
+    decoding.polish(Budget(30.0), parallel=True)
+    assert decoding.lost_value <= before
+
+
 def test_the_neighbourhood_search_leaves_running_jobs_where_they_run():
     base = synthetic.openb_like(nodes=40, jobs=400, seed=5)
     first = solve(base, "best-fit")
@@ -183,3 +208,65 @@ def test_a_budget_reaches_every_stage_of_auto():
     answer = solve(problem, "auto", time_limit=5, portfolio=slow_setup)
     assert answer.bound is not None and answer.gap is not None
     assert answer.stats.get("portfolio") == "no time left for the program"
+
+
+def test_a_long_budget_builds_the_program_before_the_heuristics_and_leaves_no_process_behind(monkeypatch):
+    """With room for the program twice over, auto builds it (and, with a second CPU, starts its second LP
+    vertex in a child) before the first heuristic runs; the answer is valid and no child outlives it."""
+    import os
+
+    from optalloc import anytime
+    from optalloc.core.cpus import usable_cpus
+    from optalloc.models import exact
+
+    order: list[str] = []
+    prepared: list[exact.Prepared] = []
+    real_prepare, real_best = exact.prepare, anytime.best_heuristic
+
+    def spy_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        order.append("program")
+        prepared.append(real_prepare(*args, **kwargs))
+        if prepared[-1].solving:
+            order.append("second vertex")
+        return prepared[-1]
+
+    def spy_best(*args, **kwargs):  # type: ignore[no-untyped-def]
+        order.append("heuristics")
+        return real_best(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "prepare", spy_prepare)
+    monkeypatch.setattr(anytime, "best_heuristic", spy_best)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    answer = solve(problem, "auto", time_limit=8)
+    assert order[0] == "program" and "heuristics" in order
+    if usable_cpus() > 1:
+        assert order[:2] == ["program", "second vertex"]
+    assert verify(problem, answer) == [] and answer.gap is not None
+    assert answer.objective >= solve(problem, "fgd-plus").objective - 1e-9
+    assert prepared[0].take_child() is None  # the solve took it over (or ended it)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_solve_that_fails_after_preparing_the_program_ends_its_child(monkeypatch):
+    import os
+
+    from optalloc import anytime
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a heuristic broke")
+
+    monkeypatch.setattr(anytime, "best_heuristic", broken)
+    with pytest.raises(RuntimeError, match="a heuristic broke"):
+        solve(synthetic.openb_like(nodes=300, jobs=2400, seed=11), "auto", time_limit=8)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_short_and_deterministic_budgets_run_the_heuristics_first():
+    from optalloc.anytime import prepare_early
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    assert prepare_early(problem, SolveOptions(), Budget(0.3)) is None
+    assert prepare_early(problem, SolveOptions(deterministic=True), Budget(8.0)) is None
+    assert prepare_early(problem, SolveOptions(), Budget(None)) is None

@@ -9,6 +9,7 @@ unplaced, for the caller to retry; the decoded allocation always respects every 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from optalloc.core.budget import Budget, OutOfTime
 from optalloc.models.classes import Compression
 from optalloc.models.formulation import ArcFlow, Formulation
 from optalloc.models.packing import PACKING_RULES, Packed, Unit, pack_type, packing_order
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,7 +127,12 @@ class Decoding:
                 if packed.lost_value < self.types[i].best.lost_value:
                     self.types[i].best = packed
 
-        helper = Stream(helper_work)
+        try:
+            helper = Stream(helper_work)
+        except OSError as error:  # no process to spare (a limit on processes, or on memory): polish alone
+            log.warning("polishing in one process: %s", error)
+            self._polish(todo, budget, reserve)
+            return self.lost_value < before
         try:
             for trials in todo[0::2]:
                 take(helper.receive())

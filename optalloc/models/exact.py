@@ -82,6 +82,7 @@ def solve_exact(
     repair: Repair | None = None,
     search_share: float = 1.0,
     target: float | None = None,
+    prepared: Prepared | None = None,
 ) -> Allocation:
     """The allocation found by an exact backend on the compressed program, with its bound and gap.
 
@@ -95,17 +96,17 @@ def solve_exact(
     gets (the caller keeps the rest, e.g. for a neighbourhood search); 0 skips the backend: the answer is
     then the best decoded LP rounding. ``target``: the least objective worth the search (a neighbourhood
     search asks for more than it has): once a bound proves that no answer reaches it, the program stops
-    there, and the answer is ``unknown`` with that bound and ``stats["below_target"]``.
+    there, and the answer is ``unknown`` with that bound and ``stats["below_target"]``. ``prepared``: the
+    program built beforehand by :func:`prepare` (its second LP vertex perhaps solving meanwhile).
     """
     budget = budget if budget is not None else Budget(options.time_limit)
     start = time.perf_counter()
     method = METHOD[backend]
-    stats: dict = {"backend": backend}
-    group = len(problem.nodes) > EXACT_NODE_LIMIT if group_nodes is None else group_nodes
-    comp = compress(problem, allow_migration=options.allow_migration, group_nodes=group)
-    stats.update(comp.describe())
-    overloaded = _overloaded(comp)
-    if overloaded:
+    if prepared is None:
+        prepared = prepare(problem, options, budget, group_nodes=group_nodes, reserve=reserve)
+    comp, form, ahead = prepared.comp, prepared.form, prepared.take_child()
+    stats: dict = {"backend": backend, **prepared.stats}
+    if form is None:
         # What must stay where it runs no longer fits (a node shrank or was over-committed).
         unplaced = tuple(
             Unplaced(j.name, Reason.INSUFFICIENT_CAPACITY, "fixed jobs overload their nodes")
@@ -118,12 +119,13 @@ def solve_exact(
             method=method,
             status=Status.INFEASIBLE,
             wall_time=time.perf_counter() - start,
-            stats={"overloaded_nodes": overloaded},
+            stats={"overloaded_nodes": prepared.overloaded},
         )
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
     search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic, target=target)
-    ahead: Child | None = None  # an LP solving in a child process
+    guided = prepared.guided
+    weights = {"primary": 1} if lexicographic else dict(form.weights)
     try:
         budget.check(reserve)
         quick = capacity_bound(comp, budget)
@@ -132,27 +134,12 @@ def solve_exact(
             budget.improve("capacity", bound=quick)
         search.check_target(bounds)
         budget.check(reserve)
-        form = build(comp)
-        weights = {"primary": 1} if lexicographic else dict(form.weights)
-        guided = _shape(form, problem, comp, options, stats)
-        stats["variables"], stats["constraints"] = form.program.num_vars, form.program.num_rows
         if hint is not None:
             search.hints.append(encode(form, hint))
         # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
-        # Other vertices (other LP methods) decode differently; they are tried once the backend has run,
-        # with the time it leaves.
+        # Other vertices (other LP methods) decode differently: the second solves in a child process
+        # (started by prepare()) or, without one, once the backend has run, with the time it leaves.
         methods = _lp_methods(form)
-        if (
-            len(methods) > 1
-            and search.forecast
-            and budget.limited
-            and usable_cpus() > 1
-            and budget.pace < SPARE_CPU_PACE
-        ):
-            # A second CPU likely free and a deadline: the second LP setting solves in a child process meanwhile.
-            ahead = lp_in_child(
-                form.program, weights, budget, reserve=reserve, solver=methods[1][0], presolve=methods[1][1]
-            )
         _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve)
         warm = search.best_hint(form)
         stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
@@ -225,6 +212,78 @@ def solve_exact(
         wall_time=time.perf_counter() - start,
         stats=stats,
     )
+
+
+class Prepared:
+    """The program of a problem, compressed and built (``form`` None: fixed jobs overload their nodes),
+    and perhaps its second LP vertex solving in a child process: what :func:`solve_exact` starts from.
+    Whoever prepares it and then does not solve it ends the child with :meth:`cancel`."""
+
+    def __init__(
+        self,
+        comp: Compression,
+        form: Formulation | None,
+        *,
+        guided: bool = False,
+        stats: dict | None = None,
+        overloaded: list[str] | None = None,
+        child: Child | None = None,
+    ) -> None:
+        self.comp, self.form, self.guided = comp, form, guided
+        self.stats = stats or {}
+        self.overloaded = overloaded or []
+        self._child = child
+
+    @property
+    def solving(self) -> bool:
+        """Whether the second LP vertex is being solved in a child process."""
+        return self._child is not None
+
+    def take_child(self) -> Child | None:
+        child, self._child = self._child, None
+        return child
+
+    def cancel(self) -> None:
+        child = self.take_child()
+        if child is not None:
+            child.cancel()
+
+
+def prepare(
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    *,
+    group_nodes: bool | None = None,
+    reserve: float = 0.0,
+    second_vertex: bool = True,
+) -> Prepared:
+    """Compress ``problem`` and build its program (with the guides the options ask for); with a second CPU
+    likely free, a deadline and ``second_vertex``, start solving the second LP vertex in a child process
+    (see :func:`_lp_methods`), so that it runs beside whatever the caller does next."""
+    group = len(problem.nodes) > EXACT_NODE_LIMIT if group_nodes is None else group_nodes
+    comp = compress(problem, allow_migration=options.allow_migration, group_nodes=group)
+    stats: dict = dict(comp.describe())
+    overloaded = _overloaded(comp)
+    if overloaded:
+        return Prepared(comp, None, stats=stats, overloaded=overloaded)
+    form = build(comp)
+    guided = _shape(form, problem, comp, options, stats)
+    stats["variables"], stats["constraints"] = form.program.num_vars, form.program.num_rows
+    methods = _lp_methods(form)
+    child = None
+    if (
+        second_vertex
+        and len(methods) > 1
+        and not options.deterministic
+        and budget.limited
+        and usable_cpus() > 1
+        and budget.pace < SPARE_CPU_PACE
+    ):
+        weights = {"primary": 1} if problem.weights.lexicographic else dict(form.weights)
+        solver, presolve = methods[1]
+        child = lp_in_child(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
+    return Prepared(comp, form, guided=guided, stats=stats, child=child)
 
 
 Repair = Callable[[Allocation, Budget], Allocation]

@@ -88,15 +88,21 @@ def improve(
     from optalloc.models.forked import Stream
 
     half = _halves(problem)
-    search.options = options.replace(workers=1)
 
     def helper_work(send: Callable[[object], None]) -> None:  # in the child, on its copy of the search
         search.budget = budget.detached()  # the caller's progress callback is the caller's to run
+        search.options = options.replace(workers=1)
         search.restrict(half == 1, side=1)
         search.rng = np.random.default_rng([options.seed, 1])
         search.run(send=send, margin=PARALLEL_MARGIN)
 
-    helper = Stream(helper_work)
+    try:
+        helper = Stream(helper_work)
+    except OSError as error:  # no process to spare (a limit on processes, or on memory): search alone
+        log.warning("neighbourhood search in one process: %s", error)
+        search.run()
+        return search.result()
+    search.options = options.replace(workers=1)
     search.restrict(half == 0, side=0)
     search.rng = np.random.default_rng([options.seed, 0])
     try:
