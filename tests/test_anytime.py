@@ -270,3 +270,66 @@ def test_short_and_deterministic_budgets_run_the_heuristics_first():
     assert prepare_early(problem, SolveOptions(), Budget(0.3)) is None
     assert prepare_early(problem, SolveOptions(deterministic=True), Budget(8.0)) is None
     assert prepare_early(problem, SolveOptions(), Budget(None)) is None
+
+
+def test_without_time_for_the_strong_rule_whole_nor_the_program_it_places_the_tail_of_the_queue():
+    """auto's portfolio, when the strong rule cannot place every job in time and the program cannot run:
+    first-fit places the head of the queue and fgd-plus the rest (beside the cheap rules in a child
+    process when a second CPU is free); its answer is a candidate, complete, and no child is left."""
+    import os
+
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    # No program (an hour of setup), the strong rule estimated at 1,000 first-fit runs, any tail worth it.
+    config = PortfolioConfig(setup_per_job=1.0, strong_cost=1000.0, strong_tail=0.0)
+    answer = solve(problem, "auto", time_limit=3, portfolio=config)
+    assert verify(problem, answer) == []
+    assert "first-fit+fgd-plus/fcfs" in answer.stats["portfolio_candidates"]
+    assert not [u for u in answer.unplaced if u.reason == Reason.TIME_LIMIT]
+    assert answer.objective >= solve(problem, "first-fit").objective
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+@pytest.mark.parametrize("spare_cpu", [True, False])
+def test_the_strong_rule_on_the_tail_decides_every_job_in_a_child_or_after_the_others(monkeypatch, spare_cpu):
+    import os
+
+    from optalloc import anytime
+    from optalloc.anytime import strong_tail
+    from optalloc.core import cpus
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    options = SolveOptions(portfolio=PortfolioConfig(strong_cost=1000.0, strong_tail=0.0))
+    budget = Budget(3.0)
+    first = solve(problem, "first-fit").wall_time
+    if not spare_cpu:
+        monkeypatch.setattr(cpus, "usable_cpus", lambda: 1)
+    beside = strong_tail.strong_beside(
+        problem, options, budget, first, "fgd-plus", "fcfs", None, first_rule="first-fit"
+    )
+    assert (beside is not None) == (cpus.usable_cpus() > 1)
+    if beside is None:
+        head = strong_tail.strong_head(problem, options, budget, first, rule="first-fit", until=budget.deadline)
+        assert head is not None and 0 < head.jobs < len(problem.jobs)
+        answers = [anytime.run_heuristic(problem, options, budget, rule="fgd-plus", head=head)]
+    else:
+        answers = beside.collect(budget)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)
+    (answer,) = answers
+    assert answer.method == "first-fit+fgd-plus" and answer.stats["undecided"] == 0
+    assert verify(problem, answer) == []
+
+
+def test_the_strong_rule_gets_no_tail_shorter_than_its_share_of_the_queue():
+    from optalloc.anytime import strong_tail
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    budget = Budget(0.5)
+    # 8 runs of a 10 s first rule: not a fifth of the queue in half a second.
+    assert (
+        strong_tail.strong_head(problem, SolveOptions(), budget, 10.0, rule="first-fit", until=budget.deadline) is None
+    )

@@ -197,6 +197,44 @@ def test_deadline_and_time_limit_take_the_earlier(monkeypatch):
     assert answer.stats["undecided"] == len(problem.jobs) - allocate_module.CLOCK_EVERY
 
 
+def test_a_head_rule_places_the_head_of_the_queue_and_the_rule_the_rest():
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    head = 200
+    fast = allocate(problem, rule="first-fit")
+    mixed = allocate(problem, rule="fgd-plus", head_rule="first-fit", head_jobs=head)
+    assert verify(problem, mixed) == [] and mixed.method == "first-fit+fgd-plus"
+    assert mixed.stats["head_jobs"] == head and mixed.stats["rule_jobs"] == len(problem.jobs) - head
+    assert sorted(mixed.placed_jobs | mixed.unplaced_jobs) == sorted(j.name for j in problem.jobs)
+    # The head was placed exactly as first-fit places it (the first jobs of the queue, the same state).
+    first = {j.name for j in problem.jobs[:head]}
+    assert {p for p in mixed.placements if p.job in first} == {p for p in fast.placements if p.job in first}
+    assert mixed.placements != fast.placements  # and the rest by fgd-plus
+
+
+def test_past_rule_until_the_head_rule_places_the_rest_and_no_job_is_left_undecided():
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    fast = allocate(problem, rule="first-fit")
+    handed_back = allocate(problem, rule="fgd-plus", head_rule="first-fit", rule_until=0.0)
+    assert handed_back.stats["rule_jobs"] == 0 and handed_back.stats["undecided"] == 0
+    assert handed_back.placements == fast.placements and handed_back.method == "first-fit+fgd-plus"
+    whole = allocate(problem, rule="fgd-plus", head_rule="first-fit", rule_until=float("inf"))
+    assert whole.method == "fgd-plus" and whole.placements == allocate(problem, rule="fgd-plus").placements
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("head_jobs", {"head_rule": "first-fit", "head_jobs": -1}),
+        ("head_jobs", {"head_rule": "first-fit", "head_jobs": 2.5}),
+        ("rule_until", {"rule_until": 1.0}),
+    ],
+)
+def test_a_bad_head_is_misuse(field, kwargs):
+    problem = Problem([Node("n", cpu=1000, memory=1000)], [Job("a", cpu=1)])
+    with pytest.raises(ProblemError, match=field):
+        allocate(problem, rule="fgd", **kwargs)
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, "1", True, float("nan")])
 def test_a_bad_time_limit_is_misuse(bad):
     problem = Problem([Node("n", cpu=1000, memory=1000)], [Job("a", cpu=1)])

@@ -25,7 +25,11 @@ class PortfolioConfig:
     ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
     openb lists), run second when the time left holds ``strong_cost`` times what the first heuristic took
     (its cost relative to best-fit: 7.6-8.3 on the three openb lists and on 10,000 nodes) and, when the
-    program can run, twice that and the program's expected time.
+    program can run, twice that and the program's expected time. When it cannot place every job in
+    the time left and the program cannot run, the first rule places the head of the queue and the
+    strong rule the rest, on ``strong_fill`` of the time left (at ``strong_cost`` per job), if that
+    leaves it at least ``strong_tail`` of the queue: on the openb default and multigpu50 lists, the
+    strong rule on the last half of the pods places 0.5-0.7% more than fgd at two thirds of its cost.
     ``min_exact``: the fewest seconds worth starting the exact program with, beyond its setup (compressing
     the problem and building the program: ``setup_per_job`` x jobs + ``setup_per_node`` x nodes seconds;
     solving its LP relaxation: ``lp_per_job`` x jobs, at most ``lp_max`` seconds — the program grows with
@@ -54,6 +58,8 @@ class PortfolioConfig:
     scratch_rule: str | None = "first-fit"
     strong_rule: str = "fgd-plus"
     strong_cost: float = 8.0
+    strong_fill: float = 0.8
+    strong_tail: float = 0.2
     min_exact: float = 0.05
     setup_per_job: float = 10e-6
     setup_per_node: float = 20e-6

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from optalloc.anytime.strong_tail import HURRY_FACTOR, Beside, Head, strong_beside, strong_head
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Reason, Status, Unplaced, evaluate
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import PortfolioConfig, SolveOptions
@@ -73,27 +74,32 @@ def run_heuristic(
     rule: str,
     order: str | None = None,
     future: FutureValue | None = None,
+    head: Head | None = None,
 ) -> Allocation:
-    """One heuristic rule on ``problem`` (jobs in ``order``, default the options' ordering)."""
+    """One heuristic rule on ``problem`` (jobs in ``order``, default the options' ordering); ``head``:
+    another rule for the head of the queue (and the rest after a time; :class:`Head`)."""
     from optalloc import heuristics
 
     started = budget.clock()
     answer = heuristics.allocate(
         problem,
         rule=rule,
+        head_rule=None if head is None else head.rule,
+        head_jobs=0 if head is None else head.jobs,
+        rule_until=None if head is None else head.until,
         order=options.order if order is None else order,
         seed=options.seed,
         round=options.round,
         future=future,
         deadline=budget.deadline if budget.limited else None,
     )
-    if rule in PACE_RULES and future is None and not options.deterministic:
+    if rule in PACE_RULES and head is None and future is None and not options.deterministic:
         # The simple rules' speed is known (jobs per second, unloaded): how long this run took says how
         # loaded the machine is now, and every later forecast of uninterruptible work stretches with it.
         # (Not in deterministic mode: a decision that follows the machine's load would not repeat.)
         decided = answer.stats.get("jobs", 0) - answer.stats.get("undecided", 0)
         budget.observe_pace(decided / options.portfolio.pace_jobs_per_second, budget.clock() - started)
-    budget.improve(rule, objective=answer.objective)
+    budget.improve(answer.method or rule, objective=answer.objective)
     return answer
 
 
@@ -162,7 +168,12 @@ def _auto(
 
     warm = best_heuristic(problem, options, budget, future)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
-    portfolio = {"heuristic": warm.method, "heuristic_objective": warm.objective, "heuristic_time": round(spent, 4)}
+    portfolio = {
+        "heuristic": warm.method,
+        "heuristic_objective": warm.objective,
+        "heuristic_time": round(spent, 4),
+        "portfolio_candidates": warm.stats.get("portfolio_candidates", {}),
+    }
     if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
@@ -320,12 +331,15 @@ def best_heuristic(
     (``PortfolioConfig.strong_rule``) when there is time for it; then, while the portfolio has used less
     than ``warm_start_share`` of the time the program's run leaves (twice its expected time, see
     :func:`exact_setup` and :func:`first_decode`), for a plan from scratch (nothing runs yet, no
-    fragmentation guide) first-fit and the warm-start rule in the caller's order, the warm-start rule
-    and first-fit in ``gpu-first`` order (biggest GPU jobs first, leanest in CPU and memory first),
-    which packs over-subscribed whole-GPU queues where the others strand GPUs on nodes out of memory,
-    and last the warm-start rule in largest-demand-first order. When the program will have no time
-    after the first heuristic (a short budget, a loaded machine), the others may use the whole budget
-    instead of ``warm_start_share``. Online callers (arrivals in batches, a controller step around
+    fragmentation guide) first-fit and the warm-start rule in ``gpu-first`` order (biggest GPU jobs
+    first, leanest in CPU and memory first), which packs over-subscribed whole-GPU queues where the
+    others strand GPUs on nodes out of memory (on multigpu50: 99.7% of the GPUs against 93.0%; they
+    come first, being the cheapest: a third of a run in the caller's order there), then both in the
+    caller's order, and last the warm-start rule in largest-demand-first order. When the program will
+    have no time after the first heuristic (a short budget, a loaded machine), the others may use the
+    whole budget instead of ``warm_start_share``, and the strong rule, when it cannot place every job in
+    time, places the tail of the queue after the first rule placed its head (:mod:`optalloc.anytime.strong_tail`): in
+    a child process beside the others when a second CPU is likely free, else after them. Online callers (arrivals in batches, a controller step around
     running jobs) keep their rule and order, because packing the most now in another order leaves a
     state later arrivals fit worse (measured on the FGD protocol in batches and on the openb replay). A
     candidate runs only when it is expected to finish in time (as long as the first one took).
@@ -334,15 +348,17 @@ def best_heuristic(
     scratch = _from_scratch(problem, options)
     plans = [
         (options.portfolio.strong_rule, options.order),
+        ("first-fit", "gpu-first"),
+        (rule, "gpu-first"),
         ("first-fit", options.order),
         (rule, options.order),
-        (rule, "gpu-first"),
-        ("first-fit", "gpu-first"),
     ]
     opening = (_first_rule(problem, options), options.order)
     candidates = dict.fromkeys([opening, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
+    beside: Beside | None = None
+    tail = False
     share = math.inf
     first = program = 0.0
     # While the program has time to run after the heuristics, they leave it most of the budget; when it
@@ -357,11 +373,25 @@ def best_heuristic(
             # that leaves half the time; when the program can, the program goes first (on the openb lists
             # its first answers place more) unless the time holds twice both.
             strong = options.portfolio.strong_cost * first
-            if budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
+            if not budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
+                pass
+            elif math.isinf(share):
+                # No time for it whole nor for the program: it places the tail of the queue, beside the
+                # cheap rules in a child process when a second CPU is likely free, else after them.
+                beside = strong_beside(problem, options, budget, first, name, order, future, first_rule=opening[0])
+                tail = beside is None
+                continue
+            else:
                 continue
         elif spent + first > share or budget.expired(first):
             break
-        answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future))
+        # The strong rule run whole hands what it has not reached by then back to the first rule.
+        hurry = (
+            Head(_first_rule(problem, options), 0, budget.deadline - HURRY_FACTOR * first, budget.deadline)
+            if i > 0 and name == options.portfolio.strong_rule and budget.limited
+            else None
+        )
+        answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future, head=hurry))
         if i == 0:
             first = budget.clock() - start
             # The program's run to its answers: on programs over node types, two LP vertices each decoded.
@@ -376,8 +406,17 @@ def best_heuristic(
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.
                 share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
+    if beside is not None:
+        answers.extend(beside.collect(budget))
+    elif tail and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
+        strong_rule = options.portfolio.strong_rule
+        answers.append(run_heuristic(problem, options, budget, rule=strong_rule, future=future, head=head))
     best = max(answers, key=scorer(problem, future, options))
-    return best.replace(stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4)})
+    # What each candidate placed (rule/order: objective), for whoever asks why this one won.
+    tried = {f"{a.method}/{a.stats.get('order')}": a.objective for a in answers}
+    return best.replace(
+        stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4), "portfolio_candidates": tried}
+    )
 
 
 def _from_scratch(problem: Problem, options: SolveOptions) -> bool:

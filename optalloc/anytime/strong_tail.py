@@ -1,0 +1,129 @@
+"""The strong heuristic on the tail of the queue: when the strong rule (fgd-plus) cannot place every job
+in a budget and the exact program cannot run, the first rule places the head of the queue and the strong
+rule the rest (its choices matter most once the cluster fills), in a forked child process beside the
+cheap rules when a second CPU is likely free. ``optalloc.anytime.best_heuristic`` uses it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from optalloc.core import Allocation, FutureValue, Problem
+from optalloc.core.budget import Budget
+from optalloc.core.options import SolveOptions
+
+log = logging.getLogger(__name__)
+
+#: Seconds the answer of a heuristic run in a child process takes to reach the parent: a constant and a
+#: cost per job (pickling and unpickling 8,000 placements: 35 ms).
+TRANSFER_BASE, TRANSFER_PER_JOB = 0.03, 8e-6
+#: How many times its own first run the first rule is given to place what the strong rule did not reach.
+HURRY_FACTOR = 2.0
+
+
+class Beside:
+    """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
+    runs others; :meth:`collect` waits for its answer until the deadline and ends the child."""
+
+    def __init__(self, stream: object, rule: str, until: float) -> None:
+        self.stream, self.rule, self.until = stream, rule, until
+
+    def collect(self, budget: Budget) -> list[Allocation]:
+        from optalloc.models.forked import Stream
+
+        stream = self.stream
+        assert isinstance(stream, Stream)
+        got: list[object] = []
+        try:
+            while not got and stream.running:
+                wait = self.until - budget.clock()
+                if wait <= 0 or budget.stopped:
+                    break
+                got = stream.receive(wait=min(wait, 0.05))
+        finally:
+            got += stream.close()
+        answers = [a for a in got if isinstance(a, Allocation)]
+        for answer in answers:
+            budget.improve(answer.method or self.rule, objective=answer.objective)
+        return answers
+
+
+def strong_beside(
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    first: float,
+    rule: str,
+    order: str,
+    future: FutureValue | None,
+    *,
+    first_rule: str,
+) -> Beside | None:
+    """The strong rule on the tail of the queue (:func:`strong_head`) in a child process, with the time
+    left less its answer's way back, when a second CPU is likely free and a process can be forked."""
+    from optalloc import heuristics
+    from optalloc.core.cpus import usable_cpus
+    from optalloc.models.exact import SPARE_CPU_PACE
+    from optalloc.models.forked import Stream
+
+    if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
+        return None
+    transfer = budget.pace * (TRANSFER_BASE + TRANSFER_PER_JOB * len(problem.jobs))
+    head = strong_head(problem, options, budget, first, rule=first_rule, until=budget.deadline - transfer)
+    if head is None:
+        return None
+
+    def work(send: Callable[[object], None]) -> None:
+        send(
+            heuristics.allocate(
+                problem,
+                rule=rule,
+                order=order,
+                seed=options.seed,
+                round=options.round,
+                future=future,
+                deadline=head.deadline,
+                head_rule=head.rule,
+                head_jobs=head.jobs,
+                rule_until=head.until,
+            )
+        )
+
+    try:
+        stream = Stream(work)
+    except OSError as err:  # no process can be forked (a process limit): the tail runs after the others
+        log.warning("the strong rule runs after the others: cannot fork (%s)", err)
+        return None
+    return Beside(stream, rule, budget.deadline)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The head of the queue placed by ``rule`` (``jobs`` jobs), the rest by the strong rule until
+    ``until`` (a ``time.perf_counter()`` value), then by ``rule`` again; all by ``deadline``."""
+
+    rule: str
+    jobs: int
+    until: float
+    deadline: float
+
+
+def strong_head(
+    problem: Problem, options: SolveOptions, budget: Budget, first: float, *, rule: str, until: float
+) -> Head | None:
+    """When the strong rule cannot place every job in the time left and the program cannot run: the
+    first rule (``rule``) for the head of the queue, the strong rule for the rest, the head as short as the time
+    to ``until`` allows (the strong rule's choices matter most once the cluster fills: see
+    :func:`optalloc.heuristics.allocate`; on the openb lists at about fgd's cost it places more than
+    fgd); the strong rule hands what it did not reach back to the first rule in time for it to finish.
+    None when the strong rule would get less than ``PortfolioConfig.strong_tail`` of the queue."""
+    jobs = max(len(problem.jobs), 1)
+    per_job = options.portfolio.strong_cost * first / jobs  # the strong rule's seconds per job
+    left = until - budget.clock()
+    tail = int(options.portfolio.strong_fill * max(left, 0.0) / max(per_job, 1e-9))
+    if tail < options.portfolio.strong_tail * jobs:
+        return None
+    tail = min(tail, jobs)
+    hurry = until - HURRY_FACTOR * first * tail / jobs
+    return Head(rule, jobs - tail, hurry, until)
