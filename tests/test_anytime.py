@@ -333,3 +333,16 @@ def test_the_strong_rule_gets_no_tail_shorter_than_its_share_of_the_queue():
     assert (
         strong_tail.strong_head(problem, SolveOptions(), budget, 10.0, rule="first-fit", until=budget.deadline) is None
     )
+
+
+def test_a_program_built_before_the_heuristics_is_not_charged_its_build_again():
+    """After prepare_early, the time the program still needs is its LP and decoding: on 10,000 nodes the
+    build charged twice left 'no time for the program' at 10 s (a regression measured in the benchmark)."""
+    from optalloc.anytime import exact_setup
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    config = PortfolioConfig()
+    lp = min(config.lp_max, config.lp_per_job * len(problem.jobs))
+    assert exact_setup(problem, config, built=True) == pytest.approx(config.min_exact + lp)
+    assert exact_setup(problem, config) > exact_setup(problem, config, built=True)

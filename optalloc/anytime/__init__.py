@@ -35,11 +35,13 @@ log = logging.getLogger(__name__)
 EXACT_NODES = 24
 
 
-def exact_setup(problem: Problem, config: PortfolioConfig) -> float:
-    """Seconds the exact program needs before its first answer is decoded (compress, build, LP), estimated."""
+def exact_setup(problem: Problem, config: PortfolioConfig, *, built: bool = False) -> float:
+    """Seconds the exact program needs before its first answer is decoded (compress, build, LP), estimated;
+    ``built``: the program is built already (:func:`prepare_early`), only its LP is left."""
     jobs, nodes = len(problem.jobs), len(problem.nodes)
     lp = min(config.lp_max, config.lp_per_job * jobs)
-    return config.min_exact + config.setup_per_job * jobs + config.setup_per_node * nodes + lp
+    build = 0.0 if built else config.setup_per_job * jobs + config.setup_per_node * nodes
+    return config.min_exact + build + lp
 
 
 def first_decode(problem: Problem) -> float:
@@ -125,7 +127,8 @@ def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allo
         prepared = prepare_early(problem, options, budget)
         try:
             warm = run_heuristic(problem, options, budget, rule=_first_rule(problem, options), future=future)
-            if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
+            setup = exact_setup(problem, options.portfolio, built=prepared is not None)
+            if budget.expired(budget.pace * (setup + first_decode(problem))):
                 return proven(_fallback(warm, None, "no time left for the program"), budget)
             exact = solve_exact(
                 problem,
@@ -166,7 +169,7 @@ def _auto(
     from optalloc.models import solve_exact
     from optalloc.models.lns import improve
 
-    warm = best_heuristic(problem, options, budget, future)
+    warm = best_heuristic(problem, options, budget, future, built=prepared is not None)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {
         "heuristic": warm.method,
@@ -174,7 +177,8 @@ def _auto(
         "heuristic_time": round(spent, 4),
         "portfolio_candidates": warm.stats.get("portfolio_candidates", {}),
     }
-    if budget.expired(budget.pace * (exact_setup(problem, options.portfolio) + first_decode(problem))):
+    setup = exact_setup(problem, options.portfolio, built=prepared is not None)
+    if budget.expired(budget.pace * (setup + first_decode(problem))):
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
@@ -322,7 +326,12 @@ def _first_rule(problem: Problem, options: SolveOptions) -> str:
 
 
 def best_heuristic(
-    problem: Problem, options: SolveOptions, budget: Budget, future: FutureValue | None = None
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    future: FutureValue | None = None,
+    *,
+    built: bool = False,
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
@@ -343,6 +352,8 @@ def best_heuristic(
     running jobs) keep their rule and order, because packing the most now in another order leaves a
     state later arrivals fit worse (measured on the FGD protocol in batches and on the openb replay). A
     candidate runs only when it is expected to finish in time (as long as the first one took).
+    ``built``: the program is built already (:func:`prepare_early`): its expected time is its LP and
+    decoding only.
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
@@ -396,7 +407,8 @@ def best_heuristic(
             first = budget.clock() - start
             # The program's run to its answers: on programs over node types, two LP vertices each decoded.
             vertices = 2 if len(problem.nodes) > EXACT_NODES else 1
-            program = budget.pace * vertices * (exact_setup(problem, options.portfolio) + first_decode(problem))
+            setup = exact_setup(problem, options.portfolio, built=built)
+            program = budget.pace * vertices * (setup + first_decode(problem))
             # The program needs its first answer and then, on exact programs (not over node types), time to
             # re-place its selection with the heuristic; its first answer is worth waiting for only with at
             # least one more heuristic run's worth of time to spare.

@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from optalloc.core import Allocation, FutureValue, Problem
 from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
+
+if TYPE_CHECKING:
+    from optalloc.models.forked import Stream
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +30,11 @@ class Beside:
     """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
     runs others; :meth:`collect` waits for its answer until the deadline and ends the child."""
 
-    def __init__(self, stream: object, rule: str, until: float) -> None:
+    def __init__(self, stream: Stream, rule: str, until: float) -> None:
         self.stream, self.rule, self.until = stream, rule, until
 
     def collect(self, budget: Budget) -> list[Allocation]:
-        from optalloc.models.forked import Stream
-
         stream = self.stream
-        assert isinstance(stream, Stream)
         got: list[object] = []
         try:
             while not got and stream.running:
@@ -113,8 +114,8 @@ def strong_head(
     problem: Problem, options: SolveOptions, budget: Budget, first: float, *, rule: str, until: float
 ) -> Head | None:
     """When the strong rule cannot place every job in the time left and the program cannot run: the
-    first rule (``rule``) for the head of the queue, the strong rule for the rest, the head as short as the time
-    to ``until`` allows (the strong rule's choices matter most once the cluster fills: see
+    first rule (``rule``) for the head of the queue, the strong rule for the rest, the head as short as
+    the time to ``until`` allows (the strong rule's choices matter most once the cluster fills: see
     :func:`optalloc.heuristics.allocate`; on the openb lists at about fgd's cost it places more than
     fgd); the strong rule hands what it did not reach back to the first rule in time for it to finish.
     None when the strong rule would get less than ``PortfolioConfig.strong_tail`` of the queue."""
