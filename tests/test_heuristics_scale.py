@@ -227,6 +227,7 @@ def test_past_rule_until_the_head_rule_places_the_rest_and_no_job_is_left_undeci
         ("head_jobs", {"head_rule": "first-fit", "head_jobs": -1}),
         ("head_jobs", {"head_rule": "first-fit", "head_jobs": 2.5}),
         ("rule_until", {"rule_until": 1.0}),
+        ("head_jobs", {"head_jobs": 3}),
     ],
 )
 def test_a_bad_head_is_misuse(field, kwargs):

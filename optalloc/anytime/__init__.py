@@ -369,7 +369,7 @@ def best_heuristic(
     start = budget.clock()
     answers: list[Allocation] = []
     beside: Beside | None = None
-    tail = False
+    tail_after = False  # the strong rule places the tail after the others (no second CPU)
     share = math.inf
     first = program = 0.0
     # While the program has time to run after the heuristics, they leave it most of the budget; when it
@@ -390,7 +390,7 @@ def best_heuristic(
                 # No time for it whole nor for the program: it places the tail of the queue, beside the
                 # cheap rules in a child process when a second CPU is likely free, else after them.
                 beside = strong_beside(problem, options, budget, first, name, order, future, first_rule=opening[0])
-                tail = beside is None
+                tail_after = beside is None
                 continue
             else:
                 continue
@@ -420,7 +420,7 @@ def best_heuristic(
                 share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
     if beside is not None:
         answers.extend(beside.collect(budget))
-    elif tail and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
+    elif tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
         strong_rule = options.portfolio.strong_rule
         answers.append(run_heuristic(problem, options, budget, rule=strong_rule, future=future, head=head))
     best = max(answers, key=scorer(problem, future, options))

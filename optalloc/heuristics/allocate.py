@@ -94,8 +94,9 @@ def allocate(
     if isinstance(head_jobs, bool) or not isinstance(head_jobs, int) or head_jobs < 0:
         raise ProblemError("head_jobs", head_jobs, "is not a count of jobs (an integer >= 0)")
     stop = _deadline(start, time_limit, deadline)
-    if rule_until is not None and head_rule is None:
-        raise ProblemError("rule_until", rule_until, "needs a head_rule to place the rest with")
+    if head_rule is None and (rule_until is not None or head_jobs):
+        field, value = ("rule_until", rule_until) if rule_until is not None else ("head_jobs", head_jobs)
+        raise ProblemError(field, value, "needs a head_rule to place those jobs with")
     head = (head_rule, head_jobs) if head_rule is not None else None
     until = _deadline(start, None, rule_until)
     with _collector_paused():

@@ -103,10 +103,10 @@ def solve_exact(
     start = time.perf_counter()
     method = METHOD[backend]
     if prepared is None:
-        prepared = prepare(problem, options, budget, group_nodes=group_nodes, reserve=reserve)
-    comp, form, ahead = prepared.comp, prepared.form, prepared.take_child()
+        prepared = compressed(problem, options, group_nodes=group_nodes)
+    comp = prepared.comp
     stats: dict = {"backend": backend, **prepared.stats}
-    if form is None:
+    if prepared.overloaded:
         # What must stay where it runs no longer fits (a node shrank or was over-committed).
         unplaced = tuple(
             Unplaced(j.name, Reason.INSUFFICIENT_CAPACITY, "fixed jobs overload their nodes")
@@ -124,8 +124,7 @@ def solve_exact(
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
     search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic, target=target)
-    guided = prepared.guided
-    weights = {"primary": 1} if lexicographic else dict(form.weights)
+    ahead: Child | None = None  # the second LP vertex solving in a child process
     try:
         budget.check(reserve)
         quick = capacity_bound(comp, budget)
@@ -134,6 +133,10 @@ def solve_exact(
             budget.improve("capacity", bound=quick)
         search.check_target(bounds)
         budget.check(reserve)
+        form = prepared.build(problem, options, budget, reserve=reserve)
+        ahead, guided = prepared.take_child(), prepared.guided
+        stats.update(prepared.stats)
+        weights = {"primary": 1} if lexicographic else dict(form.weights)
         if hint is not None:
             search.hints.append(encode(form, hint))
         # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
@@ -215,24 +218,39 @@ def solve_exact(
 
 
 class Prepared:
-    """The program of a problem, compressed and built (``form`` None: fixed jobs overload their nodes),
-    and perhaps its second LP vertex solving in a child process: what :func:`solve_exact` starts from.
-    Whoever prepares it and then does not solve it ends the child with :meth:`cancel`."""
+    """The program of a problem: compressed (:func:`compressed`), then built (:meth:`build`), its second
+    LP vertex perhaps solving in a child process meanwhile; what :func:`solve_exact` starts from.
+    ``overloaded``: the nodes where fixed jobs no longer fit (then there is nothing to build). Whoever
+    prepares it and then does not solve it ends the child with :meth:`cancel`."""
 
-    def __init__(
-        self,
-        comp: Compression,
-        form: Formulation | None,
-        *,
-        guided: bool = False,
-        stats: dict | None = None,
-        overloaded: list[str] | None = None,
-        child: Child | None = None,
-    ) -> None:
-        self.comp, self.form, self.guided = comp, form, guided
-        self.stats = stats or {}
-        self.overloaded = overloaded or []
-        self._child = child
+    def __init__(self, comp: Compression, stats: dict, overloaded: list[str]) -> None:
+        self.comp, self.stats, self.overloaded = comp, stats, overloaded
+        self.form: Formulation | None = None
+        self.guided = False
+        self._child: Child | None = None
+
+    def build(self, problem: Problem, options: SolveOptions, budget: Budget, *, reserve: float = 0.0) -> Formulation:
+        """Build the program (with the guides the options ask for), once; with a second CPU likely free
+        and a deadline, start solving its second LP vertex (see :func:`_lp_methods`) in a child process,
+        so that it runs beside whatever the caller does next."""
+        if self.form is not None:
+            return self.form
+        form = build(self.comp)
+        self.guided = _shape(form, problem, self.comp, options, self.stats)
+        self.stats["variables"], self.stats["constraints"] = form.program.num_vars, form.program.num_rows
+        methods = _lp_methods(form)
+        if (
+            len(methods) > 1
+            and not options.deterministic
+            and budget.limited
+            and usable_cpus() > 1
+            and budget.pace < SPARE_CPU_PACE
+        ):
+            weights = {"primary": 1} if problem.weights.lexicographic else dict(form.weights)
+            solver, presolve = methods[1]
+            self._child = lp_in_child(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
+        self.form = form
+        return form
 
     @property
     def solving(self) -> bool:
@@ -249,41 +267,21 @@ class Prepared:
             child.cancel()
 
 
-def prepare(
-    problem: Problem,
-    options: SolveOptions,
-    budget: Budget,
-    *,
-    group_nodes: bool | None = None,
-    reserve: float = 0.0,
-    second_vertex: bool = True,
-) -> Prepared:
-    """Compress ``problem`` and build its program (with the guides the options ask for); with a second CPU
-    likely free, a deadline and ``second_vertex``, start solving the second LP vertex in a child process
-    (see :func:`_lp_methods`), so that it runs beside whatever the caller does next."""
+def compressed(problem: Problem, options: SolveOptions, *, group_nodes: bool | None = None) -> Prepared:
+    """``problem`` compressed into node types and job classes (grouped nodes past
+    :data:`EXACT_NODE_LIMIT` unless ``group_nodes`` says), not built yet."""
     group = len(problem.nodes) > EXACT_NODE_LIMIT if group_nodes is None else group_nodes
     comp = compress(problem, allow_migration=options.allow_migration, group_nodes=group)
-    stats: dict = dict(comp.describe())
-    overloaded = _overloaded(comp)
-    if overloaded:
-        return Prepared(comp, None, stats=stats, overloaded=overloaded)
-    form = build(comp)
-    guided = _shape(form, problem, comp, options, stats)
-    stats["variables"], stats["constraints"] = form.program.num_vars, form.program.num_rows
-    methods = _lp_methods(form)
-    child = None
-    if (
-        second_vertex
-        and len(methods) > 1
-        and not options.deterministic
-        and budget.limited
-        and usable_cpus() > 1
-        and budget.pace < SPARE_CPU_PACE
-    ):
-        weights = {"primary": 1} if problem.weights.lexicographic else dict(form.weights)
-        solver, presolve = methods[1]
-        child = lp_in_child(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
-    return Prepared(comp, form, guided=guided, stats=stats, child=child)
+    return Prepared(comp, dict(comp.describe()), _overloaded(comp))
+
+
+def prepare(problem: Problem, options: SolveOptions, budget: Budget, *, group_nodes: bool | None = None) -> Prepared:
+    """``problem`` compressed and its program built (:meth:`Prepared.build`), its second LP vertex perhaps
+    solving in a child process already."""
+    prepared = compressed(problem, options, group_nodes=group_nodes)
+    if not prepared.overloaded:
+        prepared.build(problem, options, budget)
+    return prepared
 
 
 Repair = Callable[[Allocation, Budget], Allocation]
