@@ -248,6 +248,37 @@ def test_a_long_budget_builds_the_program_before_the_heuristics_and_leaves_no_pr
         os.waitpid(-1, os.WNOHANG)
 
 
+@pytest.mark.parametrize("spare_cpu", [True, False])
+def test_with_the_program_built_early_the_strong_rule_runs_beside_it_in_a_child(monkeypatch, spare_cpu):
+    """When the program is built before the heuristics and runs over node types, the strong rule run
+    whole goes to a child process (with a second CPU) while the program solves and decodes; its answer is
+    collected before the best is chosen, so auto stays >= fgd-plus; without a second CPU it runs in turn.
+    No child outlives the solve."""
+    import os
+
+    from optalloc.anytime import strong_tail
+    from optalloc.core import cpus
+
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 2 if spare_cpu else 1)
+    monkeypatch.setattr("optalloc.models.exact.SPARE_CPU_PACE", 1e9)  # the suite's own load does not count
+    started: list[object] = []
+    real = strong_tail.strong_beside_program
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr("optalloc.anytime.strong_beside_program", spy)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    answer = solve(problem, "auto", time_limit=8)
+    assert len(started) == 1 and (started[0] is not None) == spare_cpu
+    assert "fgd-plus/fcfs" in answer.stats["portfolio_candidates"]
+    assert verify(problem, answer) == [] and answer.gap is not None
+    assert answer.objective >= solve(problem, "fgd-plus").objective - 1e-9
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_a_solve_that_fails_after_preparing_the_program_ends_its_child(monkeypatch):
     import os
 

@@ -341,6 +341,56 @@ def test_a_forked_stream_delivers_every_message_in_order_and_logs_a_failure(capl
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_a_forked_child_never_waits_for_its_parent_to_read() -> None:
+    """A child sending more than a pipe holds (64 KiB) goes on working while the parent is busy: its
+    messages wait in the child, not its work; the parent still gets every one, in order."""
+    import time
+
+    from optalloc.models.forked import Stream
+
+    def work(send) -> None:  # type: ignore[no-untyped-def]
+        for i in range(20):
+            send((i, np.zeros(16_384)))  # 128 KiB each
+        send(("done", time.perf_counter()))
+
+    stream = Stream(work)
+    time.sleep(1.0)  # the parent at its own work, not reading
+    reading = time.perf_counter()
+    got: list = []
+    while stream.running:
+        got += stream.receive(wait=5.0)
+    got += stream.close()
+    assert [i for i, _ in got[:-1]] == list(range(20))
+    assert got[-1][0] == "done" and got[-1][1] < reading  # the child's work ended before the parent read
+
+
+def test_polishing_in_two_processes_shares_the_tries_of_one_type(monkeypatch) -> None:
+    """The tries of one type are split between the processes (by the parity of their number in the whole
+    polish): one large type keeps both busy, and together they make every try exactly once."""
+    from optalloc.models import decode
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    form, values = _grouped_vertex(problem)
+    decoding = decode.start(form, values, Budget(30.0))
+    trials = max(decoding.types, key=lambda t: t.best.lost_value)
+    assert trials.best.missed
+    every = [rule for _, rule, _ in decode._TypeTrials(trials.nodes, trials.items, trials.best)._all_tries()]
+    made: dict[int, list[str]] = {0: [], 1: []}
+    for side in (0, 1):
+
+        def no_better(*args, side=side, **kwargs):  # type: ignore[no-untyped-def]
+            made[side].append(args[5])  # the rule
+            return trials.best  # as good as the first pass: every try is made
+
+        monkeypatch.setattr(decode, "pack_type", no_better)
+        mine = decode._TypeTrials(trials.nodes, trials.items, trials.best)
+        mine.share(side=side, first=3)
+        mine.improve(problem, decoding.state, decoding.full, Budget(), 0.0)
+    assert made[0] and made[1]
+    assert sorted(made[0] + made[1]) == sorted(every)
+    assert made[1] == every[0::2] and made[0] == every[1::2]  # try 0 is number 3 of the polish: side 1
+
+
 def test_closing_a_forked_stream_ends_a_child_still_at_work_and_keeps_what_it_sent() -> None:
     import time
 

@@ -11,6 +11,8 @@ deadline comes or the caller sets ``stop``:
   program's selection with the heuristic, and keeps the best answer: never worse than its heuristics.
 
 Where the time goes is one documented configuration, ``SolveOptions.portfolio`` (:class:`PortfolioConfig`).
+The strong rule in child processes is :mod:`optalloc.anytime.strong_tail`; the repairs of an exact answer
+and the ranking of answers are :mod:`optalloc.anytime.repair`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from optalloc.anytime.strong_tail import HURRY_FACTOR, Beside, Head, strong_beside, strong_head
-from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Reason, Status, Unplaced, evaluate
+from optalloc.anytime.repair import fill, forecast, replace_with_heuristic, scorer
+from optalloc.anytime.strong_tail import (
+    HURRY_FACTOR,
+    Beside,
+    Head,
+    strong_beside,
+    strong_beside_program,
+    strong_head,
+)
+from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Status
 from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import PortfolioConfig, SolveOptions
 
@@ -166,10 +176,26 @@ def auto(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
 def _auto(
     problem: Problem, options: SolveOptions, budget: Budget, future: FutureValue | None, prepared: Prepared | None
 ) -> Allocation:
+    aside: list[Beside] = []  # heuristics run in child processes beside the program (best_heuristic)
+    try:
+        return _program(problem, options, budget, future, prepared, aside)
+    finally:
+        for child in aside:
+            child.close()
+
+
+def _program(
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    future: FutureValue | None,
+    prepared: Prepared | None,
+    aside: list[Beside],
+) -> Allocation:
     from optalloc.models import solve_exact
     from optalloc.models.lns import improve
 
-    warm = best_heuristic(problem, options, budget, future, built=prepared is not None)
+    warm = best_heuristic(problem, options, budget, future, built=prepared is not None, aside=aside)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {
         "heuristic": warm.method,
@@ -179,6 +205,7 @@ def _auto(
     }
     setup = exact_setup(problem, options.portfolio, built=prepared is not None)
     if budget.expired(budget.pace * (setup + first_decode(problem))):
+        warm = _with_aside(problem, options, future, warm, aside, portfolio, budget)
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     grouped = len(problem.nodes) > EXACT_NODES
@@ -200,10 +227,37 @@ def _auto(
     )
     if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
         exact = replace_with_heuristic(problem, exact, options, budget, future)
+    warm = _with_aside(problem, options, future, warm, aside, portfolio, budget)
     answer = _better(problem, options, future, warm, exact)
     if lns and answer.status is Status.FEASIBLE and not budget.expired(options.portfolio.min_exact):
         answer = improve(problem, answer, options, budget, engine=answer.method or "lns").allocation
     return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
+
+
+def _with_aside(
+    problem: Problem,
+    options: SolveOptions,
+    future: FutureValue | None,
+    warm: Allocation,
+    aside: list[Beside],
+    portfolio: dict[str, Any],
+    budget: Budget,
+) -> Allocation:
+    """The best of ``warm`` and what the heuristics run in child processes answered (waiting for them
+    until their own deadlines); ``portfolio``'s candidates list them too."""
+    if not aside:
+        return warm
+    answers = [warm]
+    for child in aside:
+        answers.extend(child.collect(budget))
+    aside.clear()
+    tried = dict(portfolio["portfolio_candidates"])
+    tried.update({f"{a.method}/{a.stats.get('order')}": a.objective for a in answers[1:]})
+    portfolio["portfolio_candidates"] = tried
+    best = max(answers, key=scorer(problem, future, options))
+    if best is not warm:
+        portfolio.update(heuristic=best.method, heuristic_objective=best.objective)
+    return best
 
 
 def prepare_early(problem: Problem, options: SolveOptions, budget: Budget) -> Prepared | None:
@@ -332,6 +386,7 @@ def best_heuristic(
     future: FutureValue | None = None,
     *,
     built: bool = False,
+    aside: list[Beside] | None = None,
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
@@ -353,10 +408,14 @@ def best_heuristic(
     state later arrivals fit worse (measured on the FGD protocol in batches and on the openb replay). A
     candidate runs only when it is expected to finish in time (as long as the first one took).
     ``built``: the program is built already (:func:`prepare_early`): its expected time is its LP and
-    decoding only.
+    decoding only. ``aside``: when given, the program is built and runs over node types, and a second
+    CPU is likely free, the strong rule run whole goes to a child process
+    (:func:`~optalloc.anytime.strong_tail.strong_beside_program`) appended to it, for the caller to
+    collect once the program has answered; its answer is then not part of this one.
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
+    grouped = len(problem.nodes) > EXACT_NODES  # the program runs over node types
     plans = [
         (options.portfolio.strong_rule, options.order),
         ("first-fit", "gpu-first"),
@@ -385,7 +444,13 @@ def best_heuristic(
             # its first answers place more) unless the time holds twice both.
             strong = options.portfolio.strong_cost * first
             if not budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
-                pass
+                if aside is not None and built and grouped and not math.isinf(share):
+                    child = strong_beside_program(
+                        problem, options, budget, first, name, order, future, first_rule=opening[0], expected=strong
+                    )
+                    if child is not None:
+                        aside.append(child)
+                        break  # the cheap rules would take the time the child gives the program
             elif math.isinf(share):
                 # No time for it whole nor for the program: it places the tail of the queue, beside the
                 # cheap rules in a child process when a second CPU is likely free, else after them.
@@ -406,7 +471,7 @@ def best_heuristic(
         if i == 0:
             first = budget.clock() - start
             # The program's run to its answers: on programs over node types, two LP vertices each decoded.
-            vertices = 2 if len(problem.nodes) > EXACT_NODES else 1
+            vertices = 2 if grouped else 1
             setup = exact_setup(problem, options.portfolio, built=built)
             program = budget.pace * vertices * (setup + first_decode(problem))
             # The program needs its first answer and then, on exact programs (not over node types), time to
@@ -435,139 +500,6 @@ def _from_scratch(problem: Problem, options: SolveOptions) -> bool:
     """Whether ``problem`` is a plan from scratch: nothing runs yet and no fragmentation guide is asked."""
     running = problem.current is not None and bool(problem.current.placements)
     return not running and options.fragmentation_guide <= 0
-
-
-# Repairs of an exact answer -----------------------------------------------------------------------
-FILL_RULE = "best-fit"
-LOST_SELECTION = "lost placing the optimiser's selection"
-
-
-def fill(problem: Problem, answer: Allocation, options: SolveOptions, budget: Budget | None = None) -> Allocation:
-    """Place what the exact answer left out but still fits (decoding losses), with a fast heuristic."""
-    from optalloc import heuristics
-    from optalloc.core import ClusterState
-
-    todo = [u for u in answer.unplaced if u.reason == Reason.INSUFFICIENT_CAPACITY]
-    if not todo or (budget is not None and budget.expired()):
-        return answer
-    state = ClusterState.of(problem, answer)
-    placer = heuristics.Placer(problem, FILL_RULE, seed=options.seed, state=state)
-    added: list = []
-    still: list[Unplaced] = [u for u in answer.unplaced if u.reason != Reason.INSUFFICIENT_CAPACITY]
-    value = problem.replica_value
-    for u in sorted(todo, key=lambda u: -int(value[problem.job_index[u.job]])):
-        got = placer.place(problem.job_index[u.job])
-        if got is None:
-            still.append(u)
-        else:
-            added.extend(got)
-    if not added:
-        return answer
-    filled = answer.replace(placements=answer.placements + tuple(added), unplaced=tuple(still))
-    score = evaluate(problem, filled)
-    total = score.primary if problem.weights.lexicographic else score.total
-    if answer.objective is not None and total <= answer.objective:
-        return answer
-    stats = {**answer.stats, "filled_by": FILL_RULE, "filled_replicas": len(added)}
-    bound = answer.bound if answer.bound is None else max(answer.bound, float(total))
-    # Filling what decoding lost up to the program's proven bound proves the answer optimal.
-    proven = answer.bound is not None and float(total) >= answer.bound
-    status = Status.OPTIMAL if proven else answer.status
-    if budget is not None:
-        budget.improve(answer.method or "fill", objective=float(total))
-    return filled.replace(objective=float(total), bound=bound, status=status, stats=stats)
-
-
-def replace_with_heuristic(
-    problem: Problem,
-    exact: Allocation,
-    options: SolveOptions,
-    budget: Budget | None = None,
-    future: FutureValue | None = None,
-) -> Allocation:
-    """The program chose which jobs run; let the warm-start rule place those jobs, largest first.
-
-    Decoding type counts into nodes can lose what the aggregated program packed; a heuristic given
-    the program's selection, largest demand first, often fits all of it, and what it cannot fit is
-    offered to the fill pass with everything else left out. The better of the two answers wins; on a
-    tie the heuristic's placement is kept when the fragmentation guide is on (it chose with the future
-    mix in mind).
-    """
-    from optalloc import heuristics
-
-    chosen = exact.placed_jobs
-    current = problem.current
-    if current is not None:  # running jobs the program stopped are out of the subset, and out of current
-        current = current.replace(placements=tuple(p for p in current.placements if p.job in chosen), unplaced=())
-    subset = problem.replace(jobs=tuple(j for j in problem.jobs if j.name in chosen), current=current)
-    placed = heuristics.allocate(
-        subset,
-        rule=options.warm_start,
-        order="largest-demand-first",
-        seed=options.seed,
-        future=future,
-    )
-    missing = tuple(
-        u if u.reason == Reason.HELD_BACK else Unplaced(u.job, Reason.INSUFFICIENT_CAPACITY, LOST_SELECTION)
-        for u in placed.unplaced
-    )
-    candidate = placed.replace(unplaced=tuple(u for u in exact.unplaced if u.job not in chosen) + missing)
-    value = evaluate(problem, candidate)
-    candidate = candidate.replace(objective=float(value.primary if problem.weights.lexicographic else value.total))
-    if missing:
-        candidate = fill(problem, candidate, options, budget)
-    score = scorer(problem, future, options)
-    mine, theirs = score(candidate), score(exact)
-    if mine < theirs or (mine == theirs and options.fragmentation_guide <= 0):
-        return exact
-    stats = {**exact.stats, "placed_by": options.warm_start}
-    # Proven by its objective, not by the ranking score (primary term only, or plus a future value).
-    proven = exact.bound is not None and candidate.objective is not None and candidate.objective >= exact.bound
-    if budget is not None and candidate.objective is not None:
-        budget.improve(exact.method or "auto", objective=candidate.objective)
-    return candidate.replace(
-        method=exact.method, status=Status.OPTIMAL if proven else Status.FEASIBLE, bound=exact.bound, stats=stats
-    )
-
-
-# Ranking ------------------------------------------------------------------------------------------
-def forecast(problem: Problem, options: SolveOptions) -> FutureValue | None:
-    """The future value of the free GPU capacity under ``options.admission_forecast`` (None when off)."""
-    if options.admission_forecast <= 0 or problem.weights.lexicographic:
-        return None
-    from optalloc.core import ClusterState
-    from optalloc.models.future import future_value
-
-    return future_value(problem, ClusterState.of(problem), options.admission_forecast)
-
-
-def scorer(
-    problem: Problem, future: FutureValue | None, options: SolveOptions | None = None
-) -> Callable[[Allocation], float]:
-    """How ``auto`` ranks answers: the objective, plus with a forecast the future value of the GPU
-    capacity each answer leaves (``optalloc.models.future``).
-
-    With a fragmentation guide (online batches) only the objective's primary term counts, and the future
-    value is left out of the ranking (it has already shaped which jobs each engine holds back): an answer
-    replaces the warm start's fragmentation-aware placement only when it places more now. Otherwise the
-    secondary terms (fewer partly used GPUs) or the future value's approximation would let an answer
-    that merely packs the batch differently win, and later arrivals fit worse (on the FGD protocol in
-    batches, default list, seed 42: 95.7% instead of 96.3% at 130% without a forecast, 97.4% instead of
-    98.3% with ``admission_forecast=2``).
-    """
-    primary = options is not None and options.fragmentation_guide > 0 and not problem.weights.lexicographic
-    if primary:
-        future = None
-
-    def score(answer: Allocation) -> float:
-        if not answer.status.has_solution or answer.objective is None:
-            return float("-inf") if answer.objective is None else answer.objective
-        from optalloc.core import ClusterState
-
-        base = float(evaluate(problem, answer).primary) if primary else answer.objective
-        return base if future is None else base + future.of_state(ClusterState.of(problem, answer))
-
-    return score
 
 
 def lp_bound_engine(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:

@@ -33,6 +33,10 @@ class Beside:
     def __init__(self, stream: Stream, rule: str, until: float) -> None:
         self.stream, self.rule, self.until = stream, rule, until
 
+    def close(self) -> None:
+        """End the child now (its answer, if any, is dropped)."""
+        self.stream.close()
+
     def collect(self, budget: Budget) -> list[Allocation]:
         stream = self.stream
         got: list[object] = []
@@ -63,17 +67,62 @@ def strong_beside(
 ) -> Beside | None:
     """The strong rule on the tail of the queue (:func:`strong_head`) in a child process, with the time
     left less its answer's way back, when a second CPU is likely free and a process can be forked."""
-    from optalloc import heuristics
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
-    from optalloc.models.forked import Stream
 
     if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
         return None
-    transfer = budget.pace * (TRANSFER_BASE + TRANSFER_PER_JOB * len(problem.jobs))
-    head = strong_head(problem, options, budget, first, rule=first_rule, until=budget.deadline - transfer)
+    head = strong_head(
+        problem, options, budget, first, rule=first_rule, until=budget.deadline - transfer(problem, budget)
+    )
     if head is None:
         return None
+    stream = _fork(problem, options, rule, order, future, head)
+    return None if stream is None else Beside(stream, rule, budget.deadline)
+
+
+def strong_beside_program(
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    first: float,
+    rule: str,
+    order: str,
+    future: FutureValue | None,
+    *,
+    first_rule: str,
+    expected: float,
+) -> Beside | None:
+    """The strong rule, whole, in a child process while the caller goes on with the program (built
+    already, :func:`optalloc.anytime.prepare_early`), when a second CPU is likely free: the program's
+    LP, decoding and neighbourhood search get the second or so it takes (on the openb default list at
+    10 s, 1.5 s of fgd-plus). ``expected``: the strong rule's forecast run time here and now; the child
+    hands the queue back to the first rule after twice that and answers by three times it (or the
+    deadline)."""
+    from optalloc.core.cpus import usable_cpus
+    from optalloc.models.exact import SPARE_CPU_PACE
+
+    if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
+        return None
+    now = budget.clock()
+    until = min(budget.deadline - transfer(problem, budget), now + 3 * expected)
+    hurry = Head(first_rule, 0, min(now + 2 * expected, until - HURRY_FACTOR * first), until)
+    stream = _fork(problem, options, rule, order, future, hurry)
+    return None if stream is None else Beside(stream, rule, until + transfer(problem, budget))
+
+
+def transfer(problem: Problem, budget: Budget) -> float:
+    """Seconds a heuristic's answer takes from a child process to the parent (stretched by the pace)."""
+    return budget.pace * (TRANSFER_BASE + TRANSFER_PER_JOB * len(problem.jobs))
+
+
+def _fork(
+    problem: Problem, options: SolveOptions, rule: str, order: str, future: FutureValue | None, head: Head
+) -> Stream | None:
+    """``rule`` (with ``head``) run in a forked child process that sends its answer; None when no process
+    can be forked (a process limit)."""
+    from optalloc import heuristics
+    from optalloc.models.forked import Stream
 
     def work(send: Callable[[object], None]) -> None:
         send(
@@ -92,11 +141,10 @@ def strong_beside(
         )
 
     try:
-        stream = Stream(work)
-    except OSError as err:  # no process can be forked (a process limit): the tail runs after the others
-        log.warning("the strong rule runs after the others: cannot fork (%s)", err)
+        return Stream(work)
+    except OSError as err:
+        log.warning("the strong rule runs in this process: cannot fork (%s)", err)
         return None
-    return Beside(stream, rule, budget.deadline)
 
 
 @dataclass(frozen=True)

@@ -102,39 +102,49 @@ class Decoding:
     def polish(self, budget: Budget, reserve: float = 0.0, *, parallel: bool = False) -> bool:
         """Pass 2, while the budget has time for another try: the types that lost units, the most value
         first, packed again with the other rules and, on small types, seeded restarts shuffling items of
-        equal GPU demand; each type keeps its best try. Out of time, every type keeps what it has. Whether
-        any type packs better now.
+        equal GPU demand; each type keeps its best try (the first of the least lost value). Out of time,
+        every type keeps what it has. Whether any type packs better now.
 
-        ``parallel``: every other type (in that order) is packed by a forked child process, which sends
-        each better packing as it finds it (types share no node: the two halves are independent)."""
+        ``parallel``: every other try (in that order, across types) is made by a forked child process,
+        which sends each better packing as it finds it (tries are independent: each packs its type from
+        the state before it, and types share no node). Splitting tries rather than types keeps both
+        processes busy when one type holds most of the work (on the openb lists, the 549 G2 nodes: five
+        tries of half a second each)."""
         before = self.lost_value
         todo = sorted((x for x in self.types if x.best.missed), key=lambda x: -x.best.lost_value)
-        if not parallel or len(todo) < 2:
+        if not parallel or sum(x.count_tries() for x in todo) < 2:
             self._polish(todo, budget, reserve)
             return self.lost_value < before
         from optalloc.models.forked import Stream
 
         number = {id(x): i for i, x in enumerate(self.types)}
+        first = 0
+        for trials in todo:  # try i of the whole sequence is made by process i % 2
+            trials.share(side=0, first=first)
+            first += trials.count_tries()
 
         def helper_work(send: Callable[[object], None]) -> None:  # in the child
             def better(trials: _TypeTrials) -> None:
-                send((number[id(trials)], trials.best))
+                send((number[id(trials)], trials.best_try, trials.best))
 
-            self._polish(todo[1::2], budget.detached(), reserve + POLISH_MARGIN, on_better=better)
+            for trials in todo:
+                trials.share(side=1, first=trials.first_try)
+            self._polish(todo, budget.detached(), reserve + POLISH_MARGIN, on_better=better)
 
         def take(messages: list[object]) -> None:
-            for i, packed in messages:  # type: ignore[misc]
-                if packed.lost_value < self.types[i].best.lost_value:
-                    self.types[i].best = packed
+            for i, index, packed in messages:  # type: ignore[misc]
+                self.types[i].offer(index, packed)
 
         try:
             helper = Stream(helper_work)
         except OSError as error:  # no process to spare (a limit on processes, or on memory): polish alone
             log.warning("polishing in one process: %s", error)
+            for trials in todo:
+                trials.share(side=None)
             self._polish(todo, budget, reserve)
             return self.lost_value < before
         try:
-            for trials in todo[0::2]:
+            for trials in todo:
                 take(helper.receive())
                 if not self._polish([trials], budget, reserve):
                     break
@@ -210,8 +220,36 @@ class _TypeTrials:
 
     def __init__(self, nodes: np.ndarray, items: list[Unit], first: Packed) -> None:
         self.nodes, self.items, self.best = nodes, items, first
-        self.tries: list[tuple[str, list[Unit]]] | None = None  # the tries left, made on the first improve
+        self.best_try = -1  # which try gave ``best`` (-1: the first pass); ties go to the earliest
+        self.tries: list[tuple[int, str, list[Unit]]] | None = None  # the tries left, made on the first improve
         self.last = 0.0  # seconds the last try took
+        self.side: int | None = None  # with a second process: the parity of the tries this one makes
+        self.first_try = 0  # the number of this type's first try in the whole polish
+
+    def count_tries(self) -> int:
+        """How many tries pass 2 makes on this type at most."""
+        return len(PACKING_RULES) - 1 + (RESTARTS if len(self.nodes) <= RESTART_NODES else 0)
+
+    def share(self, side: int | None, first: int = 0) -> None:
+        """Make only the tries ``i`` with ``(first + i) % 2 == side`` (None: every try); the other process
+        makes the rest."""
+        self.side, self.first_try = side, first
+
+    def offer(self, index: int, packed: Packed) -> None:
+        """Another process's try ``index`` of this type: kept when it loses less (or as much, made earlier)."""
+        if (packed.lost_value, index) < (self.best.lost_value, self.best_try):
+            self.best, self.best_try = packed, index
+
+    def _all_tries(self) -> list[tuple[int, str, list[Unit]]]:
+        tries = [(rule, self.items) for rule in PACKING_RULES[1:]]
+        if len(self.nodes) <= RESTART_NODES:
+            rng = np.random.default_rng(len(self.items))
+            demand = [-(u.gpus + u.block_shares) for u in self.items]
+            for attempt in range(RESTARTS):
+                keys = rng.random(len(self.items))
+                shuffled = [self.items[i] for i in np.lexsort((keys, demand))]
+                tries.append((PACKING_RULES[attempt % len(PACKING_RULES)], shuffled))
+        return [(i, rule, items) for i, (rule, items) in enumerate(tries)]
 
     def improve(  # type: ignore[no-untyped-def]
         self,
@@ -227,24 +265,19 @@ class _TypeTrials:
         pace). ``state`` and ``full`` are the cluster before this type is packed; they are not changed.
         A later call goes on with the tries left."""
         if self.tries is None:
-            self.tries = [(rule, self.items) for rule in PACKING_RULES[1:]]
-            if len(self.nodes) <= RESTART_NODES:
-                rng = np.random.default_rng(len(self.items))
-                demand = [-(u.gpus + u.block_shares) for u in self.items]
-                for attempt in range(RESTARTS):
-                    keys = rng.random(len(self.items))
-                    shuffled = [self.items[i] for i in np.lexsort((keys, demand))]
-                    self.tries.append((PACKING_RULES[attempt % len(PACKING_RULES)], shuffled))
+            self.tries = self._all_tries()
             self.last = PACK_PER_UNIT * len(self.items) * budget.pace
         while self.tries:
             if not self.best.missed or budget.expired(reserve + 1.5 * self.last):
                 return
-            rule, items = self.tries.pop(0)
+            index, rule, items = self.tries.pop(0)
+            if self.side is not None and (self.first_try + index) % 2 != self.side:
+                continue  # the other process makes this try
             t0 = budget.clock()
             trial = pack_type(problem, state.copy(), full.copy(), self.nodes, items, rule, budget, reserve)
             self.last = budget.clock() - t0
-            if trial.lost_value < self.best.lost_value:
-                self.best = trial
+            if (trial.lost_value, index) < (self.best.lost_value, self.best_try):
+                self.best, self.best_try = trial, index
                 if on_better is not None:
                     on_better(self)
 

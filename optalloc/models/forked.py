@@ -13,9 +13,11 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
 import select
 import signal
 import struct
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -76,16 +78,23 @@ class Stream:
             try:
                 os.close(read_end)
                 child_setup()
+                # A writer thread empties the queue into the pipe, so that the work never waits for the
+                # parent to read (a pipe holds 64 KiB; the parent reads between steps of its own work).
+                pending: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+                writer = threading.Thread(target=_drain, args=(pending, write_end), daemon=True)
+                writer.start()
 
                 def send(message: object) -> None:
-                    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-                    _write_all(write_end, _HEADER.pack(len(data)) + data)
+                    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)  # as it is now
+                    pending.put(_HEADER.pack(len(data)) + data)
 
                 try:
                     work(send)
                     code = 0
                 except BaseException:
                     send((_ERROR, traceback.format_exc()))
+                pending.put(None)
+                writer.join()
             finally:
                 os._exit(code)
         os.close(write_end)
@@ -141,6 +150,12 @@ class Stream:
                 continue
             out.append(message)
         return out
+
+
+def _drain(pending: queue.SimpleQueue[bytes | None], fd: int) -> None:
+    """The child's writer thread: each queued message into the pipe, until the end mark (None)."""
+    while (data := pending.get()) is not None:
+        _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

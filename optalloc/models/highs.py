@@ -286,7 +286,9 @@ def _run(
     info = h.getInfo()
     stats: dict[str, object] = {"engine": "highs", "message": h.modelStatusToString(model_status)}
     if code == hc.HighsStatus.kError or model_status in no_answer:
-        log.warning("HiGHS ended without an answer: %s", stats["message"])
+        # Stopped on purpose (the caller's stop flag, the deadline), no answer is the expected outcome.
+        stopped = budget.stopped or budget.clock() >= deadline
+        (log.debug if stopped else log.warning)("HiGHS ended without an answer: %s", stats["message"])
         return ProgramRun(Status.UNKNOWN, None, None, None, wall, stats=stats)
     if model_status == hc.HighsModelStatus.kInfeasible:
         return ProgramRun(Status.INFEASIBLE, None, None, None, wall, stats=stats)
