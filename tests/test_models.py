@@ -302,6 +302,23 @@ def test_the_exact_engine_solves_its_second_lp_vertex_beside_the_first_and_leave
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_the_second_lp_vertex_is_decoded_before_the_backend_searches(monkeypatch) -> None:
+    """The vertex solving in a child process is collected and decoded before the backend's search, not
+    after it: decoded after a search run to the deadline, it was lost whenever the search's own answer
+    took long to decode (``cpsat`` at 10 s on the openb default list: 94.9% instead of 96.3%)."""
+    from optalloc.models import exact
+
+    monkeypatch.setattr(exact, "usable_cpus", lambda: 2)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    answer = exact.solve_exact(problem, SolveOptions(), Budget(4.0))
+    assert answer.stats["second_vertex"] == "child process"
+    decoded = [name for name, _ in answer.stats["candidates"]]
+    assert decoded[:2] == ["lp-default", "lp-simplex"]
+    assert verify(problem, answer) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_polishing_in_two_processes_packs_every_type_as_polishing_in_one_does() -> None:
     """Node types share no node, so half of them packed again in a child process give, without a deadline,
     exactly the packings of a polish in one process; the child is gone after."""

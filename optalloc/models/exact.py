@@ -4,10 +4,11 @@ The stages, each skipped when the budget cannot hold it (the answer then is the 
 
 1. compress the problem (node types, job classes) and report the pooled-capacity bound (milliseconds);
 2. build the program, solve its LP relaxation (the bound every gap is measured against) and round it:
-   a warm start, decoded at once into an answer when it beats the caller's hint;
+   a warm start, decoded at once into an answer; on large programs over node types, a second optimal
+   vertex (simplex, solved beside in a child process when a CPU is free) is rounded and decoded too;
 3. solve the program with the backend (CP-SAT, HiGHS or CBC), hinted with the best warm start, until
    the time needed to decode what it finds;
-4. decode the backend's solution if its program value beats the warm start's.
+4. decode the backend's solution, and polish the best answer with the time left.
 
 Status is honest: ``optimal`` only when the answer's objective reaches a proven bound (a solver that
 stops at a gap limit, or whose answer decoding lost a replica, is ``feasible``).
@@ -141,9 +142,18 @@ def solve_exact(
             search.hints.append(encode(form, hint))
         # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
         # Other vertices (other LP methods) decode differently: the second solves in a child process
-        # (started by prepare()) or, without one, once the backend has run, with the time it leaves.
+        # (started by prepare()) and is decoded as soon as it arrives, before the backend's search (on
+        # the openb lists it decodes best, and the backend's search over node types never did better:
+        # decoded after a search run to the deadline, it was lost whenever the search's own decoding ran
+        # long); without a child, it is solved once the backend has run, with the time it leaves.
         methods = _lp_methods(form)
         _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve)
+        if ahead is not None and methods:
+            lp, ahead = ahead.collect(reserve + search.decode_time), None
+            stats["second_vertex"] = (
+                "child process" if lp.values is not None else f"child process: {lp.stats.get('message')}"
+            )
+            _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve, solved=lp)
         warm = search.best_hint(form)
         stats["hint_objective"] = None if warm is None else form.program.value(warm, weights)
         stats["prepare_time"] = round(time.perf_counter() - start, 4)
@@ -153,7 +163,7 @@ def solve_exact(
             reserve
             + DECODE_FLOOR
             + (
-                DECODE_FACTOR * search.decode_time * (2 if ahead is not None else 1)
+                DECODE_FACTOR * search.decode_time
                 if search.decode_time
                 else DECODE_SHARE * max(0.0, budget.left() - reserve)
             )
@@ -168,12 +178,6 @@ def solve_exact(
             if run.values is not None and not search.decoded(run.values):
                 search.decode(form, run.values, run.status, backend)
         for lp_method in methods:
-            if ahead is not None:
-                lp, ahead = ahead.collect(reserve + search.decode_time), None
-                arrived = lp.values is not None
-                stats["second_vertex"] = "child process" if arrived else f"child process: {lp.stats.get('message')}"
-                _try_vertex(form, weights, lp_method, search, bounds, stats, reserve, solved=lp)
-                continue
             if budget.expired(reserve + 1.5 * search.cost):
                 break
             _try_vertex(form, weights, lp_method, search, bounds, stats, reserve)
