@@ -323,6 +323,68 @@ def test_without_time_for_the_strong_rule_whole_nor_the_program_it_places_the_ta
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_without_time_for_the_program_the_strong_rule_starts_before_the_first_rule_and_stops_if_it_fits(
+    monkeypatch,
+):
+    """When the unloaded forecast of the first rule's run leaves time for neither the program nor the
+    strong rule whole, the strong rule's child starts before the first rule runs (it would lose that
+    run's time otherwise), forecasting the first run from ``pace_jobs_per_second``; when the first run
+    shows that the program fits after all, the child is ended and the program runs."""
+    from optalloc.core.options import PortfolioConfig
+
+    events: list[str] = []
+    forecasts: list[float] = []
+
+    class Child:
+        def close(self) -> None:
+            events.append("child ended")
+
+        def collect(self, budget):  # type: ignore[no-untyped-def]
+            events.append("child collected")
+            return []
+
+    def beside(problem, options, budget, first, *args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append("child started")
+        forecasts.append(first)
+        return Child()
+
+    from optalloc import heuristics
+
+    real_allocate = heuristics.allocate
+
+    def allocate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append(kwargs.get("rule", "?"))
+        return real_allocate(*args, **kwargs)
+
+    monkeypatch.setattr("optalloc.anytime.strong_beside", beside)
+    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.heuristics.allocate", allocate)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    # First-fit forecast at 100 jobs a second (24 s): by the forecast neither fits in 5 s; it runs in
+    # milliseconds, and then the program fits.
+    config = PortfolioConfig(pace_jobs_per_second=100.0)
+    answer = solve(problem, "auto", time_limit=5, portfolio=config)
+    assert events[:3] == ["child started", "first-fit", "child ended"]
+    assert "child collected" not in events
+    assert forecasts == [pytest.approx(24.0)]
+    assert answer.stats.get("portfolio") != "no time left for the program" and "candidates" in answer.stats
+    assert verify(problem, answer) == []
+
+
+@pytest.mark.parametrize(("cpus", "load", "busy"), [(2, 0.5, False), (2, 4.9, False), (2, 5.0, True), (1, 0.0, True)])
+def test_no_child_starts_before_the_first_run_on_a_busy_machine(monkeypatch, cpus, load, busy):
+    """Before any run measured the pace, the load average stands in for it: a child beside the first rule
+    needs a second usable CPU and a load below SPARE_CPU_PACE (2.5) times the CPUs."""
+    import os
+
+    from optalloc import anytime
+    from optalloc.core import cpus as cpus_module
+
+    monkeypatch.setattr(cpus_module, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert anytime._machine_busy() is busy
+
+
 @pytest.mark.parametrize("spare_cpu", [True, False])
 def test_the_strong_rule_on_the_tail_decides_every_job_in_a_child_or_after_the_others(monkeypatch, spare_cpu):
     import os

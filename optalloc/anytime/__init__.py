@@ -427,7 +427,7 @@ def best_heuristic(
     candidates = dict.fromkeys([opening, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
-    beside: Beside | None = None
+    beside = _strong_at_once(problem, options, budget, future, opening[0], built=built) if scratch else None
     tail_after = False  # the strong rule places the tail after the others (no second CPU)
     share = math.inf
     first = program = 0.0
@@ -454,8 +454,9 @@ def best_heuristic(
             elif math.isinf(share):
                 # No time for it whole nor for the program: it places the tail of the queue, beside the
                 # cheap rules in a child process when a second CPU is likely free, else after them.
-                beside = strong_beside(problem, options, budget, first, name, order, future, first_rule=opening[0])
-                tail_after = beside is None
+                if beside is None:
+                    beside = strong_beside(problem, options, budget, first, name, order, future, first_rule=opening[0])
+                    tail_after = beside is None
                 continue
             else:
                 continue
@@ -483,6 +484,9 @@ def best_heuristic(
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.
                 share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
+                if beside is not None:  # started on the unloaded forecast, which the first run belied
+                    beside.close()
+                    beside = None
     if beside is not None:
         answers.extend(beside.collect(budget))
     elif tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
@@ -494,6 +498,59 @@ def best_heuristic(
     return best.replace(
         stats={**best.stats, "portfolio_time": round(budget.clock() - start, 4), "portfolio_candidates": tried}
     )
+
+
+def _strong_at_once(
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    future: FutureValue | None,
+    first_rule: str,
+    *,
+    built: bool,
+) -> Beside | None:
+    """The strong rule on the tail of the queue in a child process started before the first rule runs,
+    when the budget, by the unloaded forecast of the first rule's run (``pace_jobs_per_second``), holds
+    neither the program after it nor the strong rule whole, and the machine is not busier than the pace
+    at which a child is started after the first run (:func:`_machine_busy`). Started after the first
+    rule's run, as :func:`best_heuristic` otherwise does, the child loses that run's time: on the openb
+    default list at 1 s, a fifth of the budget, and the tail the strong rule places shrinks from about
+    half the queue to two fifths. When the first run shows that the program fits after all, the child is ended
+    (``built``: the program is built already, only its LP and decoding are left)."""
+    if not budget.limited or options.deterministic or not problem.jobs:
+        return None
+    config = options.portfolio
+    first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
+    grouped = len(problem.nodes) > EXACT_NODES
+    program = exact_setup(problem, config, built=built) + first_decode(problem)
+    after = first if grouped else config.finish_factor * first
+    if not budget.expired(program + after) or not budget.expired(config.strong_cost * first):
+        return None  # the program, or the strong rule whole, may fit: best_heuristic decides after the first run
+    if _machine_busy():
+        return None
+    return strong_beside(
+        problem, options, budget, first, config.strong_rule, options.order, future, first_rule=first_rule
+    )
+
+
+def _machine_busy() -> bool:
+    """Whether the machine is too busy for a child beside the first rule, judged before any run measured
+    the pace: fewer than two usable CPUs, or a load average (the last minute) of ``SPARE_CPU_PACE`` times
+    the usable CPUs or more (about the load at which the simple rules run that many times slower, when
+    a child is no longer started after the first run either)."""
+    import os
+
+    from optalloc.core.cpus import usable_cpus
+    from optalloc.models.exact import SPARE_CPU_PACE
+
+    cpus = usable_cpus()
+    if cpus < 2:
+        return True
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    return load >= SPARE_CPU_PACE * cpus
 
 
 def _from_scratch(problem: Problem, options: SolveOptions) -> bool:
