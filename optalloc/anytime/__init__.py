@@ -515,8 +515,8 @@ def _strong_at_once(
     at which a child is started after the first run (:func:`_machine_busy`). Started after the first
     rule's run, as :func:`best_heuristic` otherwise does, the child loses that run's time: on the openb
     default list at 1 s, a fifth of the budget, and the tail the strong rule places shrinks from about
-    half the queue to two fifths. When the first run shows that the program fits after all, the child is ended
-    (``built``: the program is built already, only its LP and decoding are left)."""
+    half the queue to two fifths. When the first run shows that the program fits after all, the child
+    is ended (``built``: the program is built already, only its LP and decoding are left)."""
     if not budget.limited or options.deterministic or not problem.jobs:
         return None
     config = options.portfolio

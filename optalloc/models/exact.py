@@ -140,12 +140,10 @@ def solve_exact(
         weights = {"primary": 1} if lexicographic else dict(form.weights)
         if hint is not None:
             search.hints.append(encode(form, hint))
-        # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer.
-        # Other vertices (other LP methods) decode differently: the second solves in a child process
-        # (started by prepare()) and is decoded as soon as it arrives, before the backend's search (on
-        # the openb lists it decodes best, and the backend's search over node types never did better:
-        # decoded after a search run to the deadline, it was lost whenever the search's own decoding ran
-        # long); without a child, it is solved once the backend has run, with the time it leaves.
+        # LP relaxations: the bound, and rounded vertices as warm starts, each decoded into an answer. The
+        # second vertex, solving in a child process (prepare()), is decoded before the backend searches
+        # (decoded after, it was lost when the search's decoding ran long); without a child, it is solved
+        # once the backend has run, with the time it leaves.
         methods = _lp_methods(form)
         _try_vertex(form, weights, methods.pop(0), search, bounds, stats, reserve)
         if ahead is not None and methods:
