@@ -475,11 +475,7 @@ def best_heuristic(
             vertices = 2 if grouped else 1
             setup = exact_setup(problem, options.portfolio, built=built)
             program = budget.pace * vertices * (setup + first_decode(problem))
-            # The program needs its first answer and then, on exact programs (not over node types), time to
-            # re-place its selection with the heuristic; its first answer is worth waiting for only with at
-            # least one more heuristic run's worth of time to spare.
-            after = first if vertices == 2 else options.portfolio.finish_factor * first
-            if budget.limited and budget.expired(program / vertices + after):
+            if budget.limited and not _first_answer_fits(problem, options, budget, first, built=built):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.
@@ -521,16 +517,25 @@ def _strong_at_once(
         return None
     config = options.portfolio
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
-    grouped = len(problem.nodes) > EXACT_NODES
-    program = exact_setup(problem, config, built=built) + first_decode(problem)
-    after = first if grouped else config.finish_factor * first
-    if not budget.expired(program + after) or not budget.expired(config.strong_cost * first):
+    strong_fits = not budget.expired(config.strong_cost * first)
+    if strong_fits or _first_answer_fits(problem, options, budget, first, built=built):
         return None  # the program, or the strong rule whole, may fit: best_heuristic decides after the first run
     if _machine_busy():
         return None
     return strong_beside(
         problem, options, budget, first, config.strong_rule, options.order, future, first_rule=first_rule
     )
+
+
+def _first_answer_fits(problem: Problem, options: SolveOptions, budget: Budget, first: float, *, built: bool) -> bool:
+    """Whether the program's first answer fits in the time left after a first heuristic run of ``first``
+    seconds: its setup and first decoding (stretched by the pace), and then, on exact programs (not over
+    node types), time to re-place its selection with the heuristic; it is worth waiting for only with at
+    least one more heuristic run's worth of time to spare."""
+    grouped = len(problem.nodes) > EXACT_NODES
+    program = budget.pace * (exact_setup(problem, options.portfolio, built=built) + first_decode(problem))
+    after = first if grouped else options.portfolio.finish_factor * first
+    return not budget.expired(program + after)
 
 
 def _machine_busy() -> bool:

@@ -152,7 +152,9 @@ def _serial(
     results: list[SimResult | None] = [None] * len(runs)
 
     def report(p: Progress) -> None:
-        if stop is not None and stop.is_set():
+        # A run whose every job is done is left to finish its books: it was reported done (and the CLI
+        # said so) before its last reports, and a Ctrl-C then must not drop it.
+        if stop is not None and stop.is_set() and p.done < p.total:
             raise _Stopped
         if progress is not None:
             progress(p)
