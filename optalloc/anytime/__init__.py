@@ -540,22 +540,19 @@ def _first_answer_fits(problem: Problem, options: SolveOptions, budget: Budget, 
 
 def _machine_busy() -> bool:
     """Whether the machine is too busy for a child beside the first rule, judged before any run measured
-    the pace: fewer than two usable CPUs, or a load average (the last minute) of ``SPARE_CPU_PACE`` times
-    the usable CPUs or more (about the load at which the simple rules run that many times slower, when
-    a child is no longer started after the first run either)."""
+    the pace: a load average (the last minute) of ``SPARE_CPU_PACE`` times the usable CPUs or more (about
+    the load at which the simple rules run that many times slower, when a child is no longer started
+    after the first run either). A single usable CPU is :func:`strong_beside`'s own check."""
     import os
 
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
 
-    cpus = usable_cpus()
-    if cpus < 2:
-        return True
     try:
         load = os.getloadavg()[0]
     except OSError:
         return False
-    return load >= SPARE_CPU_PACE * cpus
+    return load >= SPARE_CPU_PACE * usable_cpus()
 
 
 def _from_scratch(problem: Problem, options: SolveOptions) -> bool:
