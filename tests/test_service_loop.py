@@ -44,10 +44,18 @@ def cluster_of(c: TestClient) -> Cluster:
 
 
 def children(pid: int) -> set[int]:
-    """The live child processes of ``pid`` (Linux /proc)."""
+    """The live child processes of ``pid`` (Linux /proc).
+
+    A thread may exit between listing the tasks and reading its ``children``
+    file (the service's threads come and go): such a thread has no children.
+    """
     out: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(p) for p in (task / "children").read_text().split()}
+        try:
+            listed = (task / "children").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out |= {int(p) for p in listed.split()}
     return out
 
 
