@@ -10,6 +10,7 @@ import pytest
 
 from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Reason, Status
 from optalloc.core import FragmentationModel, Workload, evaluate, verify
+from optalloc.core.fragmentation import pairwise_sum
 from optalloc.core.objective import evaluate_placements
 from optalloc.core.state import placement_of
 from optalloc.core.verify import CHECKS
@@ -144,6 +145,103 @@ def test_fgd_rules_score_as_a_fresh_placer_after_a_long_run_with_releases():
             assert np.array_equal(placer.scores(j), fresh.scores(j)), (rule, j)
 
 
+def _placer_midway(problem: Problem, rule: str) -> Placer:
+    """A placer that has placed and released jobs of ``problem`` at random (many states interned)."""
+    placer = Placer(problem, rule)
+    rng = np.random.default_rng(2)
+    live = []
+    for j in range(len(problem.jobs)):
+        got = placer.place(j)
+        if got:
+            live.append(got)
+        if live and rng.random() < 0.3:
+            placer.release(live.pop(int(rng.integers(len(live)))))
+    return placer
+
+
+@pytest.mark.parametrize("rule", ["fgd", "fgd-plus"])
+def test_state_twins_score_every_state_exactly_as_the_vectorised_rules(rule, monkeypatch):
+    rng = np.random.default_rng(8)
+    problems = [synthetic.openb_like(nodes=40, jobs=500, seed=6, sharing=0.7), random_problem(rng, jobs=120, nodes=12)]
+    for problem in problems:
+        placer = _placer_midway(problem, rule)
+        states = placer._states
+        assert states is not None and get_rule(rule).state_scalar is not None
+        sids = np.arange(states.size)
+        twins = 0
+        for j in range(len(problem.jobs)):
+            cache = placer._cache(j)
+            assert cache.memo_score is not None and cache.memo_slot is not None
+            got = []
+            for few in (0, 10**9):  # 0: numpy for every state; 10**9: the twin for every state
+                monkeypatch.setattr(placer_module, "SCALAR_STATES", few)
+                cache.memo_score[:] = np.nan
+                cache.memo_slot[:] = -1
+                placer._score_new_states(cache, sids)
+                got.append((cache.memo_score[: states.size].copy(), cache.memo_slot[: states.size].copy()))
+            (vector, vector_slot), (twin, twin_slot) = got
+            assert np.array_equal(vector, twin), (rule, j)
+            if cache.job.share:
+                assert np.array_equal(vector_slot, twin_slot), (rule, j)
+            twins += cache.state_scalar
+        assert twins > 0  # the twin was compared, not skipped
+
+
+def test_state_profiles_computed_one_by_one_equal_numpy_s(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=7)
+    caches = []
+    for few in (0, 10**9):
+        monkeypatch.setattr(placer_module, "SCALAR_STATES", few)
+        placer = _placer_midway(problem, "fgd")
+        assert placer._frag is not None
+        placer._frag.update()
+        caches.append(placer._frag)
+    numpy_side, python_side = caches
+    assert numpy_side.done == python_side.done > len(problem.nodes)
+    for name in ("count", "usable", "value"):
+        assert np.array_equal(getattr(numpy_side, name), getattr(python_side, name)), name
+
+
+@pytest.mark.parametrize("rule", ["fgd", "fgd-plus"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_answers_do_not_depend_on_when_the_state_twin_is_taken(rule, seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    for problem in (random_problem(rng, jobs=80, nodes=10), synthetic.openb_like(nodes=60, jobs=600, seed=seed)):
+        default = allocate(problem, rule=rule)
+        monkeypatch.setattr(placer_module, "SCALAR_STATES", 0)
+        assert allocate(problem, rule=rule).placements == default.placements
+        monkeypatch.setattr(placer_module, "SCALAR_STATES", 10**9)
+        assert allocate(problem, rule=rule).placements == default.placements
+        monkeypatch.undo()
+
+
+def test_pairwise_sum_adds_in_numpy_s_order():
+    rng = np.random.default_rng(4)
+    for n in [*range(0, 20), 64, 127, 128, 129, 300, 1000]:
+        row = rng.random((1, n)) * rng.choice([1e-3, 1.0, 1e3], size=(1, n))
+        assert pairwise_sum(row[0].tolist()) == row.sum(axis=1)[0], n
+
+
+def test_fragmentation_of_one_state_equals_the_vectorised_value():
+    problem = synthetic.openb_like(nodes=60, jobs=400, seed=3)
+    model = FragmentationModel.of(Workload.of_problem(problem), len(problem.model_names))
+    rng = np.random.default_rng(9)
+    gpu = rng.choice([-1, 0, 100, 250, 500, 700, 1000], size=(200, 8)).astype(np.int64)
+    cpu = rng.integers(0, 100, size=200) * 1000
+    node_model = rng.integers(-1, len(problem.model_names), size=200)
+    profile = model.profile(gpu)
+    want = model.of_profile(profile, cpu, node_model)
+    for i in range(200):
+        got = model.of_one(
+            int(profile.total[i]),
+            profile.count[i].tolist(),
+            profile.usable[i].tolist(),
+            int(cpu[i]),
+            int(node_model[i]),
+        )
+        assert got == want[i], i
+
+
 def test_trusted_placements_equal_validated_ones():
     a = placement_of("j", 2, "n", (1, 3), 1000)
     b = Placement("j", 2, "n", (1, 3), 1000)
@@ -221,9 +319,37 @@ def test_past_rule_until_the_head_rule_places_the_rest_and_no_job_is_left_undeci
     assert whole.method == "fgd-plus" and whole.placements == allocate(problem, rule="fgd-plus").placements
 
 
+def test_the_costly_rule_hands_back_once_the_head_rule_needs_the_time_left(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    fast = allocate(problem, rule="first-fit")
+    # The clock moves 1 s per reading: 1 s at the start, 2 + k s at job k. With 0.5 s per job for the
+    # head rule, the time left to 302.25 s first falls short of 0.5 s x the jobs left (and the time to
+    # build the answer, micro-seconds) at job 101: 2 + 101 + 0.5 x 399 = 302.5.
+    monkeypatch.setattr(allocate_module, "time", _Clock(1.0))
+    answer = allocate(problem, rule="fgd-plus", head_rule="first-fit", rule_until=302.25, head_per_job=0.5)
+    assert answer.stats["rule_jobs"] == 101 and answer.stats["undecided"] == 0
+    assert verify(problem, answer) == [] and answer.placements != fast.placements
+    first = {j.name for j in problem.jobs[:101]}
+    whole = allocate(problem, rule="fgd-plus")
+    assert {p for p in answer.placements if p.job in first} == {p for p in whole.placements if p.job in first}
+
+
+def test_a_head_rule_slower_than_the_time_left_takes_the_queue_back_at_once():
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    import time
+
+    soon = time.perf_counter() + 1000.0
+    answer = allocate(problem, rule="fgd-plus", head_rule="first-fit", rule_until=soon, head_per_job=10.0)
+    assert answer.stats["rule_jobs"] == 0 and answer.placements == allocate(problem, rule="first-fit").placements
+
+
 @pytest.mark.parametrize(
     ("field", "kwargs"),
     [
+        ("head_per_job", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": -1.0}),
+        ("head_per_job", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": float("nan")}),
+        ("head_per_job", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": True}),
+        ("head_per_job", {"head_rule": "first-fit", "head_per_job": 0.1}),
         ("head_jobs", {"head_rule": "first-fit", "head_jobs": -1}),
         ("head_jobs", {"head_rule": "first-fit", "head_jobs": 2.5}),
         ("rule_until", {"rule_until": 1.0}),

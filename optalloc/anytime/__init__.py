@@ -99,6 +99,7 @@ def run_heuristic(
         head_rule=None if head is None else head.rule,
         head_jobs=0 if head is None else head.jobs,
         rule_until=None if head is None else head.until,
+        head_per_job=0.0 if head is None else head.per_job,
         order=options.order if order is None else order,
         seed=options.seed,
         round=options.round,
@@ -464,7 +465,13 @@ def best_heuristic(
             break
         # The strong rule run whole hands what it has not reached by then back to the first rule.
         hurry = (
-            Head(_first_rule(problem, options), 0, budget.deadline - HURRY_FACTOR * first, budget.deadline)
+            Head(
+                _first_rule(problem, options),
+                0,
+                budget.deadline,
+                budget.deadline,
+                HURRY_FACTOR * first / max(len(problem.jobs), 1),
+            )
             if i > 0 and name == options.portfolio.strong_rule and budget.limited
             else None
         )

@@ -97,7 +97,8 @@ def strong_beside_program(
     already, :func:`optalloc.anytime.prepare_early`), when a second CPU is likely free: the program's
     LP, decoding and neighbourhood search get the second or so it takes (on the openb default list at
     10 s, 1.5 s of fgd-plus). ``expected``: the strong rule's forecast run time here and now; the child
-    hands the queue back to the first rule after twice that and answers by three times it (or the
+    hands the queue back to the first rule by twice that (leaving the first rule twice its time for the
+    jobs still to decide) and answers by three times it (or the
     deadline)."""
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
@@ -106,7 +107,8 @@ def strong_beside_program(
         return None
     now = budget.clock()
     until = min(budget.deadline - transfer(problem, budget), now + 3 * expected)
-    hurry = Head(first_rule, 0, min(now + 2 * expected, until - HURRY_FACTOR * first), until)
+    per_job = HURRY_FACTOR * first / max(len(problem.jobs), 1)
+    hurry = Head(first_rule, 0, min(now + 2 * expected, until), until, per_job)
     stream = _fork(problem, options, rule, order, future, hurry)
     return None if stream is None else Beside(stream, rule, until + transfer(problem, budget))
 
@@ -137,6 +139,7 @@ def _fork(
                 head_rule=head.rule,
                 head_jobs=head.jobs,
                 rule_until=head.until,
+                head_per_job=head.per_job,
             )
         )
 
@@ -150,12 +153,14 @@ def _fork(
 @dataclass(frozen=True)
 class Head:
     """The head of the queue placed by ``rule`` (``jobs`` jobs), the rest by the strong rule until
-    ``until`` (a ``time.perf_counter()`` value), then by ``rule`` again; all by ``deadline``."""
+    ``until`` (a ``time.perf_counter()`` value) less ``per_job`` seconds for each job still to decide,
+    then by ``rule`` again; all by ``deadline``."""
 
     rule: str
     jobs: int
     until: float
     deadline: float
+    per_job: float = 0.0
 
 
 def strong_head(
@@ -166,7 +171,12 @@ def strong_head(
     the time to ``until`` allows (the strong rule's choices matter most once the cluster fills: see
     :func:`optalloc.heuristics.allocate`; on the openb lists at about fgd's cost it places more than
     fgd); the strong rule hands what it did not reach back to the first rule in time for it to finish.
-    None when the strong rule would get less than ``PortfolioConfig.strong_tail`` of the queue."""
+    None when the strong rule would get less than ``PortfolioConfig.strong_tail`` of the queue.
+
+    The hand-back is reckoned as the strong rule goes: it comes once the time left to ``until`` is
+    ``HURRY_FACTOR`` times what the first rule takes for the jobs still to decide (at its pace in
+    ``first``), not that for the whole tail fixed at the start; on the openb default list at 1 s the
+    fixed one handed the last tenth of the queue back with a fifth of the budget unused."""
     jobs = max(len(problem.jobs), 1)
     per_job = options.portfolio.strong_cost * first / jobs  # the strong rule's seconds per job
     left = until - budget.clock()
@@ -174,5 +184,4 @@ def strong_head(
     if tail < options.portfolio.strong_tail * jobs:
         return None
     tail = min(tail, jobs)
-    hurry = until - HURRY_FACTOR * first * tail / jobs
-    return Head(rule, jobs - tail, hurry, until)
+    return Head(rule, jobs - tail, until, until, HURRY_FACTOR * first / jobs)

@@ -17,8 +17,9 @@ once), so a call costs about ten numpy operations whatever the number of classes
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -188,6 +189,30 @@ class FragmentationModel:
         inner = (np.where(profile.count >= g.gpus, weight, 0.0) * profile.usable).sum(axis=1)
         return np.asarray(g.everything * profile.total - inner)
 
+    def of_one(self, total: int, count: Sequence[int], usable: Sequence[int], cpu: int, model: int) -> float:
+        """:meth:`of_profile` of one state in plain Python values: the same float, summed in numpy's order.
+
+        For the placer's few new states per decision, where numpy's cost per call exceeds the
+        arithmetic (``count``, ``usable``: the state's :class:`GpuProfile` row; ``model`` -1: none).
+        """
+        g = self._groups
+        if not len(g.columns):
+            return g.everything * total
+        lists = self._lists
+        weight = lists.table[model][bisect.bisect_right(lists.levels, cpu)]
+        terms = [w * u if n >= need else 0.0 for w, n, u, need in zip(weight, count, usable, lists.gpus, strict=True)]
+        return g.everything * total - pairwise_sum(terms)
+
+    @cached_property
+    def _lists(self) -> _GroupLists:
+        g = self._groups
+        return _GroupLists(g.columns.tolist(), g.levels.tolist(), g.gpus.tolist(), g.table.tolist())
+
+    @property
+    def column_list(self) -> list[int]:
+        """:attr:`columns` as a Python list."""
+        return self._lists.columns
+
     @cached_property
     def _groups(self) -> _Groups:
         pairs = sorted({(int(c), int(n)) for c, n in zip(self.column, self.gpus, strict=True)})
@@ -219,6 +244,41 @@ class _Groups:
     levels: np.ndarray  # (L,) distinct CPU needs of the classes
     table: np.ndarray  # (M + 1, L + 1, C)
     everything: float  # total popularity of every class (1 for a normalised workload)
+
+
+@dataclass(frozen=True)
+class _GroupLists:
+    """:class:`_Groups` as Python lists, for :meth:`FragmentationModel.of_one`."""
+
+    columns: list[int]
+    levels: list[int]
+    gpus: list[int]
+    table: list[list[list[float]]]
+
+
+def pairwise_sum(values: Sequence[float]) -> float:
+    """``sum`` of floats in the order numpy sums a contiguous row (``np.add.reduce``'s pairwise sum):
+    fewer than 8 in sequence; up to 128 in 8 running sums combined as a tree, then the rest; more
+    split in two at a multiple of 8. So a plain-Python twin of a numpy score gives the same bits."""
+    n = len(values)
+    if n < 8:
+        out = 0.0
+        for v in values:
+            out += v
+        return out
+    if n > 128:
+        half = n // 2
+        half -= half % 8
+        return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
+    r = list(values[:8])
+    end = n - n % 8
+    for i in range(8, end, 8):
+        for j in range(8):
+            r[j] += values[i + j]
+    out = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for i in range(end, n):
+        out += values[i]
+    return out
 
 
 @dataclass(frozen=True)

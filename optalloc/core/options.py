@@ -24,7 +24,8 @@ class PortfolioConfig:
     Online solves (something runs) always start with ``warm_start``.
     ``strong_rule``: for plans from scratch, the heuristic that usually places the most (fgd-plus on the
     openb lists), run second when the time left holds ``strong_cost`` times what the first heuristic took
-    (its cost relative to best-fit: 7.6-8.3 on the three openb lists and on 10,000 nodes) and, when the
+    (its cost relative to first-fit: 4.5-5.3 on the three openb lists, 4.0 on 10,000 nodes, alone; about
+    6 in a child process beside the parent's runs, on the openb default list at 1 s) and, when the
     program can run, twice that and the program's expected time. When it cannot place every job in
     the time left and the program cannot run, the first rule places the head of the queue and the
     strong rule the rest, on ``strong_fill`` of the time left (at ``strong_cost`` per job), if that
@@ -57,7 +58,7 @@ class PortfolioConfig:
     warm_start_share: float = 0.25
     scratch_rule: str | None = "first-fit"
     strong_rule: str = "fgd-plus"
-    strong_cost: float = 8.0
+    strong_cost: float = 6.0
     strong_fill: float = 0.8
     strong_tail: float = 0.2
     min_exact: float = 0.05

@@ -56,6 +56,7 @@ def allocate(
     head_rule: str | None = None,
     head_jobs: int = 0,
     rule_until: float | None = None,
+    head_per_job: float = 0.0,
 ) -> Allocation:
     """Allocate ``problem`` greedily: jobs in ``order``, each placed by ``rule`` or skipped.
 
@@ -77,7 +78,11 @@ def allocate(
     answer's method is then ``"{head_rule}+{rule}"``. ``rule_until`` (a ``time.perf_counter()`` value,
     with ``head_rule``): from then on ``head_rule`` places the rest of the queue too, so that a costly
     rule that would not reach the deadline leaves the fast one the time to decide every job
-    (``stats["rule_jobs"]`` counts the jobs ``rule`` decided).
+    (``stats["rule_jobs"]`` counts the jobs ``rule`` decided). ``head_per_job`` (seconds, with
+    ``rule_until``): the head rule's time per job; the hand-back then comes as soon as the time left
+    to ``rule_until`` is less than that times the jobs still to decide, so that the head rule, given
+    that time per job, places them and builds the answer by ``rule_until``, and the costly rule runs as
+    long as it can.
 
     ``time_limit`` (seconds of wall time from the call, None = no limit) or ``deadline`` (an absolute
     ``time.perf_counter()`` value; the earlier of the two counts): when the heuristic cannot finish
@@ -99,6 +104,10 @@ def allocate(
         raise ProblemError(field, value, "needs a head_rule to place those jobs with")
     head = (head_rule, head_jobs) if head_rule is not None else None
     until = _deadline(start, None, rule_until)
+    if isinstance(head_per_job, bool) or not isinstance(head_per_job, int | float) or not head_per_job >= 0:
+        raise ProblemError("head_per_job", head_per_job, "is not a number of seconds >= 0")
+    if head_per_job and until is None:
+        raise ProblemError("head_per_job", head_per_job, "needs a rule_until to hand the queue back by")
     with _collector_paused():
         return _allocate(
             problem,
@@ -114,6 +123,7 @@ def allocate(
             stop=stop,
             head=head,
             until=until,
+            head_per_job=float(head_per_job),
         )
 
 
@@ -149,6 +159,7 @@ def _allocate(
     stop: float | None,
     head: tuple[str, int] | None = None,
     until: float | None = None,
+    head_per_job: float = 0.0,
 ) -> Allocation:
     running = problem.running_jobs
     placements: list[Placement] = list(problem.current.placements) if problem.current is not None else []
@@ -174,7 +185,8 @@ def _allocate(
         )
 
     # With a head rule: it places the queue up to job ``switch``, the rule from there until the clock
-    # passes ``until`` (job ``back``), the head rule again from there.
+    # passes ``until`` less the head rule's time for the jobs left (job ``back``), the head rule again
+    # from there.
     switch = min(head[1], len(todo)) if head is not None else 0
     back = len(todo)
     placer = placer_of(head[0] if switch > 0 else rule) if todo else None  # type: ignore[index]
@@ -187,7 +199,14 @@ def _allocate(
         if k == switch and switch > 0:
             placer = placer_of(rule, placer.state)  # type: ignore[union-attr]
             place, hostable = placer.place, placer.hostable
-        if until is not None and k >= switch and back == len(todo) and time.perf_counter() >= until:
+        if (
+            until is not None
+            and k >= switch
+            and back == len(todo)
+            and time.perf_counter()
+            + (_hand_back(head_per_job, len(todo) - k, len(placements)) if head_per_job else 0.0)
+            >= until
+        ):
             back = k
             placer = placer_of(head[0], placer.state)  # type: ignore[index, union-attr]
             place, hostable = placer.place, placer.hostable
@@ -256,6 +275,12 @@ def _deadline(start: float, time_limit: float | None, deadline: float | None) ->
             raise ProblemError("deadline", deadline, "is not a time.perf_counter() value")
         out = float(deadline) if out is None else min(out, float(deadline))
     return out
+
+
+def _hand_back(per_job: float, left: int, placed: int) -> float:
+    """Seconds the head rule needs to decide ``left`` jobs at ``per_job`` each, and to build and score the
+    answer of about ``placed`` + ``left`` placements after."""
+    return per_job * left + FINISH_PER_PLACEMENT * (placed + left)
 
 
 def _late(stop: float, placed: int, left: int) -> bool:

@@ -39,6 +39,7 @@ and CPU-heavy lists, then everything on the other lists, held-out seeds and the 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -50,13 +51,18 @@ from optalloc.core import MILLI, Job
 from optalloc.heuristics.fragmentation import JobKind, job_kinds, typical_workload
 from optalloc.heuristics.rules import (
     DECIMALS,
+    NONE,
     Candidates,
     Context,
     JobView,
+    NodeScalar,
     Rule,
     best_option,
     fragmentation_options,
+    fragmentation_options_one,
+    round_decimals,
     sigmoid_points,
+    sigmoid_points_one,
 )
 
 BALANCE = 8.0  # weight of the CPU/memory balance loss (FGD's drop has weight 1)
@@ -82,6 +88,12 @@ class DemandProfile:
     hole_value: np.ndarray
     balance: float = BALANCE
     holes: float = HOLE_WEIGHT
+
+    @functools.cached_property
+    def hole_list(self) -> list[float]:
+        """:attr:`hole_value` as a Python list (for the scalar twin)."""
+        out: list[float] = self.hole_value.tolist()
+        return out
 
     @classmethod
     def of(
@@ -183,10 +195,38 @@ def fgd_plus(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.
     return best_option(len(c.nodes), row, opt.slot, score)
 
 
+def _effective_one(free: int, cpu: int, memory: int, profile: DemandProfile) -> float:
+    """:func:`_effective` of one state."""
+    out = float(free)
+    if profile.cpu_per_milli > 0:
+        out = min(out, cpu / profile.cpu_per_milli)
+    if profile.memory_per_milli > 0:
+        out = min(out, memory / profile.memory_per_milli)
+    return max(out, 0.0)
+
+
+def fgd_plus_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    """:func:`fgd_plus` of one interned state, in plain Python (the same floats, the first best option)."""
+    profile: DemandProfile = ctx.profile
+    before = _effective_one(n.free, n.cpu, n.memory, profile)
+    memory = n.memory - job.memory
+    holes = profile.hole_list if job.share else None
+    best, choice = -math.inf, NONE
+    for slot, free, drop, total, cpu in fragmentation_options_one(n, job, ctx):
+        penalty = profile.balance * max(before - _effective_one(total, cpu, memory, profile) - job.total_gpu, 0.0)
+        if holes is not None:
+            penalty = penalty + profile.holes * (holes[free - job.share] - holes[free])
+        value = sigmoid_points_one(drop, SCALE) - math.trunc(round_decimals(penalty) / POINT)
+        if value > best:
+            best, choice = value, slot
+    return best, choice
+
+
 RULE = Rule(
     "fgd-plus",
     "FGD + CPU/memory balance + hole lookahead for shares (ours; beats FGD on the openb traces)",
     fgd_plus,
     needs_workload=True,
     needs_profile=True,
+    state_scalar=fgd_plus_one,
 )

@@ -20,6 +20,7 @@ to the tightest GPU that fits (best-fit, dot-product, gpu-packing, gpu-clusterin
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable
@@ -107,15 +108,22 @@ class NodeScalar:
     ``gpu``: free milli per GPU slot (-1 for absent slots), ``ok``: slots the replica's GPU can take
     (filled for shares only), ``free``: free milli-GPU of the node, ``gpus``: its GPU count, ``tags``:
     replicas per GPU kind (filled for rules that use them).
+
+    For the fragmentation rules' twins (``Rule.state_scalar``, one interned node state) also
+    ``memory``, ``model`` (-1: none), the state's fragmentation profile row ``count``, ``usable``
+    (:class:`~optalloc.core.fragmentation.GpuProfile`) and its expected ``fragmentation``.
     """
 
-    __slots__ = ("cpu", "free", "gpu", "gpus", "ok", "tags")
+    __slots__ = ("count", "cpu", "fragmentation", "free", "gpu", "gpus", "memory", "model", "ok", "tags", "usable")
 
     def __init__(self) -> None:
-        self.cpu = self.free = self.gpus = 0
+        self.cpu = self.free = self.gpus = self.memory = self.model = 0
         self.gpu: list[int] = []
         self.ok: list[bool] = []
         self.tags: list[int] = []
+        self.count: list[int] = []
+        self.usable: list[int] = []
+        self.fragmentation = 0.0
 
 
 ScalarFn = Callable[[NodeScalar, JobView, Context], tuple[float, int]]
@@ -138,6 +146,9 @@ class Rule:
     # changed since a job class was last seen, where numpy's per-call cost exceeds the arithmetic.
     # It must give exactly the vectorised score (tests check both on random states).
     scalar: ScalarFn | None = None
+    # The same for the rules scored per interned node state (fgd, fgd-plus): the score of one state,
+    # for the few states new since a job class was last placed (NodeScalar with the state fields).
+    state_scalar: ScalarFn | None = None
 
 
 # GPU choice for a share --------------------------------------------------------------------
@@ -374,6 +385,54 @@ def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
     return Options(row, slot, free, drop, after.total, cpu)
 
 
+def fragmentation_options_one(n: NodeScalar, job: JobView, ctx: Context) -> list[tuple[int, int, float, int, int]]:
+    """:func:`fragmentation_options` of one state in plain Python: (slot, free, drop, total, cpu) per
+    option, in the same order and with the same floats."""
+    model = ctx.fragmentation
+    assert model is not None
+    cpu = n.cpu - job.cpu
+    if job.share:
+        share, columns, out = job.share, model.column_list, []
+        for slot, free in enumerate(n.gpu):
+            if not n.ok[slot]:
+                continue
+            left = free - share
+            count = [c - ((t <= free) ^ (t <= left)) for c, t in zip(n.count, columns, strict=True)]
+            usable = [
+                u - (share if t <= left else (free if t <= free else 0)) for u, t in zip(n.usable, columns, strict=True)
+            ]
+            after = model.of_one(n.free - share, count, usable, cpu, n.model)
+            out.append((slot, free, round_decimals(n.fragmentation - after), n.free - share, cpu))
+        return out
+    if job.gpus:
+        milli = job.gpus * MILLI
+        count = [c - job.gpus for c in n.count]
+        usable = [u - milli for u in n.usable]
+        after = model.of_one(n.free - milli, count, usable, cpu, n.model)
+        return [(NONE, 0, round_decimals(n.fragmentation - after), n.free - milli, cpu)]
+    after = model.of_one(n.free, n.count, n.usable, cpu, n.model)
+    return [(NONE, 0, round_decimals(n.fragmentation - after), n.free, cpu)]
+
+
+def round_decimals(x: float) -> float:
+    """``np.round(x, DECIMALS)`` of one float (numpy scales, rounds half to even, scales back)."""
+    return round(x * _SCALE) / _SCALE
+
+
+_SCALE = 10.0**DECIMALS
+
+
+def sigmoid_points_one(drop: float, scale: float = 1000.0) -> float:
+    """:func:`sigmoid_points` of one drop."""
+    return float(bisect.bisect_right(_points_list(float(scale)), drop))
+
+
+@functools.cache
+def _points_list(scale: float) -> list[float]:
+    out: list[float] = _points_table(scale).tolist()
+    return out
+
+
 def best_option(n: int, row: np.ndarray, slot: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate, the best ``value`` over its options and the option's slot (lowest slot on ties)."""
     if len(row) == n and (slot == NONE).all():
@@ -436,6 +495,16 @@ def fgd(c: Candidates, job: JobView, ctx: Context) -> tuple[np.ndarray, np.ndarr
     return best_option(len(c.nodes), opt.row, opt.slot, score)
 
 
+def fgd_one(n: NodeScalar, job: JobView, ctx: Context) -> tuple[float, int]:
+    """:func:`fgd` of one state (the first of the best options)."""
+    best, choice = -math.inf, NONE
+    for slot, _free, drop, _total, _cpu in fragmentation_options_one(n, job, ctx):
+        value = sigmoid_points_one(drop)
+        if value > best:
+            best, choice = value, slot
+    return best, choice
+
+
 RULE_LIST: tuple[Rule, ...] = (
     Rule(
         "first-fit",
@@ -476,5 +545,11 @@ RULE_LIST: tuple[Rule, ...] = (
         scalar=gpu_clustering_one,
     ),
     Rule("random", "a uniformly random feasible node (seeded)", random_choice, randomized=True),
-    Rule("fgd", "fragmentation gradient descent: least growth of expected GPU fragmentation", fgd, needs_workload=True),
+    Rule(
+        "fgd",
+        "fragmentation gradient descent: least growth of expected GPU fragmentation",
+        fgd,
+        needs_workload=True,
+        state_scalar=fgd_one,
+    ),
 )
