@@ -230,6 +230,26 @@ def test_the_heuristic_stands_in_when_the_exact_method_has_no_answer_and_says_wh
     assert plan.fallback is None and st.fallbacks == 0 and "fallback" not in plan.allocation.stats
 
 
+def test_jobs_a_solve_ran_out_of_time_for_are_tried_again_at_the_next_step(engines) -> None:  # type: ignore[no-untyped-def]
+    engines("out-of-time", lambda p, o: nothing(p, "out-of-time", Status.FEASIBLE))
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1),))
+    st, plan = step(ControllerState.initial(problem, config(method="out-of-time")), 0.0)
+    assert plan.starts == () and st.queue == ("a",)
+    assert plan.allocation.unplaced[0].reason == "time limit"
+    st, plan = step(st, 1.0)  # no event, no trigger: the admission by the fallback heuristic places it
+    assert plan.trigger is not None and plan.trigger.kind == "admit"
+    assert [a.job for a in plan.starts] == ["a"] and st.queue == ()
+    valid(st)
+
+
+def test_jobs_that_did_not_fit_wait_for_an_event_before_they_are_tried_again() -> None:
+    problem = Problem(gpu_nodes("n0"), (Job("a", gpus=1), Job("b", gpus=1)))
+    st, plan = step(ControllerState.initial(problem, config()), 0.0)
+    assert st.queue == ("b",) and plan.allocation.unplaced[0].reason == "insufficient capacity"
+    st, plan = step(st, 1.0)
+    assert plan.trigger is None and plan.actions == ()
+
+
 def test_an_engine_that_raises_is_a_bug_not_a_fallback(engines) -> None:  # type: ignore[no-untyped-def]
     """No blanket except: the exception reaches the caller of the step (tests and benchmarks fail on it)."""
 

@@ -30,6 +30,7 @@ from optalloc.anytime.strong_tail import (
     strong_beside,
     strong_beside_program,
     strong_head,
+    transfer,
 )
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Status
 from optalloc.core.budget import Budget, OutOfTime
@@ -461,7 +462,9 @@ def best_heuristic(
                 continue
             else:
                 continue
-        elif spent + first > share or budget.expired(first):
+        elif spent + first > share or budget.expired(first + (0.0 if beside is None else transfer(problem, budget))):
+            # (with a child beside, its answer must find the parent reading by the time the child sends it:
+            # a cheap run ending at the deadline left the answer in the pipe, read 0.1 s past it)
             break
         # The strong rule run whole hands what it has not reached by then back to the first rule.
         hurry = (

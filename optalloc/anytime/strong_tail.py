@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from optalloc.core import Allocation, FutureValue, Problem
 from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
+from optalloc.core.packed import PackedAllocation, pack_if_named
 
 if TYPE_CHECKING:
     from optalloc.models.forked import Stream
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Seconds the answer of a heuristic run in a child process takes to reach the parent: a constant and a
-#: cost per job (pickling and unpickling 8,000 placements: 35 ms).
-TRANSFER_BASE, TRANSFER_PER_JOB = 0.03, 8e-6
+#: cost per job. Sent packed (``optalloc.core.packed``): 40-55 ms for the 8,152 pods of the openb default
+#: list, 0.3-0.4 s for 70,000 jobs on 10,000 nodes, the child's exit included (pickled whole it took
+#: 50-130 ms and 0.5-0.9 s, more than the 8e-6 per job charged then).
+TRANSFER_BASE, TRANSFER_PER_JOB = 0.02, 6e-6
 #: How many times its own first run the first rule is given to place what the strong rule did not reach.
 HURRY_FACTOR = 2.0
 
@@ -30,8 +33,8 @@ class Beside:
     """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
     runs others; :meth:`collect` waits for its answer until the deadline and ends the child."""
 
-    def __init__(self, stream: Stream, rule: str, until: float) -> None:
-        self.stream, self.rule, self.until = stream, rule, until
+    def __init__(self, stream: Stream, rule: str, until: float, problem: Problem) -> None:
+        self.stream, self.rule, self.until, self.problem = stream, rule, until, problem
 
     def close(self) -> None:
         """End the child now (its answer, if any, is dropped)."""
@@ -48,7 +51,8 @@ class Beside:
                 got = stream.receive(wait=min(wait, 0.05))
         finally:
             got += stream.close()
-        answers = [a for a in got if isinstance(a, Allocation)]
+        answers = [a.unpack(self.problem) if isinstance(a, PackedAllocation) else a for a in got]
+        answers = [a for a in answers if isinstance(a, Allocation)]
         for answer in answers:
             budget.improve(answer.method or self.rule, objective=answer.objective)
         return answers
@@ -78,7 +82,7 @@ def strong_beside(
     if head is None:
         return None
     stream = _fork(problem, options, rule, order, future, head)
-    return None if stream is None else Beside(stream, rule, budget.deadline)
+    return None if stream is None else Beside(stream, rule, budget.deadline, problem)
 
 
 def strong_beside_program(
@@ -110,7 +114,7 @@ def strong_beside_program(
     per_job = HURRY_FACTOR * first / max(len(problem.jobs), 1)
     hurry = Head(first_rule, 0, min(now + 2 * expected, until), until, per_job)
     stream = _fork(problem, options, rule, order, future, hurry)
-    return None if stream is None else Beside(stream, rule, until + transfer(problem, budget))
+    return None if stream is None else Beside(stream, rule, until + transfer(problem, budget), problem)
 
 
 def transfer(problem: Problem, budget: Budget) -> float:
@@ -127,21 +131,20 @@ def _fork(
     from optalloc.models.forked import Stream
 
     def work(send: Callable[[object], None]) -> None:
-        send(
-            heuristics.allocate(
-                problem,
-                rule=rule,
-                order=order,
-                seed=options.seed,
-                round=options.round,
-                future=future,
-                deadline=head.deadline,
-                head_rule=head.rule,
-                head_jobs=head.jobs,
-                rule_until=head.until,
-                head_per_job=head.per_job,
-            )
+        answer = heuristics.allocate(
+            problem,
+            rule=rule,
+            order=order,
+            seed=options.seed,
+            round=options.round,
+            future=future,
+            deadline=head.deadline,
+            head_rule=head.rule,
+            head_jobs=head.jobs,
+            rule_until=head.until,
+            head_per_job=head.per_job,
         )
+        send(pack_if_named(problem, answer))  # arrays of indices: a few ms where the pickled answer took 0.1 s
 
     try:
         return Stream(work)

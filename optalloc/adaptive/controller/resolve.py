@@ -24,7 +24,7 @@ from optalloc.adaptive.controller.state import ControllerState
 from optalloc.adaptive.drift import Trigger
 from optalloc.adaptive.plan import Action, ActionKind, FallbackReason, Plan
 from optalloc.adaptive.rightsize import RightSizing
-from optalloc.core import Allocation, Job, MethodUnavailable, Problem, ProblemError, Status, Unplaced
+from optalloc.core import Allocation, Job, MethodUnavailable, Problem, ProblemError, Reason, Status, Unplaced
 from optalloc.core.options import SolveOptions
 from optalloc.models.horizon import HorizonConfig, HorizonPlan, plan_horizon
 
@@ -164,7 +164,11 @@ def _place(
         error=solved.error,
         horizon=hplan,
     )
-    return replace(st2, dirty=False), plan
+    # Jobs the solve ran out of time for are tried again at the next step (an admission by the fallback
+    # heuristic), not left waiting for the next trigger: a service's first solve on a loaded machine,
+    # its imports counted in the budget, may decide nothing at all.
+    undecided = any(u.reason == Reason.TIME_LIMIT.value for u in answer.unplaced)
+    return replace(st2, dirty=undecided), plan
 
 
 def _solve(
