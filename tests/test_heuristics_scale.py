@@ -128,35 +128,28 @@ def test_profile_deltas_equal_the_rebuilt_profile():
             assert np.array_equal(getattr(got, name), getattr(want, name))
 
 
-def test_fgd_rules_score_as_a_fresh_placer_after_a_long_run_with_releases():
-    problem = synthetic.openb_like(nodes=30, jobs=400, seed=4)
-    for rule in ("fgd", "fgd-plus"):
-        placer = Placer(problem, rule)
-        rng = np.random.default_rng(1)
-        live = []
-        for j in range(len(problem.jobs)):
-            got = placer.place(j)
-            if got:
-                live.append(got)
-            if live and rng.random() < 0.4:
-                placer.release(live.pop(int(rng.integers(len(live)))))
-        fresh = Placer(problem, rule, state=placer.state.copy())
-        for j in range(0, len(problem.jobs), 7):
-            assert np.array_equal(placer.scores(j), fresh.scores(j)), (rule, j)
-
-
-def _placer_midway(problem: Problem, rule: str) -> Placer:
-    """A placer that has placed and released jobs of ``problem`` at random (many states interned)."""
+def _placer_midway(problem: Problem, rule: str, *, release: float = 0.3, seed: int = 2) -> Placer:
+    """A placer that has placed every job of ``problem`` in turn and, after each, released a random
+    placed one with probability ``release`` (many node states interned)."""
     placer = Placer(problem, rule)
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seed)
     live = []
     for j in range(len(problem.jobs)):
         got = placer.place(j)
         if got:
             live.append(got)
-        if live and rng.random() < 0.3:
+        if live and rng.random() < release:
             placer.release(live.pop(int(rng.integers(len(live)))))
     return placer
+
+
+def test_fgd_rules_score_as_a_fresh_placer_after_a_long_run_with_releases():
+    problem = synthetic.openb_like(nodes=30, jobs=400, seed=4)
+    for rule in ("fgd", "fgd-plus"):
+        placer = _placer_midway(problem, rule, release=0.4, seed=1)
+        fresh = Placer(problem, rule, state=placer.state.copy())
+        for j in range(0, len(problem.jobs), 7):
+            assert np.array_equal(placer.scores(j), fresh.scores(j)), (rule, j)
 
 
 @pytest.mark.parametrize("rule", ["fgd", "fgd-plus"])
