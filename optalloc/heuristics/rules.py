@@ -387,15 +387,17 @@ def fragmentation_options(c: Candidates, job: JobView, ctx: Context) -> Options:
 
 def fragmentation_options_one(n: NodeScalar, job: JobView, ctx: Context) -> list[tuple[int, int, float, int, int]]:
     """:func:`fragmentation_options` of one state in plain Python: (slot, free, drop, total, cpu) per
-    option, in the same order and with the same floats."""
+    option, in the same order and with the same floats. A share has one option per distinct free amount
+    (the lowest slot): GPUs equally free leave the same state, and ties go to the lowest slot anyway."""
     model = ctx.fragmentation
     assert model is not None
     cpu = n.cpu - job.cpu
     if job.share:
-        share, columns, out = job.share, model.column_list, []
+        share, columns, out, seen = job.share, model.column_list, [], set()
         for slot, free in enumerate(n.gpu):
-            if not n.ok[slot]:
+            if not n.ok[slot] or free in seen:
                 continue
+            seen.add(free)
             left = free - share
             count = [c - ((t <= free) ^ (t <= left)) for c, t in zip(n.count, columns, strict=True)]
             usable = [
