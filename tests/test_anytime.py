@@ -423,9 +423,12 @@ def test_the_strong_tail_hands_back_as_it_goes_not_at_a_time_fixed_at_the_start(
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     budget = Budget(3.0)
     head = strong_tail.strong_head(problem, SolveOptions(), budget, 0.05, rule="first-fit", until=budget.deadline)
-    assert head is not None and head.until == head.deadline == budget.deadline
-    # the first rule keeps HURRY_FACTOR times its own time per job for each job still to decide
-    assert head.per_job == pytest.approx(strong_tail.HURRY_FACTOR * 0.05 / len(problem.jobs))
+    assert head is not None and head.deadline == budget.deadline
+    # the first rule keeps HURRY_FACTOR times its own time for a fresh start (a share of its whole run) and
+    # per job for each job still to decide
+    hurry = strong_tail.HURRY_FACTOR
+    assert head.until == pytest.approx(budget.deadline - hurry * strong_tail.HAND_BACK_SETUP * 0.05)
+    assert head.per_job == pytest.approx(hurry * 0.05 / len(problem.jobs))
 
 
 def test_the_strong_rule_gets_no_tail_shorter_than_its_share_of_the_queue():

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from optalloc.anytime.repair import fill, forecast, replace_with_heuristic, scorer
 from optalloc.anytime.strong_tail import (
-    HURRY_FACTOR,
     Beside,
     Head,
+    hurried,
     strong_beside,
     strong_beside_program,
     strong_head,
@@ -468,13 +468,7 @@ def best_heuristic(
             break
         # The strong rule run whole hands what it has not reached by then back to the first rule.
         hurry = (
-            Head(
-                _first_rule(problem, options),
-                0,
-                budget.deadline,
-                budget.deadline,
-                HURRY_FACTOR * first / max(len(problem.jobs), 1),
-            )
+            hurried(_first_rule(problem, options), 0, budget.deadline, budget.deadline, first, len(problem.jobs))
             if i > 0 and name == options.portfolio.strong_rule and budget.limited
             else None
         )
