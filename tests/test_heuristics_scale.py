@@ -225,6 +225,8 @@ def test_fragmentation_of_one_state_equals_the_vectorised_value():
     profile = model.profile(gpu)
     want = model.of_profile(profile, cpu, node_model)
     for i in range(200):
+        count, usable = model.profile_one(gpu[i].tolist())
+        assert count == profile.count[i].tolist() and usable == profile.usable[i].tolist(), i
         got = model.of_one(
             int(profile.total[i]),
             profile.count[i].tolist(),

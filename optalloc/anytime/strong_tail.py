@@ -106,9 +106,8 @@ def strong_beside_program(
     LP, decoding and neighbourhood search get the second or so it takes (on the openb default list at
     10 s, 1.5 s of fgd-plus). ``expected``: the strong rule's forecast run time here and now; the child
     hands the queue back to the first rule by three times that (leaving the first rule twice its time
-    for the jobs still to decide) and answers by four times it (or the deadline). (Twice and three times
-    while the forecast was 8 first-rule runs; at 6 that left a third less slack, and the test of this
-    path failed once in a run of two test files, not again in six reruns.)"""
+    for the jobs still to decide) and answers by four times it (or the deadline): twice and three times
+    while the forecast was 8 first-rule runs, about the same slack at 6."""
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
 

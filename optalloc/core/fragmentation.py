@@ -18,6 +18,7 @@ once), so a call costs about ten numpy operations whatever the number of classes
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -202,6 +203,14 @@ class FragmentationModel:
         weight = lists.table[model][bisect.bisect_right(lists.levels, cpu)]
         terms = [w * u if n >= need else 0.0 for w, n, u, need in zip(weight, count, usable, lists.gpus, strict=True)]
         return g.everything * total - pairwise_sum(terms)
+
+    def profile_one(self, gpu: Sequence[int]) -> tuple[list[int], list[int]]:
+        """:meth:`profile` of one state's GPU slots in plain Python values: its ``count`` and ``usable`` rows."""
+        free = sorted(g for g in gpu if g > 0)
+        above = list(itertools.accumulate(reversed(free), initial=0))  # above[k]: the k largest, summed
+        n = len(free)
+        count = [n - bisect.bisect_left(free, t) for t in self._lists.columns]  # GPUs with >= t free
+        return count, [above[k] for k in count]
 
     @cached_property
     def _lists(self) -> _GroupLists:

@@ -203,9 +203,7 @@ def _allocate(
             until is not None
             and k >= switch
             and back == len(todo)
-            and time.perf_counter()
-            + (_hand_back(head_per_job, len(todo) - k, len(placements)) if head_per_job else 0.0)
-            >= until
+            and time.perf_counter() + _hand_back(head_per_job, len(todo) - k, len(placements)) >= until
         ):
             back = k
             placer = placer_of(head[0], placer.state)  # type: ignore[index, union-attr]
@@ -279,8 +277,9 @@ def _deadline(start: float, time_limit: float | None, deadline: float | None) ->
 
 def _hand_back(per_job: float, left: int, placed: int) -> float:
     """Seconds the head rule needs to decide ``left`` jobs at ``per_job`` each, and to build and score the
-    answer of about ``placed`` + ``left`` placements after."""
-    return per_job * left + FINISH_PER_PLACEMENT * (placed + left)
+    answer of about ``placed`` + ``left`` placements after (0 without a time per job: a plain
+    ``rule_until``)."""
+    return per_job * left + FINISH_PER_PLACEMENT * (placed + left) if per_job else 0.0
 
 
 def _late(stop: float, placed: int, left: int) -> bool:

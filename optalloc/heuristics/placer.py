@@ -38,9 +38,7 @@ and the offline pass (``allocate.py``).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import itertools
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -181,13 +179,9 @@ class _FragCache:
         if len(self.value) < st.capacity:
             self._grow()
         if hi - lo <= SCALAR_STATES:  # a few new states: plain Python costs less than numpy's calls
-            model, columns = self.model, self.model.column_list
+            model = self.model
             for sid in range(lo, hi):
-                free = sorted(g for g in st.gpu[sid].tolist() if g > 0)
-                above = list(itertools.accumulate(reversed(free), initial=0))  # above[k]: the k largest
-                n = len(free)
-                count = [n - bisect.bisect_left(free, t) for t in columns]  # GPUs with >= t free
-                usable = [above[k] for k in count]
+                count, usable = model.profile_one(st.gpu[sid].tolist())
                 self.count[sid] = count
                 self.usable[sid] = usable
                 self.value[sid] = model.of_one(st.free.item(sid), count, usable, st.cpu.item(sid), st.model.item(sid))
