@@ -453,3 +453,28 @@ def test_a_program_built_before_the_heuristics_is_not_charged_its_build_again():
     lp = min(config.lp_max, config.lp_per_job * len(problem.jobs))
     assert exact_setup(problem, config, built=True) == pytest.approx(config.min_exact + lp)
     assert exact_setup(problem, config) > exact_setup(problem, config, built=True)
+
+
+def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_half_the_queue():
+    """On programs over node types the program's first answer beats the first rule with the strong rule's
+    tail (openb_like at 10,000 nodes and 5 s), not the strong rule run on half the queue or more (the
+    openb lists at 1 s): its first answer alone must fit in the first case; in the second, also its
+    second vertex's decoding and one heuristic run. Asked before the first run, that run counts too."""
+    from optalloc.anytime.timing import exact_setup, first_answer_fits, first_decode
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)  # over node types (more than 24 nodes)
+    first = 0.1
+    program = exact_setup(problem, PortfolioConfig()) + first_decode(problem)
+    left = program + 0.01  # the program's first answer fits, with nothing to spare
+
+    def fits(strong_cost: float, *, time: float = left, ahead: float = 0.0) -> bool:
+        options = SolveOptions(portfolio=PortfolioConfig(strong_cost=strong_cost))
+        budget = Budget(time, clock=lambda: 0.0)
+        return first_answer_fits(problem, options, budget, first, built=False, ahead=ahead)
+
+    half_needs = 2 * left / first  # the strong rule's cost at which half the queue takes the time left
+    assert fits(strong_cost=half_needs * 1.1)  # it would place less than half: the first answer is enough
+    assert not fits(strong_cost=half_needs * 0.9)  # half or more: that answer alone is not worth waiting for
+    assert fits(strong_cost=half_needs * 0.9, time=left + first + first_decode(problem))
+    assert not fits(strong_cost=1000.0, ahead=first)  # before the first run, its time is not there yet

@@ -32,50 +32,16 @@ from optalloc.anytime.strong_tail import (
     strong_head,
     transfer,
 )
+from optalloc.anytime.timing import EXACT_NODES, exact_setup, first_answer_fits, first_decode
+from optalloc.anytime.timing import verify_reserve as verify_reserve  # solve() keeps it for verifying
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Status
 from optalloc.core.budget import Budget, OutOfTime
-from optalloc.core.options import PortfolioConfig, SolveOptions
+from optalloc.core.options import SolveOptions
 
 if TYPE_CHECKING:
     from optalloc.models.exact import Prepared
 
 log = logging.getLogger(__name__)
-
-
-#: Up to this many nodes the program is exact per node (``optalloc.models.exact.EXACT_NODE_LIMIT``).
-EXACT_NODES = 24
-
-
-def exact_setup(problem: Problem, config: PortfolioConfig, *, built: bool = False) -> float:
-    """Seconds the exact program needs before its first answer is decoded (compress, build, LP), estimated;
-    ``built``: the program is built already (:func:`prepare_early`), only its LP is left."""
-    jobs, nodes = len(problem.jobs), len(problem.nodes)
-    lp = min(config.lp_max, config.lp_per_job * jobs)
-    build = 0.0 if built else config.setup_per_job * jobs + config.setup_per_node * nodes
-    return config.min_exact + build + lp
-
-
-def first_decode(problem: Problem) -> float:
-    """Seconds the program's first answer takes to decode (unloaded), estimated."""
-    from optalloc.models.exact import DECODE_PER_JOB
-
-    return DECODE_PER_JOB * len(problem.jobs)
-
-
-def verify_reserve(problem: Problem, time_limit: float | None, config: PortfolioConfig) -> float:
-    """Seconds ``solve()`` keeps for verifying an answer of ``problem`` found within ``time_limit``: a
-    cost per placement (at most as many as the fastest heuristic places in the time), per job listed and
-    per node (measured on the 10k- and 20k-node problems); the cost per placement grows with their number
-    (``verify_scale``: at 400,000 placements, 50,000 nodes, each costs three times as much as at a few
-    thousand, the objects verify reads no longer fitting the processor's caches)."""
-    replicas = int(problem.job_replicas.sum()) if problem.jobs else 0
-    placements = replicas if time_limit is None else min(replicas, config.placements_per_second * time_limit)
-    return (
-        config.verify_base
-        + config.verify_per_placement * placements * (1 + placements / config.verify_scale)
-        + config.verify_per_job * len(problem.jobs)
-        + config.verify_per_node * len(problem.nodes)
-    )
 
 
 # Heuristics ---------------------------------------------------------------------------------------
@@ -479,7 +445,7 @@ def best_heuristic(
             vertices = 2 if grouped else 1
             setup = exact_setup(problem, options.portfolio, built=built)
             program = budget.pace * vertices * (setup + first_decode(problem))
-            if budget.limited and not _first_answer_fits(problem, options, budget, first, built=built):
+            if budget.limited and not first_answer_fits(problem, options, budget, first, built=built):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.
@@ -522,24 +488,13 @@ def _strong_at_once(
     config = options.portfolio
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
     strong_fits = not budget.expired(config.strong_cost * first)
-    if strong_fits or _first_answer_fits(problem, options, budget, first, built=built):
+    if strong_fits or first_answer_fits(problem, options, budget, first, built=built, ahead=first):
         return None  # the program, or the strong rule whole, may fit: best_heuristic decides after the first run
     if _machine_busy():
         return None
     return strong_beside(
         problem, options, budget, first, config.strong_rule, options.order, future, first_rule=first_rule
     )
-
-
-def _first_answer_fits(problem: Problem, options: SolveOptions, budget: Budget, first: float, *, built: bool) -> bool:
-    """Whether the program's first answer fits in the time left after a first heuristic run of ``first``
-    seconds: its setup and first decoding (stretched by the pace), and then, on exact programs (not over
-    node types), time to re-place its selection with the heuristic; it is worth waiting for only with at
-    least one more heuristic run's worth of time to spare."""
-    grouped = len(problem.nodes) > EXACT_NODES
-    program = budget.pace * (exact_setup(problem, options.portfolio, built=built) + first_decode(problem))
-    after = first if grouped else options.portfolio.finish_factor * first
-    return not budget.expired(program + after)
 
 
 def _machine_busy() -> bool:

@@ -35,7 +35,9 @@ class PortfolioConfig:
     the problem and building the program: ``setup_per_job`` x jobs + ``setup_per_node`` x nodes seconds;
     solving its LP relaxation: ``lp_per_job`` x jobs, at most ``lp_max`` seconds — the program grows with
     the kinds of jobs and nodes, not their numbers; measured on the openb lists and on openb_like problems
-    of 2,000 and 10,000 nodes, where the first answer comes 0.75 s, 1.0 s and 2.6 s after the start).
+    of 3,000, 10,000 and 20,000 nodes: the first answer comes 0.46-0.58 s, 0.85 s, 2.3 s and 4.9 s after
+    the first rule's run on a quiet machine, the build taking 0.1, 0.2, 0.5 and 0.9 s and the LP
+    0.25-0.40 s; on a slower day, 0.75 s on the openb lists and 2.6 s at 10,000 nodes).
     ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound.
     ``search_share``: on programs over node types (more than 24 nodes), the share of the time
     left once the first LP rounding is decoded that CP-SAT gets; the large neighbourhood search gets the
@@ -62,7 +64,7 @@ class PortfolioConfig:
     strong_fill: float = 0.8
     strong_tail: float = 0.2
     min_exact: float = 0.05
-    setup_per_job: float = 10e-6
+    setup_per_job: float = 6e-6
     setup_per_node: float = 20e-6
     lp_per_job: float = 60e-6
     lp_max: float = 0.45

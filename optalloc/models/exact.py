@@ -54,10 +54,10 @@ SECOND_VERTEX_VARS = 2000
 DECODE_FACTOR = 1.5
 DECODE_FLOOR = 0.02
 DECODE_SHARE = 0.15
-#: Seconds per job that the first pass of decoding one answer of the program and its repair take on an
-#: unloaded machine (the openb default list: 0.2 s for 8,152 jobs; openb_like, 10,000 nodes: about 1.5 s
-#: for 70,000), before its first decode measures it.
-DECODE_PER_JOB = 25e-6
+#: Seconds per job that decoding an answer of the program and its repair take, unloaded, before the first
+#: decode measures it: 16-18 us on the openb default list and openb_like at 3,000-20,000 nodes (8,152 to
+#: 150,000 jobs), up to 21-25 us on a slower day (0.2 s on the default list, 1.5 s at 10,000 nodes).
+DECODE_PER_JOB = 20e-6
 
 #: Up to this pace (how much slower than unloaded the simple rules ran: see Budget.pace), the second LP
 #: vertex is solved in a child process beside the first; on a busier machine the two would only slow
