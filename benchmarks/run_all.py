@@ -133,7 +133,7 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "anytime.py",
         "anytime_10k_after.md",
         "Anytime engine: 10,000 nodes x 70,000 jobs, the current code (issue 14)",
-        "--problems 10k --budgets 10,30,60 --methods auto,best-fit,fgd,fgd-plus --repeats 3 "
+        "--problems 10k --budgets 5,10,30,60 --methods auto,best-fit,fgd,fgd-plus --repeats 3 "
         "--out benchmarks/results/anytime_10k_after.md",
     ),
     (
