@@ -39,7 +39,7 @@ from optalloc.core.budget import Budget, OutOfTime
 from optalloc.core.options import SolveOptions
 
 if TYPE_CHECKING:
-    from optalloc.models.exact import Prepared
+    from optalloc.models.exact import Backend, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def heuristic_engine(rule: str) -> Callable[[Problem, SolveOptions, Budget], All
 
 
 # Exact engines ------------------------------------------------------------------------------------
-def exact_engine(backend: str) -> Callable[[Problem, SolveOptions, Budget], Allocation]:
+def exact_engine(backend: Backend) -> Callable[[Problem, SolveOptions, Budget], Allocation]:
     def run(problem: Problem, options: SolveOptions, budget: Budget) -> Allocation:
         from optalloc.models import solve_exact
 

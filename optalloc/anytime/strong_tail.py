@@ -55,8 +55,8 @@ class Beside:
                 got = stream.receive(wait=min(wait, 0.05))
         finally:
             got += stream.close()
-        answers = [a.unpack(self.problem) if isinstance(a, PackedAllocation) else a for a in got]
-        answers = [a for a in answers if isinstance(a, Allocation)]
+        unpacked = [a.unpack(self.problem) if isinstance(a, PackedAllocation) else a for a in got]
+        answers = [a for a in unpacked if isinstance(a, Allocation)]
         for answer in answers:
             budget.improve(answer.method or self.rule, objective=answer.objective)
         return answers
