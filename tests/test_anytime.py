@@ -478,3 +478,48 @@ def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_h
     assert not fits(strong_cost=half_needs * 0.9)  # half or more: that answer alone is not worth waiting for
     assert fits(strong_cost=half_needs * 0.9, time=left + first + first_decode(problem))
     assert not fits(strong_cost=1000.0, ahead=first)  # before the first run, its time is not there yet
+
+
+def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_place_half_the_queue_or_more():
+    """All of the queue in the time left: it runs whole instead; less than half: the program's first
+    answer beats it and the child would only slow the program; half or more: the tail may beat that
+    answer (the openb lists), so it goes on beside the program and the better answer wins."""
+    from optalloc.anytime.timing import tail_beside_program
+
+    budget = Budget(1.0, clock=lambda: 0.0)
+    options = SolveOptions()  # strong_cost 6: the strong rule takes six first-rule runs
+    assert not tail_beside_program(options, budget, first=0.1)  # 0.6 s: it fits whole
+    assert tail_beside_program(options, budget, first=0.2)  # 1.2 s: not whole, half in 0.6 s
+    assert not tail_beside_program(options, budget, first=0.4)  # 2.4 s: not even half
+
+
+@pytest.mark.parametrize("beside_program", [True, False])
+def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it_is_ended(monkeypatch, beside_program):
+    """The strong rule's tail started before the first rule (its forecast said nothing else fits) when
+    the first run shows the program fits: kept beside the program and collected with its answer, or
+    ended once the program starts (it stays the fallback until then)."""
+    from optalloc.core.options import PortfolioConfig
+
+    events: list[str] = []
+
+    class Child:
+        beside_program = False
+
+        def close(self) -> None:
+            events.append("child ended")
+
+        def collect(self, budget):  # type: ignore[no-untyped-def]
+            events.append("child collected")
+            return []
+
+    monkeypatch.setattr("optalloc.anytime.strong_beside", lambda *args, **kwargs: Child())
+    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args: beside_program)
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    # First-fit forecast at 100 jobs a second (24 s): the child starts before it; the program then fits.
+    config = PortfolioConfig(pace_jobs_per_second=100.0, strong_cost=1000.0)
+    answer = solve(problem, "auto", time_limit=3, portfolio=config)
+    assert "candidates" in answer.stats  # the program ran
+    expected = ["child collected"] if beside_program else ["child ended"]
+    assert events == expected
+    assert verify(problem, answer) == []

@@ -32,7 +32,13 @@ from optalloc.anytime.strong_tail import (
     strong_head,
     transfer,
 )
-from optalloc.anytime.timing import EXACT_NODES, exact_setup, first_answer_fits, first_decode
+from optalloc.anytime.timing import (
+    EXACT_NODES,
+    exact_setup,
+    first_answer_fits,
+    first_decode,
+    tail_beside_program,
+)
 from optalloc.anytime.timing import verify_reserve as verify_reserve  # solve() keeps it for verifying
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem, Status
 from optalloc.core.budget import Budget, OutOfTime
@@ -176,12 +182,17 @@ def _program(
         warm = _with_aside(problem, options, future, warm, aside, portfolio, budget)
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
+    for child in [child for child in aside if not child.beside_program]:
+        child.close()  # the strong rule's tail where the program's first answer beats it: it would slow the program
+        aside.remove(child)
     grouped = len(problem.nodes) > EXACT_NODES
     lns = grouped and future is None and options.fragmentation_guide <= 0
     # On programs over node types, CP-SAT gets a share of the time once the LP roundings are decoded and the
     # neighbourhood search the rest; otherwise CP-SAT gets it all, less one heuristic run for re-placing
     # the program's selection with the heuristic.
     keep = 0.0 if lns else options.portfolio.finish_factor * max(warm.wall_time, 0.001)
+    if aside:  # the time to read what the children beside it answer
+        keep += transfer(problem, budget)
     exact = solve_exact(
         problem,
         options,
@@ -395,7 +406,12 @@ def best_heuristic(
     candidates = dict.fromkeys([opening, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
-    beside = _strong_at_once(problem, options, budget, future, opening[0], built=built) if scratch else None
+    insurable = aside is not None and grouped  # a child's tail answer can go on beside the program
+    beside = (
+        _strong_at_once(problem, options, budget, future, opening[0], built=built, insurable=insurable)
+        if scratch
+        else None
+    )
     tail_after = False  # the strong rule places the tail after the others (no second CPU)
     share = math.inf
     first = program = 0.0
@@ -445,14 +461,19 @@ def best_heuristic(
             vertices = 2 if grouped else 1
             setup = exact_setup(problem, options.portfolio, built=built)
             program = budget.pace * vertices * (setup + first_decode(problem))
-            if budget.limited and not first_answer_fits(problem, options, budget, first, built=built):
+            insured = insurable and beside is not None and tail_beside_program(options, budget, first)
+            if budget.limited and not first_answer_fits(problem, options, budget, first, built=built, insured=insured):
                 share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
             elif budget.limited:
                 # The others get a share of what twice the program's expected time leaves.
                 share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
-                if beside is not None:  # started on the unloaded forecast, which the first run belied
+                if beside is not None and aside is not None:
+                    # (not insured, it is ended once the program starts: until then it is the fallback)
+                    beside.beside_program = insured
+                    aside.append(beside)
+                elif beside is not None:  # started on the unloaded forecast, which the first run belied
                     beside.close()
-                    beside = None
+                beside = None
     if beside is not None:
         answers.extend(beside.collect(budget))
     elif tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
@@ -474,6 +495,7 @@ def _strong_at_once(
     first_rule: str,
     *,
     built: bool,
+    insurable: bool = False,
 ) -> Beside | None:
     """The strong rule on the tail of the queue in a child process started before the first rule runs,
     when the budget, by the unloaded forecast of the first rule's run (``pace_jobs_per_second``), holds
@@ -482,13 +504,15 @@ def _strong_at_once(
     rule's run, as :func:`best_heuristic` otherwise does, the child loses that run's time: on the openb
     default list at 1 s, a fifth of the budget, and the tail the strong rule places shrinks from about
     half the queue to two fifths. When the first run shows that the program fits after all, the child
-    is ended (``built``: the program is built already, only its LP and decoding are left)."""
+    is ended (``built``: the program is built already, only its LP and decoding are left), unless
+    ``insurable``: then it starts whether the program fits or not, and goes on beside the program
+    (:func:`best_heuristic`)."""
     if not budget.limited or options.deterministic or not problem.jobs:
         return None
     config = options.portfolio
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
     strong_fits = not budget.expired(config.strong_cost * first)
-    if strong_fits or first_answer_fits(problem, options, budget, first, built=built, ahead=first):
+    if strong_fits or (not insurable and first_answer_fits(problem, options, budget, first, built=built, ahead=first)):
         return None  # the program, or the strong rule whole, may fit: best_heuristic decides after the first run
     if _machine_busy():
         return None

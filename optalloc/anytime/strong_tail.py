@@ -35,10 +35,14 @@ HAND_BACK_SETUP = 0.1
 
 class Beside:
     """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
-    runs others; :meth:`collect` waits for its answer until the deadline and ends the child."""
+    runs others; :meth:`collect` waits for its answer until the deadline and ends the child.
+    ``beside_program``: it goes on while the caller runs the exact program (else it is ended then)."""
 
-    def __init__(self, stream: Stream, rule: str, until: float, problem: Problem) -> None:
+    def __init__(
+        self, stream: Stream, rule: str, until: float, problem: Problem, *, beside_program: bool = False
+    ) -> None:
         self.stream, self.rule, self.until, self.problem = stream, rule, until, problem
+        self.beside_program = beside_program
 
     def close(self) -> None:
         """End the child now (its answer, if any, is dropped)."""
@@ -117,7 +121,11 @@ def strong_beside_program(
     until = min(budget.deadline - transfer(problem, budget), now + 4 * expected)
     hand_back = hurried(first_rule, 0, min(now + 3 * expected, until), until, first, len(problem.jobs))
     stream = _fork(problem, options, rule, order, future, hand_back)
-    return None if stream is None else Beside(stream, rule, until + transfer(problem, budget), problem)
+    return (
+        None
+        if stream is None
+        else Beside(stream, rule, until + transfer(problem, budget), problem, beside_program=True)
+    )
 
 
 def transfer(problem: Problem, budget: Budget) -> float:

@@ -49,7 +49,14 @@ def verify_reserve(problem: Problem, time_limit: float | None, config: Portfolio
 
 
 def first_answer_fits(
-    problem: Problem, options: SolveOptions, budget: Budget, first: float, *, built: bool, ahead: float = 0.0
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    first: float,
+    *,
+    built: bool,
+    ahead: float = 0.0,
+    insured: bool = False,
 ) -> bool:
     """Whether the program's first answer is worth waiting for after a first heuristic run of ``first``
     seconds (``ahead``: seconds of it still to run, when asked before it): its setup and first decoding
@@ -57,9 +64,11 @@ def first_answer_fits(
     heuristics would do instead.
 
     On exact programs (not over node types): time to re-place its selection with the heuristic
-    (``finish_factor`` runs). On programs over node types, when the strong rule could place at least
-    half the queue in the time left, the program's first answer (an LP rounding, decoded) places less
-    than the strong rule (on the openb lists, 5.90M against fgd-plus's 5.96M) and its second vertex more
+    (``finish_factor`` runs). On programs over node types, with ``insured`` (the strong rule places the
+    tail of the queue in a child process that goes on beside the program, and the better of the two
+    answers wins) its first answer is enough. Without, when the strong rule could place at least half
+    the queue in the time left, the program's first answer (an LP rounding, decoded) places less than
+    the strong rule (on the openb lists, 5.90M against fgd-plus's 5.96M) and its second vertex more
     (5.99M): it must have time for the second vertex's decoding and one more heuristic run. When the
     strong rule could place less than half, the heuristics' answer is mostly the first rule's, which the
     program's first answer beats (openb_like at 10,000 nodes: +1.9% over first-fit and fgd-plus's tail
@@ -70,8 +79,20 @@ def first_answer_fits(
     program = budget.pace * exact_setup(problem, config, built=built) + decode
     if len(problem.nodes) <= EXACT_NODES:
         after = config.finish_factor * first
-    elif not budget.expired(config.strong_cost * first / 2):
-        after = first + decode
+    elif insured or budget.expired(config.strong_cost * first / 2):
+        after = 0.0  # (insured: the program keeps the time to read the child's answer, in anytime._program)
     else:
-        after = 0.0
+        after = first + decode
     return not budget.expired(ahead + program + after)
+
+
+def tail_beside_program(options: SolveOptions, budget: Budget, first: float) -> bool:
+    """Whether the strong rule's tail, placed in a child process, goes on beside the program rather than
+    being ended when the program starts: the strong rule cannot place the whole queue in the time left
+    (at ``strong_cost`` times the first rule's ``first`` seconds; else it runs whole) but could place
+    half of it or more. On less, the program's first answer beats first-fit with that tail (+1.7% on
+    openb_like at 10,000 nodes and 5 s) and the child only slows the program down; on more, the tail may
+    beat it (the openb lists: the program's first LP rounding places less than fgd-plus on 60-80% of
+    the queue), and the better of the two answers wins."""
+    strong = options.portfolio.strong_cost * first
+    return budget.expired(strong) and not budget.expired(strong / 2)
