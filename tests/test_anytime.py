@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -468,16 +470,53 @@ def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_h
     program = exact_setup(problem, PortfolioConfig()) + first_decode(problem)
     left = program + 0.01  # the program's first answer fits, with nothing to spare
 
-    def fits(strong_cost: float, *, time: float = left, ahead: float = 0.0) -> bool:
+    def fits(strong_cost: float, *, time: float = left, ahead: float = 0.0, insured: bool = False) -> bool:
         options = SolveOptions(portfolio=PortfolioConfig(strong_cost=strong_cost))
         budget = Budget(time, clock=lambda: 0.0)
-        return first_answer_fits(problem, options, budget, first, built=False, ahead=ahead)
+        return first_answer_fits(problem, options, budget, first, built=False, ahead=ahead, insured=insured)
 
     half_needs = 2 * left / first  # the strong rule's cost at which half the queue takes the time left
     assert fits(strong_cost=half_needs * 1.1)  # it would place less than half: the first answer is enough
     assert not fits(strong_cost=half_needs * 0.9)  # half or more: that answer alone is not worth waiting for
     assert fits(strong_cost=half_needs * 0.9, time=left + first + first_decode(problem))
     assert not fits(strong_cost=1000.0, ahead=first)  # before the first run, its time is not there yet
+    # The strong rule's tail going on beside the program (insured): its first answer is enough.
+    assert fits(strong_cost=half_needs * 0.9, insured=True)
+    # Asked before the first run, the strong rule's half starts after it: half the queue taking all but
+    # half a first run of the time left, it no longer fits once that run is counted.
+    assert fits(strong_cost=2 * (left + first / 2) / first, time=left + first, ahead=first)
+
+
+@pytest.mark.parametrize(
+    ("strong_whole", "program_fits", "surely", "half_the_queue", "insurable", "started"),
+    [
+        (True, False, False, False, True, False),  # the strong rule whole may fit: decided after the first run
+        (False, False, False, False, False, True),  # nothing else fits: the tail is the answer
+        (False, True, True, False, True, False),  # the program fits and its first answer beats the tail
+        (False, True, False, False, True, True),  # ... on an idle machine only: the tail, in case it does not
+        (False, True, True, True, True, True),  # the tail may beat it: it goes on beside the program
+        (False, True, False, True, False, False),  # ... unless nothing can go on beside the program
+    ],
+)
+def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_the_best_answer(
+    monkeypatch, strong_whole, program_fits, surely, half_the_queue, insurable, started
+):
+    from optalloc.anytime import IDLE_PACE, _strong_at_once
+    from optalloc.core.options import PortfolioConfig
+
+    def fits(*args, pace=None, **kwargs):  # type: ignore[no-untyped-def]
+        return surely if pace == IDLE_PACE else program_fits
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    # First-fit forecast at 2,400 jobs a second (1 s); the strong rule at 3 or 6 of its runs.
+    options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=3 if strong_whole else 6))
+    budget = Budget(5.0, clock=lambda: 0.0)
+    monkeypatch.setattr("optalloc.anytime.strong_beside", lambda *args, **kwargs: "child")
+    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.first_answer_fits", fits)
+    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    child = _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=insurable)
+    assert (child == "child") is started
 
 
 def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_place_half_the_queue_or_more():
@@ -493,17 +532,25 @@ def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_pla
     assert not tail_beside_program(options, budget, first=0.4)  # 2.4 s: not even half
 
 
-@pytest.mark.parametrize("beside_program", [True, False])
-def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it_is_ended(monkeypatch, beside_program):
+@pytest.mark.parametrize(
+    ("half_the_queue", "lp_child", "expected"),
+    [(True, False, "child collected"), (False, False, "child ended"), (True, True, "child ended")],
+)
+def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it_is_ended(
+    monkeypatch, half_the_queue, lp_child, expected
+):
     """The strong rule's tail started before the first rule (its forecast said nothing else fits) when
-    the first run shows the program fits: kept beside the program and collected with its answer, or
-    ended once the program starts (it stays the fallback until then)."""
+    the first run shows the program fits: kept beside the program and collected with its answer when
+    it would place half the queue or more, else ended once the program starts (it stays the fallback
+    until then); ended too when the program's second LP vertex solves in a child process already."""
     from optalloc.core.options import PortfolioConfig
+    from optalloc.models.exact import Prepared
 
     events: list[str] = []
 
     class Child:
         beside_program = False
+        until = math.inf
 
         def close(self) -> None:
             events.append("child ended")
@@ -514,12 +561,65 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
 
     monkeypatch.setattr("optalloc.anytime.strong_beside", lambda *args, **kwargs: Child())
     monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
-    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args: beside_program)
+    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    monkeypatch.setattr("optalloc.models.exact.usable_cpus", lambda: 1)  # no real LP child
+    monkeypatch.setattr(Prepared, "solving", property(lambda self: lp_child))
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     # First-fit forecast at 100 jobs a second (24 s): the child starts before it; the program then fits.
     config = PortfolioConfig(pace_jobs_per_second=100.0, strong_cost=1000.0)
     answer = solve(problem, "auto", time_limit=3, portfolio=config)
     assert "candidates" in answer.stats  # the program ran
-    expected = ["child collected"] if beside_program else ["child ended"]
-    assert events == expected
+    assert events == [expected]
     assert verify(problem, answer) == []
+
+
+def test_a_child_beside_is_awaited_no_later_than_the_budgets_deadline_once_the_pace_moves_it() -> None:
+    """A child's answer is due by the deadline of when it started; a loaded machine (the pace measured
+    after) moves the engine's deadline earlier, to keep time for verifying: collect waits no longer."""
+    import time
+
+    from optalloc.anytime.strong_tail import Beside
+    from optalloc.models.forked import Stream
+
+    problem = synthetic.openb_like(nodes=30, jobs=50, seed=1)
+    budget = Budget(3.0).narrow(1.0)  # (as solve() keeps its verify reserve, stretched by the pace)
+    child = Beside(Stream(lambda send: time.sleep(10)), "fgd-plus", budget.deadline, problem)
+    due = budget.deadline
+    budget.observe_pace(0.1, 0.3)  # three times slower than unloaded: the deadline moves 2 s earlier
+    assert budget.deadline < due - 1.5
+    assert child.collect(budget) == []
+    assert budget.clock() < due - 1.0
+
+
+def test_an_error_while_collecting_the_children_still_ends_each_child_once(monkeypatch) -> None:
+    """The children are taken off the caller's list before they are collected: when collecting one
+    fails (an interrupt), the others are ended by the caller's cleanup, and none is ended twice."""
+    import optalloc.anytime as engine
+
+    events: list[str] = []
+
+    class Child:
+        beside_program, until = True, math.inf
+
+        def __init__(self, name: str, fails: bool) -> None:
+            self.name, self.fails = name, fails
+
+        def close(self) -> None:
+            events.append(f"{self.name} ended")
+
+        def collect(self, budget):  # type: ignore[no-untyped-def]
+            events.append(f"{self.name} collected")
+            if self.fails:
+                raise KeyboardInterrupt
+            return []
+
+    def program(problem, options, budget, future, prepared, aside):  # type: ignore[no-untyped-def]
+        aside += [Child("first", fails=True), Child("second", fails=False)]
+        warm = engine.best_heuristic(problem, options, budget)
+        return engine._with_aside(problem, options, None, warm, aside, {"portfolio_candidates": {}}, budget)
+
+    monkeypatch.setattr(engine, "_program", program)
+    problem = synthetic.openb_like(nodes=30, jobs=50, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        engine._auto(problem, SolveOptions(), Budget(2.0), None, None)
+    assert events == ["first collected", "second ended"]

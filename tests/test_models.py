@@ -358,6 +358,19 @@ def test_a_forked_stream_delivers_every_message_in_order_and_logs_a_failure(capl
         os.waitpid(-1, os.WNOHANG)
 
 
+def test_a_forked_stream_closed_twice_returns_nothing_the_second_time() -> None:
+    """Closing ends the child and hands over what it sent, once; a second close (an error path ending
+    every child it still holds) neither fails nor closes another file."""
+    from optalloc.models.forked import Stream
+
+    stream = Stream(lambda send: send("answer"))
+    got: list = []
+    while stream.running:
+        got += stream.receive(wait=5.0)
+    assert got + stream.close() == ["answer"]
+    assert stream.close() == []
+
+
 def test_a_forked_child_never_waits_for_its_parent_to_read() -> None:
     """A child sending more than a pipe holds (64 KiB) goes on working while the parent is busy: its
     messages wait in the child, not its work; the parent still gets every one, in order."""

@@ -34,6 +34,7 @@ from optalloc.anytime.strong_tail import (
 )
 from optalloc.anytime.timing import (
     EXACT_NODES,
+    IDLE_PACE,
     exact_setup,
     first_answer_fits,
     first_decode,
@@ -169,7 +170,10 @@ def _program(
     from optalloc.models import solve_exact
     from optalloc.models.lns import improve
 
-    warm = best_heuristic(problem, options, budget, future, built=prepared is not None, aside=aside)
+    # (with the program's second LP vertex solving in a child already, the strong rule's tail does not go
+    # on beside it: three processes on two CPUs)
+    insure = prepared is None or not prepared.solving
+    warm = best_heuristic(problem, options, budget, future, built=prepared is not None, aside=aside, insure=insure)
     spent = warm.stats.get("portfolio_time", warm.wall_time)
     portfolio = {
         "heuristic": warm.method,
@@ -183,8 +187,8 @@ def _program(
         answer = _fallback(warm, None, "no time left for the program")
         return proven(answer.replace(stats={**answer.stats, **portfolio}), budget)
     for child in [child for child in aside if not child.beside_program]:
-        child.close()  # the strong rule's tail where the program's first answer beats it: it would slow the program
         aside.remove(child)
+        child.close()  # the strong rule's tail where the program's first answer beats it: it would slow the program
     grouped = len(problem.nodes) > EXACT_NODES
     lns = grouped and future is None and options.fragmentation_guide <= 0
     # On programs over node types, CP-SAT gets a share of the time once the LP roundings are decoded and the
@@ -203,6 +207,7 @@ def _program(
         repair=_filler(problem, options),
         search_share=options.portfolio.search_share if lns else 1.0,
         prepared=prepared,
+        spare_cpu=not any(child.until >= budget.deadline for child in aside),  # (else three processes on two CPUs)
     )
     if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
         exact = replace_with_heuristic(problem, exact, options, budget, future)
@@ -227,9 +232,8 @@ def _with_aside(
     if not aside:
         return warm
     answers = [warm]
-    for child in aside:
-        answers.extend(child.collect(budget))
-    aside.clear()
+    while aside:
+        answers.extend(aside.pop(0).collect(budget))  # (off the list first: collect ends the child, even on error)
     tried = dict(portfolio["portfolio_candidates"])
     tried.update({f"{a.method}/{a.stats.get('order')}": a.objective for a in answers[1:]})
     portfolio["portfolio_candidates"] = tried
@@ -366,6 +370,7 @@ def best_heuristic(
     *,
     built: bool = False,
     aside: list[Beside] | None = None,
+    insure: bool = True,
 ) -> Allocation:
     """The best of a small portfolio of heuristics (``auto``'s warm start and fallback).
 
@@ -387,10 +392,13 @@ def best_heuristic(
     state later arrivals fit worse (measured on the FGD protocol in batches and on the openb replay). A
     candidate runs only when it is expected to finish in time (as long as the first one took).
     ``built``: the program is built already (:func:`prepare_early`): its expected time is its LP and
-    decoding only. ``aside``: when given, the program is built and runs over node types, and a second
-    CPU is likely free, the strong rule run whole goes to a child process
-    (:func:`~optalloc.anytime.strong_tail.strong_beside_program`) appended to it, for the caller to
-    collect once the program has answered; its answer is then not part of this one.
+    decoding only. ``aside``: the caller's list of children to collect once the program has answered
+    (their answers are then not part of this one); on programs over node types, with a second CPU likely
+    free, it gets the strong rule run whole in a child process when the program is built
+    (:func:`~optalloc.anytime.strong_tail.strong_beside_program`), and the child placing the strong rule's
+    tail when the program fits after the first rule: marked ``beside_program`` (``insure``, the caller runs
+    no child of its own, and :func:`~optalloc.anytime.timing.tail_beside_program`) it goes on beside the
+    program and the better answer wins; unmarked, it is the fallback until the program starts, then ended.
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
@@ -406,7 +414,7 @@ def best_heuristic(
     candidates = dict.fromkeys([opening, *(plans if scratch else []), (rule, "largest-demand-first")])
     start = budget.clock()
     answers: list[Allocation] = []
-    insurable = aside is not None and grouped  # a child's tail answer can go on beside the program
+    insurable = aside is not None and grouped and insure  # a child's tail answer can go on beside the program
     beside = (
         _strong_at_once(problem, options, budget, future, opening[0], built=built, insurable=insurable)
         if scratch
@@ -504,16 +512,28 @@ def _strong_at_once(
     rule's run, as :func:`best_heuristic` otherwise does, the child loses that run's time: on the openb
     default list at 1 s, a fifth of the budget, and the tail the strong rule places shrinks from about
     half the queue to two fifths. When the first run shows that the program fits after all, the child
-    is ended (``built``: the program is built already, only its LP and decoding are left), unless
-    ``insurable``: then it starts whether the program fits or not, and goes on beside the program
-    (:func:`best_heuristic`)."""
+    is ended once the program starts (``built``: the program is built already, only its LP and decoding
+    are left). ``insurable``: the child may go on beside the program (:func:`best_heuristic`); then it
+    starts when the program fits too, if the strong rule could place half the queue or more
+    (:func:`~optalloc.anytime.timing.tail_beside_program`; the better answer wins), or if the program
+    fits only on an idle machine (not at ``IDLE_PACE``): when the first run then says it does not fit,
+    the tail is the answer. On openb_like at 10,000 nodes and 5 s the program fits only on an idle
+    machine: its first answer is worth 49.41M when it fits; when it does not, first-fit alone 48.47M
+    (the time left after it holds too little of the strong rule's tail) and first-fit with the tail
+    started at once 48.67-48.81M (idle and under load), the child slowing the first run by 6%."""
     if not budget.limited or options.deterministic or not problem.jobs:
         return None
     config = options.portfolio
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
-    strong_fits = not budget.expired(config.strong_cost * first)
-    if strong_fits or (not insurable and first_answer_fits(problem, options, budget, first, built=built, ahead=first)):
-        return None  # the program, or the strong rule whole, may fit: best_heuristic decides after the first run
+    if not budget.expired(config.strong_cost * first):
+        return None  # the strong rule whole may fit: best_heuristic decides after the first run
+    if first_answer_fits(problem, options, budget, first, built=built, ahead=first):
+        # The program may fit: with the child going on beside it, it starts when the tail may beat the
+        # program's first answer, or when the program fits only on an idle machine (it is then the answer).
+        slow = IDLE_PACE * first
+        surely = first_answer_fits(problem, options, budget, slow, built=built, ahead=slow, pace=IDLE_PACE)
+        if not insurable or (surely and not tail_beside_program(options, budget, first, ahead=first)):
+            return None
     if _machine_busy():
         return None
     return strong_beside(

@@ -35,8 +35,10 @@ HAND_BACK_SETUP = 0.1
 
 class Beside:
     """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
-    runs others; :meth:`collect` waits for its answer until the deadline and ends the child.
-    ``beside_program``: it goes on while the caller runs the exact program (else it is ended then)."""
+    runs others. ``until``: when its answer is due (fixed when it starts, by the pace then); :meth:`collect`
+    waits for it until then, or the budget's deadline if that comes first, and ends the child.
+    ``beside_program``: it goes on while the caller runs the exact program (else it is ended when the
+    program starts; until then it is the caller's fallback)."""
 
     def __init__(
         self, stream: Stream, rule: str, until: float, problem: Problem, *, beside_program: bool = False
@@ -49,11 +51,14 @@ class Beside:
         self.stream.close()
 
     def collect(self, budget: Budget) -> list[Allocation]:
+        """The child's answer (none if it has not come by its own deadline or the budget's, whichever is
+        first), the child ended."""
         stream = self.stream
         got: list[object] = []
+        until = min(self.until, budget.deadline)
         try:
             while not got and stream.running:
-                wait = self.until - budget.clock()
+                wait = until - budget.clock()
                 if wait <= 0 or budget.stopped:
                     break
                 got = stream.receive(wait=min(wait, 0.05))

@@ -14,6 +14,9 @@ from optalloc.core.options import PortfolioConfig, SolveOptions
 
 #: Up to this many nodes the program is exact per node (``optalloc.models.exact.EXACT_NODE_LIMIT``).
 EXACT_NODES = 24
+#: The pace an idle machine measures at most (0.9-1.5: the simple rules' runs vary by half from one
+#: machine and one moment to the next); a forecast that holds at pace 1 but not at this one is a coin flip.
+IDLE_PACE = 1.5
 
 
 def exact_setup(problem: Problem, config: PortfolioConfig, *, built: bool = False) -> float:
@@ -57,6 +60,7 @@ def first_answer_fits(
     built: bool,
     ahead: float = 0.0,
     insured: bool = False,
+    pace: float | None = None,
 ) -> bool:
     """Whether the program's first answer is worth waiting for after a first heuristic run of ``first``
     seconds (``ahead``: seconds of it still to run, when asked before it): its setup and first decoding
@@ -71,28 +75,30 @@ def first_answer_fits(
     the strong rule (on the openb lists, 5.90M against fgd-plus's 5.96M) and its second vertex more
     (5.99M): it must have time for the second vertex's decoding and one more heuristic run. When the
     strong rule could place less than half, the heuristics' answer is mostly the first rule's, which the
-    program's first answer beats (openb_like at 10,000 nodes: +1.9% over first-fit and fgd-plus's tail
-    at 5 s): its first answer is enough.
+    program's first answer beats (openb_like at 10,000 nodes: +1.7% over first-fit and fgd-plus's tail
+    at 5 s): its first answer is enough. ``pace``: the pace to forecast at (default the budget's).
     """
     config = options.portfolio
-    decode = budget.pace * first_decode(problem)
-    program = budget.pace * exact_setup(problem, config, built=built) + decode
+    pace = budget.pace if pace is None else pace
+    decode = pace * first_decode(problem)
+    program = pace * exact_setup(problem, config, built=built) + decode
     if len(problem.nodes) <= EXACT_NODES:
         after = config.finish_factor * first
-    elif insured or budget.expired(config.strong_cost * first / 2):
+    elif insured or budget.expired(ahead + config.strong_cost * first / 2):
         after = 0.0  # (insured: the program keeps the time to read the child's answer, in anytime._program)
     else:
         after = first + decode
     return not budget.expired(ahead + program + after)
 
 
-def tail_beside_program(options: SolveOptions, budget: Budget, first: float) -> bool:
+def tail_beside_program(options: SolveOptions, budget: Budget, first: float, *, ahead: float = 0.0) -> bool:
     """Whether the strong rule's tail, placed in a child process, goes on beside the program rather than
     being ended when the program starts: the strong rule cannot place the whole queue in the time left
     (at ``strong_cost`` times the first rule's ``first`` seconds; else it runs whole) but could place
     half of it or more. On less, the program's first answer beats first-fit with that tail (+1.7% on
     openb_like at 10,000 nodes and 5 s) and the child only slows the program down; on more, the tail may
     beat it (the openb lists: the program's first LP rounding places less than fgd-plus on 60-80% of
-    the queue), and the better of the two answers wins."""
+    the queue), and the better of the two answers wins. ``ahead``: seconds of the first rule's run still
+    to come, when asked before it."""
     strong = options.portfolio.strong_cost * first
-    return budget.expired(strong) and not budget.expired(strong / 2)
+    return budget.expired(ahead + strong) and not budget.expired(ahead + strong / 2)

@@ -12,6 +12,10 @@ The stages, each skipped when the budget cannot hold it (the answer then is the 
 
 Status is honest: ``optimal`` only when the answer's objective reaches a proven bound (a solver that
 stops at a gap limit, or whose answer decoding lost a replica, is ``feasible``).
+
+Why this module is one piece: the stages above are one pipeline over one budget, sharing the program
+being prepared (:class:`Prepared`), the answers decoded so far (``_Search``) and the rules for when a
+child process may run (:func:`_second_cpu`); the stages' own work lives in the modules it imports.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def solve_exact(
     search_share: float = 1.0,
     target: float | None = None,
     prepared: Prepared | None = None,
+    spare_cpu: bool = True,
 ) -> Allocation:
     """The allocation found by an exact backend on the compressed program, with its bound and gap.
 
@@ -99,6 +104,7 @@ def solve_exact(
     search asks for more than it has): once a bound proves that no answer reaches it, the program stops
     there, and the answer is ``unknown`` with that bound and ``stats["below_target"]``. ``prepared``: the
     program built beforehand by :func:`prepare` (its second LP vertex perhaps solving meanwhile).
+    ``spare_cpu``: False when the caller runs a process of its own beside the program (see :func:`_second_cpu`).
     """
     budget = budget if budget is not None else Budget(options.time_limit)
     start = time.perf_counter()
@@ -124,7 +130,9 @@ def solve_exact(
         )
     lexicographic = problem.weights.lexicographic
     bounds: dict[str, float] = {}
-    search = _Search(problem, method, budget, reserve, repair, forecast=not options.deterministic, target=target)
+    search = _Search(
+        problem, method, budget, reserve, repair, forecast=not options.deterministic, target=target, spare_cpu=spare_cpu
+    )
     ahead: Child | None = None  # the second LP vertex solving in a child process
     try:
         budget.check(reserve)
@@ -134,7 +142,7 @@ def solve_exact(
             budget.improve("capacity", bound=quick)
         search.check_target(bounds)
         budget.check(reserve)
-        form = prepared.build(problem, options, budget, reserve=reserve)
+        form = prepared.build(problem, options, budget, reserve=reserve, spare_cpu=spare_cpu)
         ahead, guided = prepared.take_child(), prepared.guided
         stats.update(prepared.stats)
         weights = {"primary": 1} if lexicographic else dict(form.weights)
@@ -231,7 +239,9 @@ class Prepared:
         self.guided = False
         self._child: Child | None = None
 
-    def build(self, problem: Problem, options: SolveOptions, budget: Budget, *, reserve: float = 0.0) -> Formulation:
+    def build(
+        self, problem: Problem, options: SolveOptions, budget: Budget, *, reserve: float = 0.0, spare_cpu: bool = True
+    ) -> Formulation:
         """Build the program (with the guides the options ask for), once; with a second CPU likely free
         and a deadline, start solving its second LP vertex (see :func:`_lp_methods`) in a child process,
         so that it runs beside whatever the caller does next."""
@@ -241,13 +251,7 @@ class Prepared:
         self.guided = _shape(form, problem, self.comp, options, self.stats)
         self.stats["variables"], self.stats["constraints"] = form.program.num_vars, form.program.num_rows
         methods = _lp_methods(form)
-        if (
-            len(methods) > 1
-            and not options.deterministic
-            and budget.limited
-            and usable_cpus() > 1
-            and budget.pace < SPARE_CPU_PACE
-        ):
+        if len(methods) > 1 and not options.deterministic and _second_cpu(budget, spare_cpu):
             weights = {"primary": 1} if problem.weights.lexicographic else dict(form.weights)
             solver, presolve = methods[1]
             self._child = lp_in_child(form.program, weights, budget, reserve=reserve, solver=solver, presolve=presolve)
@@ -267,6 +271,14 @@ class Prepared:
         child = self.take_child()
         if child is not None:
             child.cancel()
+
+
+def _second_cpu(budget: Budget, spare_cpu: bool) -> bool:
+    """Whether the program may start a child process (a deadline, a second CPU likely free: see
+    ``SPARE_CPU_PACE``); never when the caller runs one beside it (``spare_cpu`` False): three processes on
+    two CPUs slowed the program more than its child gained (openb_like 2,000 x 14,000 at 1.5 s, the strong
+    rule's tail beside it: its answer came in 12 of 19 runs, in 16 of 16 without a child of its own)."""
+    return spare_cpu and budget.limited and usable_cpus() > 1 and budget.pace < SPARE_CPU_PACE
 
 
 def compressed(problem: Problem, options: SolveOptions, *, group_nodes: bool | None = None) -> Prepared:
@@ -339,8 +351,10 @@ class _Search:
         *,
         forecast: bool = True,
         target: float | None = None,
+        spare_cpu: bool = True,
     ) -> None:
         self.forecast = forecast  # skip a decode the clock says cannot finish (not in deterministic mode)
+        self.spare_cpu = spare_cpu  # the caller leaves the second CPU free
         self.target = target
         self.problem = problem
         self.method = method
@@ -394,9 +408,7 @@ class _Search:
         # A second CPU likely free and the time to use it: half the types are packed again in a child process.
         parallel = (
             self.forecast
-            and self.budget.limited
-            and usable_cpus() > 1
-            and self.budget.pace < SPARE_CPU_PACE
+            and _second_cpu(self.budget, self.spare_cpu)
             and not self.budget.expired(keep + PARALLEL_POLISH_FROM)
         )
         if self.budget.expired(keep) or not best.decoding.polish(self.budget, keep, parallel=parallel):

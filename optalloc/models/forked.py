@@ -100,11 +100,11 @@ class Stream:
         os.close(write_end)
         os.set_blocking(read_end, False)
         self.pid: int | None = pid
-        self._read_end = read_end
+        self._read_end: int | None = read_end
 
     def receive(self, wait: float = 0.0) -> list[object]:
         """The complete messages that arrived (waiting up to ``wait`` seconds for the first)."""
-        if self._open and wait > 0:
+        if self._open and self._read_end is not None and wait > 0:
             select.select([self._read_end], [], [], wait)
         self._read()
         return self._messages()
@@ -115,18 +115,22 @@ class Stream:
         return self._open
 
     def close(self) -> list[object]:
-        """End the child now and return the complete messages it sent that were not received yet."""
+        """End the child now and return the complete messages it sent that were not received yet (once:
+        closed again, it returns nothing)."""
         if self.pid is not None:
             pid, self.pid = self.pid, None
             reap(pid, wait=not self._open)
+        if self._read_end is None:
+            return []
         while self._open:  # the child is gone: what it wrote is all in the pipe
             select.select([self._read_end], [], [], 0.01)
             self._read()
-        os.close(self._read_end)
+        read_end, self._read_end = self._read_end, None
+        os.close(read_end)
         return self._messages()
 
     def _read(self) -> None:
-        while self._open:
+        while self._open and self._read_end is not None:
             try:
                 chunk = os.read(self._read_end, 1 << 20)
             except BlockingIOError:
