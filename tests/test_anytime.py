@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -470,13 +468,16 @@ def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_h
     program = exact_setup(problem, PortfolioConfig()) + first_decode(problem)
     left = program + 0.01  # the program's first answer fits, with nothing to spare
 
-    def fits(strong_cost: float, *, time: float = left, ahead: float = 0.0, insured: bool = False) -> bool:
+    def fits(
+        strong_cost: float, *, time: float = left, ahead: float = 0.0, insured: bool = False, pace: float | None = None
+    ) -> bool:
         options = SolveOptions(portfolio=PortfolioConfig(strong_cost=strong_cost))
         budget = Budget(time, clock=lambda: 0.0)
-        return first_answer_fits(problem, options, budget, first, built=False, ahead=ahead, insured=insured)
+        return first_answer_fits(problem, options, budget, first, built=False, ahead=ahead, insured=insured, pace=pace)
 
     half_needs = 2 * left / first  # the strong rule's cost at which half the queue takes the time left
     assert fits(strong_cost=half_needs * 1.1)  # it would place less than half: the first answer is enough
+    assert not fits(strong_cost=half_needs * 1.1, pace=1.5)  # not on a machine half as slow again
     assert not fits(strong_cost=half_needs * 0.9)  # half or more: that answer alone is not worth waiting for
     assert fits(strong_cost=half_needs * 0.9, time=left + first + first_decode(problem))
     assert not fits(strong_cost=1000.0, ahead=first)  # before the first run, its time is not there yet
@@ -530,6 +531,7 @@ def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_pla
     assert not tail_beside_program(options, budget, first=0.1)  # 0.6 s: it fits whole
     assert tail_beside_program(options, budget, first=0.2)  # 1.2 s: not whole, half in 0.6 s
     assert not tail_beside_program(options, budget, first=0.4)  # 2.4 s: not even half
+    assert tail_beside_program(options, budget, first=0.1, ahead=0.5)  # after a run of 0.5 s: 0.6 s do not fit
 
 
 @pytest.mark.parametrize(
@@ -549,8 +551,7 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
     events: list[str] = []
 
     class Child:
-        beside_program = False
-        until = math.inf
+        beside_program, to_deadline = False, True
 
         def close(self) -> None:
             events.append("child ended")
@@ -564,12 +565,24 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
     monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args, **kwargs: half_the_queue)
     monkeypatch.setattr("optalloc.models.exact.usable_cpus", lambda: 1)  # no real LP child
     monkeypatch.setattr(Prepared, "solving", property(lambda self: lp_child))
+    import optalloc.models
+
+    spare_cpu: list[bool] = []
+    solve_exact = optalloc.models.solve_exact
+
+    def program(*args, **kwargs):  # type: ignore[no-untyped-def]
+        spare_cpu.append(kwargs["spare_cpu"])
+        return solve_exact(*args, **kwargs)
+
+    monkeypatch.setattr(optalloc.models, "solve_exact", program)
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     # First-fit forecast at 100 jobs a second (24 s): the child starts before it; the program then fits.
     config = PortfolioConfig(pace_jobs_per_second=100.0, strong_cost=1000.0)
     answer = solve(problem, "auto", time_limit=3, portfolio=config)
     assert "candidates" in answer.stats  # the program ran
     assert events == [expected]
+    # With the child beside it until the deadline, the program starts no child process of its own.
+    assert spare_cpu == [expected == "child ended"]
     assert verify(problem, answer) == []
 
 
@@ -599,7 +612,7 @@ def test_an_error_while_collecting_the_children_still_ends_each_child_once(monke
     events: list[str] = []
 
     class Child:
-        beside_program, until = True, math.inf
+        beside_program, to_deadline = True, True
 
         def __init__(self, name: str, fails: bool) -> None:
             self.name, self.fails = name, fails
@@ -623,3 +636,44 @@ def test_an_error_while_collecting_the_children_still_ends_each_child_once(monke
     with pytest.raises(KeyboardInterrupt):
         engine._auto(problem, SolveOptions(), Budget(2.0), None, None)
     assert events == ["first collected", "second ended"]
+
+
+def test_a_child_started_for_the_heuristics_is_ended_when_they_fail(monkeypatch) -> None:
+    """The strong rule's tail started before the first rule belongs to no caller yet: an interrupt
+    during the first run ends it rather than leaving it to outlive the solve."""
+    import optalloc.anytime as engine
+
+    events: list[str] = []
+
+    class Child:
+        def close(self) -> None:
+            events.append("child ended")
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_strong_at_once", lambda *args, **kwargs: Child())
+    monkeypatch.setattr(engine, "run_heuristic", interrupted)
+    problem = synthetic.openb_like(nodes=30, jobs=50, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        engine.best_heuristic(problem, SolveOptions(), Budget(2.0), aside=[])
+    assert events == ["child ended"]
+
+
+def test_the_program_starts_its_second_lp_vertex_in_a_child_only_with_a_cpu_to_spare(monkeypatch) -> None:
+    """A second CPU likely free and a deadline: the second LP vertex solves in a child process; not when
+    the caller runs a process of its own beside the program (three processes on two CPUs)."""
+    import optalloc.models.exact as exact
+
+    started: list[bool] = []
+    monkeypatch.setattr(exact, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(exact, "_lp_methods", lambda form: [(None, False), ("simplex", True)])
+    monkeypatch.setattr(exact, "lp_in_child", lambda *args, **kwargs: started.append(True) or "child")
+    problem = synthetic.openb_like(nodes=60, jobs=300, seed=2)
+    options = SolveOptions()
+    for spare_cpu in (True, False):
+        prepared = exact.compressed(problem, options)
+        prepared.build(problem, options, Budget(5.0), spare_cpu=spare_cpu)
+        assert prepared.solving is spare_cpu
+    assert started == [True]
+    assert not exact._second_cpu(Budget(None), True)  # no deadline: nothing to gain by it

@@ -120,6 +120,9 @@ def test_time_kept_for_later_work_stretches_with_the_measured_pace():
     assert stage.pace == 3.0
     assert stage.deadline == pytest.approx(107.0) and inner.deadline == pytest.approx(105.5)
     assert budget.detached().pace == 3.0
+    # Work planned now that must end in time should the pace rise: the deadline at that pace.
+    assert inner.deadline_at(4.0) == pytest.approx(110 - 4 * 1.5)
+    assert budget.deadline_at(4.0) == budget.deadline
 
 
 def test_a_detached_step_of_a_few_clock_seconds_keeps_them_whatever_the_pace():

@@ -207,7 +207,7 @@ def _program(
         repair=_filler(problem, options),
         search_share=options.portfolio.search_share if lns else 1.0,
         prepared=prepared,
-        spare_cpu=not any(child.until >= budget.deadline for child in aside),  # (else three processes on two CPUs)
+        spare_cpu=not any(child.to_deadline for child in aside),  # (else three processes on two CPUs)
     )
     if not lns and exact.status is Status.FEASIBLE and not budget.expired(1.5 * warm.wall_time):
         exact = replace_with_heuristic(problem, exact, options, budget, future)
@@ -227,8 +227,9 @@ def _with_aside(
     portfolio: dict[str, Any],
     budget: Budget,
 ) -> Allocation:
-    """The best of ``warm`` and what the heuristics run in child processes answered (waiting for them
-    until their own deadlines); ``portfolio``'s candidates list them too."""
+    """The best of ``warm`` and what the heuristics run in child processes answered (waiting for each
+    until its answer is due, or the budget's deadline if that comes first); ``portfolio``'s candidates
+    list them too."""
     if not aside:
         return warm
     answers = [warm]
@@ -426,62 +427,73 @@ def best_heuristic(
     # While the program has time to run after the heuristics, they leave it most of the budget; when it
     # has none (a short budget, or a loaded machine: see Budget.pace), the heuristics may use all of it.
     margin = 2.0
-    for i, (name, order) in enumerate(candidates):
-        spent = budget.clock() - start
-        if i == 0:
-            pass
-        elif name == options.portfolio.strong_rule:
-            # The strong rule costs a few runs of the first. When the program cannot run, it runs while
-            # that leaves half the time; when the program can, the program goes first (on the openb lists
-            # its first answers place more) unless the time holds twice both.
-            strong = options.portfolio.strong_cost * first
-            if not budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
-                if aside is not None and built and grouped and not math.isinf(share):
-                    child = strong_beside_program(
-                        problem, options, budget, first, name, order, future, first_rule=opening[0], expected=strong
-                    )
-                    if child is not None:
-                        aside.append(child)
-                        break  # the cheap rules would take the time the child gives the program
-            elif math.isinf(share):
-                # No time for it whole nor for the program: it places the tail of the queue, beside the
-                # cheap rules in a child process when a second CPU is likely free, else after them.
-                if beside is None:
-                    beside = strong_beside(problem, options, budget, first, name, order, future, first_rule=opening[0])
-                    tail_after = beside is None
-                continue
-            else:
-                continue
-        elif spent + first > share or budget.expired(first + (0.0 if beside is None else transfer(problem, budget))):
-            # (with a child beside, its answer must find the parent reading by the time the child sends it:
-            # a cheap run ending at the deadline left the answer in the pipe, read 0.1 s past it)
-            break
-        # The strong rule run whole hands what it has not reached by then back to the first rule.
-        hurry = (
-            hurried(_first_rule(problem, options), 0, budget.deadline, budget.deadline, first, len(problem.jobs))
-            if i > 0 and name == options.portfolio.strong_rule and budget.limited
-            else None
-        )
-        answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future, head=hurry))
-        if i == 0:
-            first = budget.clock() - start
-            # The program's run to its answers: on programs over node types, two LP vertices each decoded.
-            vertices = 2 if grouped else 1
-            setup = exact_setup(problem, options.portfolio, built=built)
-            program = budget.pace * vertices * (setup + first_decode(problem))
-            insured = insurable and beside is not None and tail_beside_program(options, budget, first)
-            if budget.limited and not first_answer_fits(problem, options, budget, first, built=built, insured=insured):
-                share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
-            elif budget.limited:
-                # The others get a share of what twice the program's expected time leaves.
-                share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
-                if beside is not None and aside is not None:
-                    # (not insured, it is ended once the program starts: until then it is the fallback)
-                    beside.beside_program = insured
-                    aside.append(beside)
-                elif beside is not None:  # started on the unloaded forecast, which the first run belied
-                    beside.close()
-                beside = None
+    try:
+        for i, (name, order) in enumerate(candidates):
+            spent = budget.clock() - start
+            if i == 0:
+                pass
+            elif name == options.portfolio.strong_rule:
+                # The strong rule costs a few runs of the first. When the program cannot run, it runs while
+                # that leaves half the time; when the program can, the program goes first (on the openb lists
+                # its first answers place more) unless the time holds twice both.
+                strong = options.portfolio.strong_cost * first
+                if not budget.expired(margin * strong if math.isinf(share) else 2 * (strong + program)):
+                    if aside is not None and built and grouped and not math.isinf(share):
+                        child = strong_beside_program(
+                            problem, options, budget, first, name, order, future, first_rule=opening[0], expected=strong
+                        )
+                        if child is not None:
+                            aside.append(child)
+                            break  # the cheap rules would take the time the child gives the program
+                elif math.isinf(share):
+                    # No time for it whole nor for the program: it places the tail of the queue, beside the
+                    # cheap rules in a child process when a second CPU is likely free, else after them.
+                    if beside is None:
+                        beside = strong_beside(
+                            problem, options, budget, first, name, order, future, first_rule=opening[0]
+                        )
+                        tail_after = beside is None
+                    continue
+                else:
+                    continue
+            elif spent + first > share or budget.expired(
+                first + (0.0 if beside is None else transfer(problem, budget))
+            ):
+                # (with a child beside, its answer must find the parent reading by the time the child sends it:
+                # a cheap run ending at the deadline left the answer in the pipe, read 0.1 s past it)
+                break
+            # The strong rule run whole hands what it has not reached by then back to the first rule.
+            hurry = (
+                hurried(_first_rule(problem, options), 0, budget.deadline, budget.deadline, first, len(problem.jobs))
+                if i > 0 and name == options.portfolio.strong_rule and budget.limited
+                else None
+            )
+            answers.append(run_heuristic(problem, options, budget, rule=name, order=order, future=future, head=hurry))
+            if i == 0:
+                first = budget.clock() - start
+                # The program's run to its answers: on programs over node types, two LP vertices each decoded.
+                vertices = 2 if grouped else 1
+                setup = exact_setup(problem, options.portfolio, built=built)
+                program = budget.pace * vertices * (setup + first_decode(problem))
+                insured = insurable and beside is not None and tail_beside_program(options, budget, first)
+                if budget.limited and not first_answer_fits(
+                    problem, options, budget, first, built=built, insured=insured
+                ):
+                    share, margin = math.inf, 1.0  # no program after the heuristics: they have the whole budget
+                elif budget.limited:
+                    # The others get a share of what twice the program's expected time leaves.
+                    share = first + options.portfolio.warm_start_share * max(0.0, budget.left() - 2 * program)
+                    if beside is not None and aside is not None:
+                        # (not insured, it is ended once the program starts: until then it is the fallback)
+                        beside.beside_program = insured
+                        aside.append(beside)
+                    elif beside is not None:  # started on the unloaded forecast, which the first run belied
+                        beside.close()
+                    beside = None
+    except BaseException:
+        if beside is not None:  # (not the caller's yet: it would outlive the solve)
+            beside.close()
+        raise
     if beside is not None:
         answers.extend(beside.collect(budget))
     elif tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
@@ -525,8 +537,8 @@ def _strong_at_once(
         return None
     config = options.portfolio
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
-    if not budget.expired(config.strong_cost * first):
-        return None  # the strong rule whole may fit: best_heuristic decides after the first run
+    if not budget.expired(first + config.strong_cost * first):
+        return None  # the strong rule whole may fit after the first run: best_heuristic decides then
     if first_answer_fits(problem, options, budget, first, built=built, ahead=first):
         # The program may fit: with the child going on beside it, it starts when the tail may beat the
         # program's first answer, or when the program fits only on an idle machine (it is then the answer).

@@ -35,16 +35,25 @@ HAND_BACK_SETUP = 0.1
 
 class Beside:
     """A heuristic run in a forked child process (``optalloc.models.forked.Stream``) while the caller
-    runs others. ``until``: when its answer is due (fixed when it starts, by the pace then); :meth:`collect`
-    waits for it until then, or the budget's deadline if that comes first, and ends the child.
-    ``beside_program``: it goes on while the caller runs the exact program (else it is ended when the
-    program starts; until then it is the caller's fallback)."""
+    runs others. ``until``: when its answer is due (fixed when it starts, for a pace up to
+    ``IDLE_PACE``: :func:`due`); :meth:`collect` waits for it until then, or the budget's deadline if
+    that comes first, and ends the child. ``beside_program``: it goes on while the caller runs the exact
+    program (else it is ended when the program starts; until then it is the caller's fallback).
+    ``to_deadline``: it may work until its answer is due at the deadline (the strong rule's tail),
+    rather than end well before it (the strong rule run whole, handed back by a forecast)."""
 
     def __init__(
-        self, stream: Stream, rule: str, until: float, problem: Problem, *, beside_program: bool = False
+        self,
+        stream: Stream,
+        rule: str,
+        until: float,
+        problem: Problem,
+        *,
+        beside_program: bool = False,
+        to_deadline: bool = False,
     ) -> None:
         self.stream, self.rule, self.until, self.problem = stream, rule, until, problem
-        self.beside_program = beside_program
+        self.beside_program, self.to_deadline = beside_program, to_deadline
 
     def close(self) -> None:
         """End the child now (its answer, if any, is dropped)."""
@@ -89,13 +98,12 @@ def strong_beside(
 
     if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
         return None
-    head = strong_head(
-        problem, options, budget, first, rule=first_rule, until=budget.deadline - transfer(problem, budget)
-    )
+    end = due(budget)
+    head = strong_head(problem, options, budget, first, rule=first_rule, until=end - transfer(problem, budget))
     if head is None:
         return None
     stream = _fork(problem, options, rule, order, future, head)
-    return None if stream is None else Beside(stream, rule, budget.deadline, problem)
+    return None if stream is None else Beside(stream, rule, end, problem, to_deadline=True)
 
 
 def strong_beside_program(
@@ -123,7 +131,7 @@ def strong_beside_program(
     if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
         return None
     now = budget.clock()
-    until = min(budget.deadline - transfer(problem, budget), now + 4 * expected)
+    until = min(due(budget) - transfer(problem, budget), now + 4 * expected)
     hand_back = hurried(first_rule, 0, min(now + 3 * expected, until), until, first, len(problem.jobs))
     stream = _fork(problem, options, rule, order, future, hand_back)
     return (
@@ -131,6 +139,16 @@ def strong_beside_program(
         if stream is None
         else Beside(stream, rule, until + transfer(problem, budget), problem, beside_program=True)
     )
+
+
+def due(budget: Budget) -> float:
+    """When a child's answer is due: the budget's deadline should the pace rise to ``IDLE_PACE`` (or stay
+    where it is, when higher). A child started before the first run, at pace 1, and due at the deadline
+    then, had its answer dropped when the first run measured a pace of 1.5 (an idle machine, some days)
+    and the deadline moved earlier by the verification's reserve stretched by it."""
+    from optalloc.anytime.timing import IDLE_PACE
+
+    return budget.deadline_at(max(budget.pace, IDLE_PACE))
 
 
 def transfer(problem: Problem, budget: Budget) -> float:

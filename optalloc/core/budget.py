@@ -145,6 +145,13 @@ class Budget:
             return self._end
         return min(self._end, self._parent.deadline - self._keep * self.pace)
 
+    def deadline_at(self, pace: float) -> float:
+        """The deadline this budget would have at ``pace`` (what each stage keeps for later stretched by it):
+        for work planned now that must end before the deadline even if the pace rises to that."""
+        if self._parent is None:
+            return self._end
+        return min(self._end, self._parent.deadline_at(pace) - self._keep * pace)
+
     # Pace ------------------------------------------------------------------------------------
     @property
     def pace(self) -> float:

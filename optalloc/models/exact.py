@@ -276,8 +276,9 @@ class Prepared:
 def _second_cpu(budget: Budget, spare_cpu: bool) -> bool:
     """Whether the program may start a child process (a deadline, a second CPU likely free: see
     ``SPARE_CPU_PACE``); never when the caller runs one beside it (``spare_cpu`` False): three processes on
-    two CPUs slowed the program more than its child gained (openb_like 2,000 x 14,000 at 1.5 s, the strong
-    rule's tail beside it: its answer came in 12 of 19 runs, in 16 of 16 without a child of its own)."""
+    two CPUs slowed the program more than its child gained (openb_like 2,000 x 14,000 seed 4 at 1.5 s, the
+    strong rule's tail beside it: its answer won in 1 of 6 runs side by side, 6 of 6 without a child of
+    its own; a review measured 12 of 19 against 16 of 16 with one CPU made usable)."""
     return spare_cpu and budget.limited and usable_cpus() > 1 and budget.pace < SPARE_CPU_PACE
 
 

@@ -118,8 +118,9 @@ class Stream:
         """End the child now and return the complete messages it sent that were not received yet (once:
         closed again, it returns nothing)."""
         if self.pid is not None:
-            pid, self.pid = self.pid, None
-            reap(pid, wait=not self._open)
+            with contextlib.suppress(ChildProcessError):  # (reaped already by a close interrupted after it)
+                reap(self.pid, wait=not self._open)
+            self.pid = None  # once reaped: a close interrupted before that reaps on the next one
         if self._read_end is None:
             return []
         while self._open:  # the child is gone: what it wrote is all in the pipe
