@@ -490,13 +490,12 @@ def best_heuristic(
                     elif beside is not None:  # started on the unloaded forecast, which the first run belied
                         beside.close()
                     beside = None
-    except BaseException:
-        if beside is not None:  # (not the caller's yet: it would outlive the solve)
+        if beside is not None:
+            answers.extend(beside.collect(budget))
+    finally:
+        if beside is not None:  # not the caller's: ended here whatever happened (a second close does nothing)
             beside.close()
-        raise
-    if beside is not None:
-        answers.extend(beside.collect(budget))
-    elif tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
+    if tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
         strong_rule = options.portfolio.strong_rule
         answers.append(run_heuristic(problem, options, budget, rule=strong_rule, future=future, head=head))
     best = max(answers, key=scorer(problem, future, options))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from optalloc.anytime.timing import IDLE_PACE
 from optalloc.core import Allocation, FutureValue, Problem
 from optalloc.core.budget import Budget
 from optalloc.core.options import SolveOptions
@@ -146,8 +147,6 @@ def due(budget: Budget) -> float:
     where it is, when higher). A child started before the first run, at pace 1, and due at the deadline
     then, had its answer dropped when the first run measured a pace of 1.5 (an idle machine, some days)
     and the deadline moved earlier by the verification's reserve stretched by it."""
-    from optalloc.anytime.timing import IDLE_PACE
-
     return budget.deadline_at(max(budget.pace, IDLE_PACE))
 
 
