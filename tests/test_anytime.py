@@ -444,6 +444,21 @@ def test_the_strong_tail_hands_back_as_it_goes_not_at_a_time_fixed_at_the_start(
     assert head.per_job == pytest.approx(hurry * 0.05 / len(problem.jobs))
 
 
+@pytest.mark.parametrize(("first", "probed"), [(0.05, False), (0.5, True), (1.0, False)])
+def test_the_strong_rule_times_itself_only_when_the_forecast_gives_it_half_the_queue_or_more(first, probed):
+    from optalloc.anytime import strong_tail
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    budget = Budget(3.0)
+    # 6 runs of the first rule for the strong one, 0.8 of the 3 s for its tail: the whole queue (no head,
+    # nothing to size) with a 0.05 s first rule, 80% of it with 0.5 s, 40% with 1 s (its whole is out of
+    # reach: a probe would only shorten the tail).
+    head = strong_tail.strong_head(problem, SolveOptions(), budget, first, rule="first-fit", until=budget.deadline)
+    assert head is not None
+    assert head.probe == (int(strong_tail.PROBE_SHARE * len(problem.jobs)) if probed else 0)
+    assert (head.jobs > 0) == (first > 0.05)
+
+
 def test_the_strong_rule_gets_no_tail_shorter_than_its_share_of_the_queue():
     from optalloc.anytime import strong_tail
 

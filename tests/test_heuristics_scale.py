@@ -338,6 +338,98 @@ def test_a_head_rule_slower_than_the_time_left_takes_the_queue_back_at_once():
     assert answer.stats["rule_jobs"] == 0 and answer.placements == allocate(problem, rule="first-fit").placements
 
 
+def _probed(problem, monkeypatch, *, until: float, head_jobs: int = 400):
+    """fgd-plus after a probe of 100 jobs on a clock that moves 1 s per reading: 1 s at the start, 2 s
+    once the placer is built, 3 s at job 25 (the first look: 0.7 x 1 s / 25 = 0.028 s a job), 4 s to
+    size, 5 s at job 100 (0.7 x 3 s / 100 = 0.021 s a job), 6 s to size; the head rule's time per job
+    is a nanosecond, so the hand-back comes when the clock reaches ``until``."""
+    monkeypatch.setattr(allocate_module, "time", _Clock(1.0))
+    return allocate(
+        problem,
+        rule="fgd-plus",
+        head_rule="first-fit",
+        head_jobs=head_jobs,
+        rule_until=until,
+        head_per_job=1e-9,
+        probe_jobs=100,
+    )
+
+
+def _placed_as(answer, reference, jobs) -> bool:
+    names = {j.name for j in jobs}
+    return {p for p in answer.placements if p.job in names} == {p for p in reference.placements if p.job in names}
+
+
+def test_a_probe_that_finds_the_rule_fast_enough_lets_it_place_the_queue_until_the_hand_back(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    whole = allocate(problem, rule="fgd-plus")
+    # At job 100, 14 s are left: at 0.021 s a job the rule reaches 100 + 666 jobs, more than 90% of the
+    # queue, and goes on; the hand-back comes at 20 s (job 113: one reading per job from 7 s at job 100).
+    answer = _probed(problem, monkeypatch, until=20.0)
+    assert verify(problem, answer) == [] and answer.stats["undecided"] == 0
+    assert answer.stats["probe_jobs"] == 100 and answer.stats["head_jobs"] == 0
+    assert answer.stats["rule_jobs"] == 113 and _placed_as(answer, whole, problem.jobs[:113])
+    # With all the time it needs, its answer is the rule's alone.
+    monkeypatch.undo()
+    alone = allocate(
+        problem,
+        rule="fgd-plus",
+        head_rule="first-fit",
+        head_jobs=400,
+        rule_until=float("inf"),
+        head_per_job=1e-9,
+        probe_jobs=100,
+    )
+    assert alone.method == "fgd-plus" and alone.placements == whole.placements and alone.stats["probe_jobs"] == 100
+
+
+def test_a_probe_that_finds_the_rule_too_slow_sizes_the_head_by_its_pace(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    whole = allocate(problem, rule="fgd-plus")
+    # At job 100, 6 s are left: the rule would reach 100 + 285 jobs, less than 90%; its tail gets 0.8 of
+    # the time left, int(0.8 x 6 / 0.021) = 228 jobs, so first-fit places jobs 100-271, fgd-plus from
+    # job 272 until the clock reaches 12 s (job 277), first-fit the rest. The probe was fgd-plus's.
+    answer = _probed(problem, monkeypatch, until=12.0)
+    assert verify(problem, answer) == [] and answer.stats["undecided"] == 0
+    assert answer.method == "first-fit+fgd-plus" and answer.stats["probe_jobs"] == 100
+    assert answer.stats["head_jobs"] == 172 and answer.stats["rule_jobs"] == 100 + 5
+    assert _placed_as(answer, whole, problem.jobs[:100])
+    # A head planned shorter than the pace gives (head_jobs=150) is kept: the tail is the longer of the two.
+    shorter = _probed(problem, monkeypatch, until=12.0, head_jobs=150)
+    assert shorter.stats["head_jobs"] == 50 and verify(problem, shorter) == []
+
+
+def test_a_rule_far_too_slow_at_the_first_look_hands_over_before_the_probe_ends(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    whole = allocate(problem, rule="fgd-plus")
+    # At job 25, 5 s are left: at 0.028 s a job the rule reaches 25 + 178 jobs, less than half of 90% of
+    # the queue; its tail gets int(0.8 x 5 / 0.028) = 142 jobs, so first-fit places jobs 25-357.
+    answer = _probed(problem, monkeypatch, until=9.0)
+    assert verify(problem, answer) == [] and answer.stats["undecided"] == 0
+    assert answer.stats["probe_jobs"] == 25 and answer.stats["head_jobs"] == 358 - 25
+    assert _placed_as(answer, whole, problem.jobs[:25])
+
+
+def test_no_hand_back_comes_while_the_rule_times_itself():
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    whole = allocate(problem, rule="fgd-plus")
+    fast = allocate(problem, rule="first-fit")
+
+    def passed(head_jobs):  # rule_until has passed: without a probe the head rule takes the queue at once
+        kwargs = {"head_rule": "first-fit", "rule_until": 0.0, "head_per_job": 1e-9, "probe_jobs": 40}
+        return allocate(problem, rule="fgd-plus", head_jobs=head_jobs, **kwargs)
+
+    # No head planned: the rule places the probe's 40 jobs, then the hand-back comes.
+    answer = passed(0)
+    assert answer.stats["probe_jobs"] == answer.stats["rule_jobs"] == 40 and answer.stats["head_jobs"] == 0
+    assert _placed_as(answer, whole, problem.jobs[:40]) and answer.stats["undecided"] == 0
+    # A head planned: the first look (job 10) finds no time left and hands the head rule the queue.
+    answer = passed(300)
+    assert answer.stats["probe_jobs"] == answer.stats["rule_jobs"] == 10 and answer.stats["head_jobs"] == 290
+    assert _placed_as(answer, whole, problem.jobs[:10]) and answer.stats["undecided"] == 0
+    assert answer.placements != fast.placements and verify(problem, answer) == []
+
+
 @pytest.mark.parametrize(
     ("field", "kwargs"),
     [
@@ -349,6 +441,10 @@ def test_a_head_rule_slower_than_the_time_left_takes_the_queue_back_at_once():
         ("head_jobs", {"head_rule": "first-fit", "head_jobs": 2.5}),
         ("rule_until", {"rule_until": 1.0}),
         ("head_jobs", {"head_jobs": 3}),
+        ("probe_jobs", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": 0.1, "probe_jobs": -1}),
+        ("probe_jobs", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": 0.1, "probe_jobs": 2.5}),
+        ("probe_jobs", {"head_rule": "first-fit", "rule_until": 1.0, "head_per_job": 0.1, "probe_jobs": True}),
+        ("probe_jobs", {"head_rule": "first-fit", "rule_until": 1.0, "probe_jobs": 10}),
     ],
 )
 def test_a_bad_head_is_misuse(field, kwargs):

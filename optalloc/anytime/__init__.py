@@ -74,6 +74,7 @@ def run_heuristic(
         head_jobs=0 if head is None else head.jobs,
         rule_until=None if head is None else head.until,
         head_per_job=0.0 if head is None else head.per_job,
+        probe_jobs=0 if head is None else head.probe,
         order=options.order if order is None else order,
         seed=options.seed,
         round=options.round,
