@@ -281,7 +281,7 @@ def test_with_the_program_built_early_the_strong_rule_runs_beside_it_in_a_child(
         started.append(real(*args, **kwargs))
         return started[-1]
 
-    monkeypatch.setattr("optalloc.anytime.strong_beside_program", spy)
+    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside_program", spy)
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     answer = solve(problem, "auto", time_limit=8)
     assert len(started) == 1 and (started[0] is not None) == spare_cpu
@@ -369,8 +369,8 @@ def test_without_time_for_the_program_the_strong_rule_starts_before_the_first_ru
         events.append(kwargs.get("rule", "?"))
         return real_allocate(*args, **kwargs)
 
-    monkeypatch.setattr("optalloc.anytime.strong_beside", beside)
-    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", beside)
+    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
     monkeypatch.setattr("optalloc.heuristics.allocate", allocate)
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     # First-fit forecast at 100 jobs a second (24 s): by the forecast neither fits in 5 s; it runs in
@@ -390,12 +390,12 @@ def test_no_child_starts_before_the_first_run_on_a_busy_machine(monkeypatch, cpu
     needs a load below SPARE_CPU_PACE (2.5) times the usable CPUs."""
     import os
 
-    from optalloc import anytime
+    from optalloc.anytime import portfolio
     from optalloc.core import cpus as cpus_module
 
     monkeypatch.setattr(cpus_module, "usable_cpus", lambda: cpus)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    assert anytime._machine_busy() is busy
+    assert portfolio._machine_busy() is busy
 
 
 @pytest.mark.parametrize("spare_cpu", [True, False])
@@ -530,7 +530,7 @@ def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_h
 def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_the_best_answer(
     monkeypatch, strong_whole, program_fits, surely, half_the_queue, insurable, started
 ):
-    from optalloc.anytime import IDLE_PACE, _strong_at_once
+    from optalloc.anytime.portfolio import IDLE_PACE, _strong_at_once
     from optalloc.core.options import PortfolioConfig
 
     def fits(*args, pace=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -540,10 +540,10 @@ def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_
     # First-fit forecast at 2,400 jobs a second (1 s); the strong rule at 3 or 6 of its runs.
     options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=3 if strong_whole else 6))
     budget = Budget(5.0, clock=lambda: 0.0)
-    monkeypatch.setattr("optalloc.anytime.strong_beside", lambda *args, **kwargs: "child")
-    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
-    monkeypatch.setattr("optalloc.anytime.first_answer_fits", fits)
-    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: "child")
+    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
+    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
     child = _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=insurable)
     assert (child == "child") is started
 
@@ -588,9 +588,9 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
             events.append("child collected")
             return []
 
-    monkeypatch.setattr("optalloc.anytime.strong_beside", lambda *args, **kwargs: Child())
-    monkeypatch.setattr("optalloc.anytime._machine_busy", lambda: False)
-    monkeypatch.setattr("optalloc.anytime.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: Child())
+    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
     monkeypatch.setattr("optalloc.models.exact.usable_cpus", lambda: 1)  # no real LP child
     monkeypatch.setattr(Prepared, "solving", property(lambda self: lp_child))
     import optalloc.models
@@ -612,6 +612,55 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
     # With the child beside it until the deadline, the program starts no child process of its own.
     assert spare_cpu == [expected == "child ended"]
     assert verify(problem, answer) == []
+
+
+@pytest.mark.parametrize(
+    ("insure", "lp_child", "expected"),
+    [(True, False, ["tail started"]), (False, True, ["room made", "tail started"]), (False, False, [])],
+)
+def test_when_the_program_fits_only_insured_the_tail_child_starts_after_the_first_run(
+    monkeypatch, insure, lp_child, expected
+):
+    """No child before the first run (the program's second LP vertex solving in its own child, a busy
+    load average, or a program that fitted for sure), and the first run shows the program fits only with
+    the strong rule's tail beside it: the tail's child starts then, beside the program (the program's
+    own child ended first, through ``make_room``), rather than the program giving way to the cheap
+    rules; without a way to make room for it, the program gives way."""
+    import optalloc.anytime.portfolio as engine
+
+    events: list[str] = []
+
+    class Child:
+        beside_program, to_deadline = False, True
+
+        def close(self) -> None:
+            events.append("tail ended")
+
+        def collect(self, budget):  # type: ignore[no-untyped-def]
+            events.append("tail collected")
+            return []
+
+    def tail(*args, make_room=None, **kwargs):  # type: ignore[no-untyped-def]
+        if make_room is not None:
+            make_room()
+        events.append("tail started")
+        return Child()
+
+    monkeypatch.setattr(engine, "_strong_at_once", lambda *args, **kwargs: None)
+    monkeypatch.setattr(engine, "first_answer_fits", lambda *args, insured=False, **kwargs: insured)
+    monkeypatch.setattr(engine, "tail_beside_program", lambda *args, **kwargs: True)
+    monkeypatch.setattr(engine, "strong_beside", tail)
+    problem = synthetic.openb_like(nodes=60, jobs=300, seed=2)
+    aside: list = []
+    make_room = (lambda: events.append("room made")) if lp_child else None
+    answer = engine.best_heuristic(
+        problem, SolveOptions(), Budget(30.0), aside=aside, insure=insure, make_room=make_room
+    )
+    assert verify(problem, answer) == []
+    if expected:  # the program's path: the tail goes on beside it, the caller collects it with the program
+        assert events == expected and len(aside) == 1 and aside[0].beside_program
+    else:  # the heuristics' path: no child for the program, the strong rule whole among the heuristics
+        assert aside == [] and events == [] and "fgd-plus/fcfs" in answer.stats["portfolio_candidates"]
 
 
 def test_a_child_beside_is_awaited_no_later_than_the_budgets_deadline_once_the_pace_moves_it() -> None:
@@ -669,7 +718,7 @@ def test_an_error_while_collecting_the_children_still_ends_each_child_once(monke
 def test_a_child_started_for_the_heuristics_is_ended_when_they_fail(monkeypatch) -> None:
     """The strong rule's tail started before the first rule belongs to no caller yet: an interrupt
     during the first run ends it rather than leaving it to outlive the solve."""
-    import optalloc.anytime as engine
+    import optalloc.anytime.portfolio as engine
 
     events: list[str] = []
 

@@ -96,9 +96,12 @@ def strong_beside(
     future: FutureValue | None,
     *,
     first_rule: str,
+    make_room: Callable[[], None] | None = None,
 ) -> Beside | None:
     """The strong rule on the tail of the queue (:func:`strong_head`) in a child process, with the time
-    left less its answer's way back, when a second CPU is likely free and a process can be forked."""
+    left less its answer's way back, when a second CPU is likely free and a process can be forked.
+    ``make_room``: called once the child is sure to be wanted, before it forks (to end another child that
+    holds the second CPU)."""
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
 
@@ -108,6 +111,8 @@ def strong_beside(
     head = strong_head(problem, options, budget, first, rule=first_rule, until=end - transfer(problem, budget))
     if head is None:
         return None
+    if make_room is not None:
+        make_room()
     stream = _fork(problem, options, rule, order, future, head)
     return None if stream is None else Beside(stream, rule, end, problem, to_deadline=True)
 
