@@ -389,7 +389,15 @@ def test_a_probe_that_finds_the_rule_too_slow_sizes_the_head_by_its_pace(monkeyp
     # At job 100, 6 s are left: the rule would reach 100 + 285 jobs, less than 90%; its tail gets 0.8 of
     # the time left, int(0.8 x 6 / 0.021) = 228 jobs, so first-fit places jobs 100-271, fgd-plus from
     # job 272 until the clock reaches 12 s (job 277), first-fit the rest. The probe was fgd-plus's.
+    built: list[str] = []
+
+    def placer(problem, name, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(name)
+        return Placer(problem, name, **kwargs)
+
+    monkeypatch.setattr(allocate_module, "Placer", placer)
     answer = _probed(problem, monkeypatch, until=12.0)
+    assert built == ["fgd-plus", "first-fit", "fgd-plus", "first-fit"]  # probe, head, tail, hand-back
     assert verify(problem, answer) == [] and answer.stats["undecided"] == 0
     assert answer.method == "first-fit+fgd-plus" and answer.stats["probe_jobs"] == 100
     assert answer.stats["head_jobs"] == 172 and answer.stats["rule_jobs"] == 100 + 5
@@ -408,6 +416,41 @@ def test_a_rule_far_too_slow_at_the_first_look_hands_over_before_the_probe_ends(
     assert verify(problem, answer) == [] and answer.stats["undecided"] == 0
     assert answer.stats["probe_jobs"] == 25 and answer.stats["head_jobs"] == 358 - 25
     assert _placed_as(answer, whole, problem.jobs[:25])
+
+
+def test_a_time_limit_during_the_probe_counts_only_the_jobs_timed(monkeypatch):
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    # Readings: 1 s at the start, 2 s once the queue is ordered, 3 s once the placer is built (the probe's
+    # start), then every CLOCK_EVERY jobs: 4 s at job 0, 5 s at job 16; the first look at job 25 reads 6 s
+    # and 7 s (100 s left: the rule goes on); 8 s at job 32 stops (deadline 5.5 s), inside the probe of 100.
+    monkeypatch.setattr(allocate_module, "time", _Clock(1.0))
+    kwargs = {"head_rule": "first-fit", "head_jobs": 400, "rule_until": 100.0, "head_per_job": 1e-9}
+    answer = allocate(problem, rule="fgd-plus", deadline=5.5, probe_jobs=100, **kwargs)
+    assert answer.stats["probe_jobs"] == 32 and answer.stats["undecided"] == len(problem.jobs) - 32
+    assert verify(problem, answer) == []
+
+
+def test_a_heads_probe_reaches_the_rules_run():
+    from optalloc import heuristics
+    from optalloc.anytime import run_heuristic
+    from optalloc.anytime.strong_tail import Head
+    from optalloc.core.budget import Budget
+    from optalloc.core.options import SolveOptions
+
+    problem = synthetic.openb_like(nodes=40, jobs=500, seed=4)
+    seen: dict = {}
+    real = heuristics.allocate
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    budget = Budget(30.0)
+    head = Head("first-fit", 200, budget.deadline, budget.deadline, per_job=1e-6, probe=15)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(heuristics, "allocate", spy)
+        answer = run_heuristic(problem, SolveOptions(), budget, rule="fgd-plus", head=head)
+    assert seen["probe_jobs"] == 15 and seen["head_jobs"] == 200 and verify(problem, answer) == []
 
 
 def test_no_hand_back_comes_while_the_rule_times_itself():

@@ -39,8 +39,9 @@ FINISH_PER_PLACEMENT = 3e-6
 #: Seconds kept back per job still to decide, for listing it as undecided.
 FINISH_PER_JOB = 1e-6
 #: A rule's time per job over a whole queue, as a share of its time on the first 3% (``probe_jobs``): the
-#: first placements meet new node states, later ones mostly known ones; fgd-plus 0.67-0.80 on the three
-#: openb lists and openb_like at 2,000 and 5,000 nodes.
+#: first placements meet new node states, later ones mostly known ones; fgd-plus 0.67-0.80 in a process
+#: alone on the three openb lists and openb_like at 2,000 and 5,000 nodes, 0.59-0.65 in ``auto``'s child
+#: (its first jobs also pay the fork's copy-on-write).
 PROBE_RATE = 0.7
 #: After the probe the rule goes on when, at that pace, it reaches this share of the queue by
 #: ``rule_until``; what it does not reach is handed back to the head rule. On the openb lists and
@@ -100,13 +101,17 @@ def allocate(
     to ``rule_until`` is less than that times the jobs still to decide, so that the head rule, given
     that time per job, places them and builds the answer by ``rule_until``, and the costly rule runs as
     long as it can. ``probe_jobs`` (with ``rule_until`` and ``head_per_job``): ``rule`` places the first
-    ``probe_jobs`` jobs and times itself (no hand-back meanwhile); when, at the pace it measured
-    (:data:`PROBE_RATE` of it), it reaches :data:`PROBE_REACH` of the queue by ``rule_until`` it goes
-    on (the answer is then the rule's alone, unless the hand-back comes for the last jobs); else
+    ``probe_jobs`` jobs and times itself (no hand-back meanwhile; a first look after a quarter of them
+    hands over at once when it would not reach :data:`PROBE_EARLY` of that share, and
+    ``stats["probe_jobs"]`` is then that quarter); when, at the pace it measured (:data:`PROBE_RATE`
+    of it), it would reach :data:`PROBE_REACH` of the queue by ``rule_until`` (less the time to build
+    the answer) it goes on, and the hand-back, which keeps the head rule's time for the jobs left, comes
+    a little before that share if it comes; else
     ``head_rule`` places the queue up to the job from which ``rule``, at that pace, places the rest on
-    :data:`PROBE_FILL` of the time left, or up to job ``head_jobs`` if that comes first
-    (``stats["probe_jobs"]``: the probe; ``stats["head_jobs"]``: the head after it;
-    ``stats["rule_jobs"]`` counts the probe too).
+    :data:`PROBE_FILL` of the time left, or up to job ``head_jobs`` if that comes first (with
+    ``head_jobs`` no later than the probe, the rule goes on). ``stats["probe_jobs"]``: the jobs timed;
+    ``stats["head_jobs"]``: the head after them; ``stats["rule_jobs"]`` counts them too. A probe as
+    long as the queue is no probe: ``head_jobs`` is then the head.
 
     ``time_limit`` (seconds of wall time from the call, None = no limit) or ``deadline`` (an absolute
     ``time.perf_counter()`` value; the earlier of the two counts): when the heuristic cannot finish
@@ -220,7 +225,7 @@ def _allocate(
     switch = min(head[1], len(todo)) if head is not None else 0
     # With a probe: the rule places the first ``probe`` jobs, then goes on or hands over to the head rule up
     # to job ``planned`` at most (sooner when its measured pace says it can place more).
-    probe = min(probe, len(todo)) if head is not None and until is not None and probe < len(todo) else 0
+    probe = probe if head is not None and until is not None and probe < len(todo) else 0
     planned, switch = switch, 0 if probe else switch
     early = probe // 4  # (a first look: a rule far too slow hands over at once)
     back = len(todo)
@@ -231,6 +236,7 @@ def _allocate(
     for k, j in enumerate(todo):
         if stop is not None and k % CLOCK_EVERY == 0 and _late(stop, len(placements), len(todo) - k):
             undecided = _time_out(problem, todo[k:], running, unplaced)
+            probe = min(probe, k)  # (stopped while timing itself: what it timed)
             break
         if probe and (k == probe or k == early > 0):
             probed = time.perf_counter() - probe_start
