@@ -430,6 +430,21 @@ def test_the_strong_rule_on_the_tail_decides_every_job_in_a_child_or_after_the_o
     assert verify(problem, answer) == []
 
 
+def test_a_heads_probe_reaches_the_strong_rule_in_its_child_process():
+    """The strong rule's tail in a forked child times itself as its head says (``Head.probe`` passed on
+    to ``allocate``): the child's answer reports the jobs it timed."""
+    from optalloc.anytime import strong_tail
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    budget = Budget(20.0)
+    head = strong_tail.Head("first-fit", 1200, budget.deadline - 1.0, budget.deadline, per_job=1e-6, probe=60)
+    stream = strong_tail._fork(problem, SolveOptions(), "fgd-plus", "fcfs", None, head)
+    assert stream is not None
+    (answer,) = strong_tail.Beside(stream, "fgd-plus", budget.deadline - 0.5, problem).collect(budget)
+    assert answer.stats["probe_jobs"] == 60 and answer.stats["undecided"] == 0
+    assert verify(problem, answer) == []
+
+
 def test_the_strong_tail_hands_back_as_it_goes_not_at_a_time_fixed_at_the_start():
     from optalloc.anytime import strong_tail
 
