@@ -137,6 +137,9 @@ def best_heuristic(
     tail when the program fits after the first rule: marked ``beside_program`` (``insure``, the caller runs
     no child of its own, and :func:`~optalloc.anytime.timing.tail_beside_program`) it goes on beside the
     program and the better answer wins; unmarked, it is the fallback until the program starts, then ended.
+    ``make_room`` (with ``insure`` False: the program's own child holds the second CPU): when the first run
+    shows the program fits only with the tail's child beside it, that child is started all the same, after
+    ``make_room`` ends the program's child.
     """
     rule = _warm_rule(options)
     scratch = _from_scratch(problem, options)
