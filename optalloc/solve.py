@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from optalloc.core import (
@@ -100,6 +101,9 @@ def get_method(name: str) -> Method:
     return method
 
 
+_reason = attrgetter("reason")
+
+
 def solve(
     problem: Problem,
     method: str = "auto",
@@ -173,7 +177,7 @@ def solve(
             raise SolverError(
                 f"method {answer.method or method!r} returned an invalid allocation ({len(violations)} violations): {shown}"
             )
-    if any(u.reason == Reason.HELD_BACK for u in answer.unplaced):
+    if Reason.HELD_BACK.value in map(_reason, answer.unplaced):
         answer = _recheck_held_back(problem, answer)
     if opts.admission_forecast > 0 and "admission" not in answer.stats and not budget.expired():
         from optalloc.core import ClusterState

@@ -8,11 +8,11 @@ import importlib
 import numpy as np
 import pytest
 
-from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Reason, Status
+from optalloc import Allocation, Job, Node, Placement, Problem, ProblemError, Reason, Status, Unplaced
 from optalloc.core import FragmentationModel, Workload, evaluate, verify
 from optalloc.core.fragmentation import pairwise_sum
 from optalloc.core.objective import evaluate_placements
-from optalloc.core.state import placement_of
+from optalloc.core.state import placement_of, unplaced_of
 from optalloc.core.verify import CHECKS
 from optalloc.heuristics import RULES, Placer, allocate
 from optalloc.heuristics.registry import get_rule
@@ -241,6 +241,8 @@ def test_trusted_placements_equal_validated_ones():
     a = placement_of("j", 2, "n", (1, 3), 1000)
     b = Placement("j", 2, "n", (1, 3), 1000)
     assert a == b and hash(a) == hash(b) and a.to_dict() == b.to_dict()
+    u, v = unplaced_of("j", "time limit", "why"), Unplaced("j", "time limit", "why")
+    assert u == v and hash(u) == hash(v) and u.to_dict() == v.to_dict()
 
 
 # Time limits -------------------------------------------------------------------------------------------
@@ -264,6 +266,19 @@ def test_a_tiny_time_limit_lists_every_undecided_job_and_loses_none():
         assert answer.placements == ()
         assert {u.reason for u in answer.unplaced} == {Reason.TIME_LIMIT.value}
         assert answer.stats["undecided"] == len(problem.jobs) == len(answer.unplaced)
+
+
+def test_a_time_limit_lists_neither_running_jobs_nor_counts_them_in_the_reasons():
+    problem = synthetic.openb_like(nodes=20, jobs=300, seed=2)
+    ran = allocate(problem, rule="best-fit")
+    running = ran.placements[: len(ran.placements) // 2]
+    now = Allocation(running, method="current", status=Status.FEASIBLE)
+    problem = Problem(nodes=problem.nodes, jobs=problem.jobs, current=now)
+    answer = allocate(problem, rule="best-fit", time_limit=1e-9)
+    assert verify(problem, answer) == []
+    assert answer.unplaced_jobs == set(problem.job_names) - now.placed_jobs
+    assert answer.stats["undecided"] == len(answer.unplaced)
+    assert answer.stats["fits_no_node"] == answer.stats["held_back"] == 0
 
 
 def test_a_time_limit_mid_way_keeps_what_was_placed(monkeypatch):

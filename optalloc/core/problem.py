@@ -158,6 +158,11 @@ class Problem:
         return {j.name: i for i, j in enumerate(self.jobs)}
 
     @cached_property
+    def job_names(self) -> tuple[str, ...]:
+        """The jobs' names, in the order of ``jobs``."""
+        return tuple(self.job_index)
+
+    @cached_property
     def model_names(self) -> tuple[str, ...]:
         """GPU model names in a fixed order; ``node_model`` indexes into it."""
         return tuple(sorted(self.gpu_models or ()))

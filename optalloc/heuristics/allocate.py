@@ -274,7 +274,7 @@ def _allocate(
         add(got)  # type: ignore[misc]
         placed_jobs += 1
         placed_replicas += len(got)
-    reasons = Counter(u.reason for u in unplaced)
+    reasons = Counter(u.reason for u in unplaced[: len(unplaced) - undecided])  # (the time-outs come last)
     stats = {
         "order": order,
         "rule": rule,
@@ -362,9 +362,8 @@ def _time_out(problem: Problem, rest: list[int], running: frozenset[str], unplac
     """List the jobs of ``rest`` (not running) as left out for the time limit; return how many."""
     before = len(unplaced)
     reason, detail = Reason.TIME_LIMIT.value, "the heuristic stopped at its time limit before deciding it"
-    jobs = problem.jobs
-    names = [jobs[j].name for j in rest]
+    names = map(problem.job_names.__getitem__, rest)
     if running:
-        names = [name for name in names if name not in running]
+        names = (name for name in names if name not in running)
     unplaced.extend([unplaced_of(name, reason, detail) for name in names])
     return len(unplaced) - before
