@@ -32,6 +32,28 @@ def test_the_early_bound_equals_the_pooled_bound_of_the_compressed_problem():
     assert quick_bound(problem) == capacity_bound(compress(problem))
 
 
+def test_a_half_second_budget_has_a_bound_even_when_the_verification_keeps_most_of_it(monkeypatch):
+    """``early_bound_from`` is about the caller's time limit: at 20,000 nodes x 150,000 jobs the reserve
+    for verifying left 0.36 of 0.5 s, below it, and the answer had no bound."""
+    import optalloc.anytime as anytime
+
+    monkeypatch.setattr(anytime, "verify_reserve", lambda *args: 0.3)
+    problem = synthetic.openb_like(nodes=50, jobs=400, seed=4)
+    assert SolveOptions().portfolio.early_bound_from == 0.4
+    for method in ("auto", "cpsat"):
+        answer = solve(problem, method, time_limit=0.5)
+        assert verify(problem, answer) == [] and answer.bound is not None and answer.gap is not None
+    # Below it, no time is spent on it (the heuristics' floor comes first).
+    import optalloc.models.lp_bound as lp_bound
+
+    calls: list[int] = []
+    monkeypatch.setattr(lp_bound, "quick_bound", lambda *args: calls.append(1))
+    solve(problem, "auto", time_limit=0.35)
+    assert calls == []
+    solve(problem, "auto", time_limit=0.45)
+    assert calls == [1]
+
+
 def test_the_neighbourhood_search_improves_a_poor_answer_and_keeps_it_valid():
     """A GPU stranded on a node out of CPU: moving one job lets the job left out in (an exact pairing)."""
     from optalloc import Allocation, Job, Node, Placement, Status, Unplaced

@@ -123,6 +123,9 @@ def test_time_kept_for_later_work_stretches_with_the_measured_pace():
     # Work planned now that must end in time should the pace rise: the deadline at that pace.
     assert inner.deadline_at(4.0) == pytest.approx(110 - 4 * 1.5)
     assert budget.deadline_at(4.0) == budget.deadline
+    # The caller's time limit is the first budget's, whatever its stages keep back.
+    assert inner.time_limit == stage.time_limit == budget.time_limit == 10.0
+    assert Budget().narrow(1.0).time_limit == float("inf")
 
 
 def test_a_detached_step_of_a_few_clock_seconds_keeps_them_whatever_the_pace():

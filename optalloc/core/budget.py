@@ -152,6 +152,15 @@ class Budget:
             return self._end
         return min(self._end, self._parent.deadline_at(pace) - self._keep * pace)
 
+    @property
+    def time_limit(self) -> float:
+        """The caller's time limit: seconds from the start to the first budget's deadline, before any
+        :meth:`narrow` kept time back (``inf`` without a limit)."""
+        root = self
+        while root._parent is not None:
+            root = root._parent
+        return root._end - root.start
+
     # Pace ------------------------------------------------------------------------------------
     @property
     def pace(self) -> float:
