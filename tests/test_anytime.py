@@ -496,6 +496,23 @@ def test_the_strong_rule_times_itself_only_when_the_forecast_gives_it_half_the_q
     assert (head.jobs > 0) == (first > 0.05)
 
 
+def test_a_tail_that_is_likely_the_answer_is_sized_on_the_larger_share_of_the_time_left():
+    """Alone (no program expected), nothing else needs the second CPU and the hand-back keeps the deadline:
+    the tail takes ``strong_fill_alone`` of the time left; beside the program, ``strong_fill``."""
+    from optalloc.anytime import strong_tail
+    from optalloc.core.options import PortfolioConfig
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    jobs = len(problem.jobs)
+    config = PortfolioConfig(strong_fill=0.5, strong_fill_alone=0.75)
+    options = SolveOptions(portfolio=config)
+    budget = Budget(3.0, clock=lambda: 0.0)
+    first = 1.0  # the strong rule: 6 s for the queue, 2,400 jobs
+    for alone, fill in ((False, 0.5), (True, 0.75)):
+        head = strong_tail.strong_head(problem, options, budget, first, rule="first-fit", until=3.0, alone=alone)
+        assert head is not None and jobs - head.jobs == int(fill * 3.0 / (6.0 / jobs))
+
+
 def test_the_strong_rule_gets_no_tail_shorter_than_its_share_of_the_queue():
     from optalloc.anytime import strong_tail
 
@@ -577,12 +594,17 @@ def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_
     # First-fit forecast at 2,400 jobs a second (1 s); the strong rule at 3 or 6 of its runs.
     options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=3 if strong_whole else 6))
     budget = Budget(5.0, clock=lambda: 0.0)
-    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: "child")
+    alone: list[bool] = []
+    monkeypatch.setattr(
+        "optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: alone.append(kwargs["alone"]) or "child"
+    )
     monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
     monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
     monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
     child = _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=insurable)
     assert (child == "child") is started
+    # Its tail is sized for being the answer (strong_fill_alone) only when the program is not expected to run.
+    assert alone == ([not program_fits] if started else [])
 
 
 def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_place_half_the_queue_or_more():

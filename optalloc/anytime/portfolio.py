@@ -192,7 +192,7 @@ def best_heuristic(
                     # cheap rules in a child process when a second CPU is likely free, else after them.
                     if beside is None:
                         beside = strong_beside(
-                            problem, options, budget, first, name, order, future, first_rule=opening[0]
+                            problem, options, budget, first, name, order, future, first_rule=opening[0], alone=True
                         )
                         tail_after = beside is None
                     continue
@@ -268,7 +268,9 @@ def best_heuristic(
     finally:
         if beside is not None:  # not the caller's: ended here whatever happened (a second close does nothing)
             beside.close()
-    if tail_after and (head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline)):
+    if tail_after and (
+        head := strong_head(problem, options, budget, first, rule=opening[0], until=budget.deadline, alone=True)
+    ):
         strong_rule = options.portfolio.strong_rule
         answers.append(run_heuristic(problem, options, budget, rule=strong_rule, future=future, head=head))
     best = max(answers, key=scorer(problem, future, options))
@@ -311,7 +313,8 @@ def _strong_at_once(
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
     if not budget.expired(first + config.strong_cost * first):
         return None  # the strong rule whole may fit after the first run: best_heuristic decides then
-    if first_answer_fits(problem, options, budget, first, built=built, ahead=first):
+    program_may_run = first_answer_fits(problem, options, budget, first, built=built, ahead=first)
+    if program_may_run:
         # The program may fit: with the child going on beside it, it starts when the tail may beat the
         # program's first answer, or when the program fits only on an idle machine (it is then the answer).
         slow = IDLE_PACE * first
@@ -321,7 +324,15 @@ def _strong_at_once(
     if _machine_busy():
         return None
     return strong_beside(
-        problem, options, budget, first, config.strong_rule, options.order, future, first_rule=first_rule
+        problem,
+        options,
+        budget,
+        first,
+        config.strong_rule,
+        options.order,
+        future,
+        first_rule=first_rule,
+        alone=not program_may_run,
     )
 
 

@@ -97,18 +97,21 @@ def strong_beside(
     *,
     first_rule: str,
     make_room: Callable[[], None] | None = None,
+    alone: bool = False,
 ) -> Beside | None:
     """The strong rule on the tail of the queue (:func:`strong_head`) in a child process, with the time
     left less its answer's way back, when a second CPU is likely free and a process can be forked.
     ``make_room``: called once the child is sure to be wanted, before it forks (to end another child that
-    holds the second CPU)."""
+    holds the second CPU). ``alone``: the program is not expected to run (the tail's answer is likely the
+    answer): the tail is sized on ``strong_fill_alone`` of the time left, not ``strong_fill``."""
     from optalloc.core.cpus import usable_cpus
     from optalloc.models.exact import SPARE_CPU_PACE
 
     if options.deterministic or usable_cpus() < 2 or budget.pace >= SPARE_CPU_PACE:
         return None
     end = due(budget)
-    head = strong_head(problem, options, budget, first, rule=first_rule, until=end - transfer(problem, budget))
+    until = end - transfer(problem, budget)
+    head = strong_head(problem, options, budget, first, rule=first_rule, until=until, alone=alone)
     if head is None:
         return None
     if make_room is not None:
@@ -214,7 +217,14 @@ class Head:
 
 
 def strong_head(
-    problem: Problem, options: SolveOptions, budget: Budget, first: float, *, rule: str, until: float
+    problem: Problem,
+    options: SolveOptions,
+    budget: Budget,
+    first: float,
+    *,
+    rule: str,
+    until: float,
+    alone: bool = False,
 ) -> Head | None:
     """When the strong rule cannot place every job in the time left and the program cannot run: the
     first rule (``rule``) for the head of the queue, the strong rule for the rest, the head as short as
@@ -226,11 +236,16 @@ def strong_head(
     The hand-back is reckoned as the strong rule goes: it comes once the time left to ``until`` is
     ``HURRY_FACTOR`` times what the first rule takes for the jobs still to decide (at its pace in
     ``first``), not that for the whole tail fixed at the start; on the openb default list at 1 s the
-    fixed one handed the last tenth of the queue back with a fifth of the budget unused."""
+    fixed one handed the last tenth of the queue back with a fifth of the budget unused.
+
+    The tail is sized on ``PortfolioConfig.strong_fill`` of the time left, or ``strong_fill_alone`` when
+    the program is not expected to run (``alone``): then nothing beside the child needs the second CPU,
+    and the hand-back, not the share, keeps the deadline."""
     jobs = max(len(problem.jobs), 1)
     per_job = options.portfolio.strong_cost * first / jobs  # the strong rule's seconds per job
     left = until - budget.clock()
-    tail = int(options.portfolio.strong_fill * max(left, 0.0) / max(per_job, 1e-9))
+    fill = options.portfolio.strong_fill_alone if alone else options.portfolio.strong_fill
+    tail = int(fill * max(left, 0.0) / max(per_job, 1e-9))
     if tail < options.portfolio.strong_tail * jobs:
         return None
     tail = min(tail, jobs)
