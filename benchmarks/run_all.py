@@ -140,8 +140,15 @@ BENCHMARKS: list[tuple[str, ...]] = [
         "anytime.py",
         "anytime_20k.md",
         "Anytime engine: 20,000 nodes x 150,000 jobs (issue 14)",
-        "--problems 20k --budgets 0.2,0.5,1,2,5,10,30 --methods auto,cpsat,best-fit,fgd,fgd-plus --repeats 1 "
+        "--problems 20k --budgets 0.2,0.5,1,2,5,10,30 --methods auto,cpsat,milp-highs,best-fit,fgd,fgd-plus --repeats 1 "
         "--out benchmarks/results/anytime_20k.md",
+    ),
+    (
+        "anytime.py",
+        "anytime_small.md",
+        "Anytime engine: the smallest budgets at 10,000 and 20,000 nodes (issue 14)",
+        "--problems 10k,20k --budgets 0.2,0.5 --methods auto,cpsat,milp-highs,best-fit,fgd,fgd-plus --repeats 3 "
+        "--out benchmarks/results/anytime_small.md",
     ),
     (
         "pop_scaling.py",
