@@ -31,7 +31,8 @@ def test_packing_is_smaller_than_pickling_the_allocation():
     problem = synthetic.openb_like(nodes=200, jobs=2000, seed=1)
     answer = optalloc.solve(problem, "first-fit")
     packed = pickle.dumps(pack(problem, answer), protocol=pickle.HIGHEST_PROTOCOL)
-    assert len(packed) * 3 < len(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+    # (entries pickle as their values alone since they are slotted: 2.9 times the packing here, 4 before)
+    assert len(packed) * 2 < len(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def test_an_allocation_naming_a_job_outside_the_problem_is_sent_as_it_is():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -73,6 +73,11 @@ class Placement:
         _set(self, "gpus", tuple(_check.integer(f"gpus[{i}]", g) for i, g in enumerate(gpus)))
         _set(self, "gpu_milli", _check.integer("gpu_milli", self.gpu_milli))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the field values, restored without checks (a slotted dataclass pickles through
+        ``dataclasses``' Python-level state functions otherwise: 2.4 us an entry against 1 us)."""
+        return (placement_of, (self.job, self.replica, self.node, self.gpus, self.gpu_milli))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job": self.job,
@@ -96,11 +101,56 @@ class Unplaced:
         if not isinstance(self.reason, str) or not self.reason:
             raise ProblemError("reason", self.reason, "is not a reason")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the field values, restored without checks (see :meth:`Placement.__reduce__`)."""
+        return (unplaced_of, (self.job, self.reason, self.detail))
+
     def to_dict(self) -> dict[str, Any]:
         out = {"job": self.job, "reason": str(self.reason)}
         if self.detail:
             out["detail"] = self.detail
         return out
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, Any], None]:
+    """The setter of slot ``name`` of ``cls`` (the frozen class's own ``__setattr__`` refuses)."""
+    setter: Callable[[object, Any], None] = getattr(cls, name).__set__
+    return setter
+
+
+# Setting the slots one by one is all that building an entry costs (0.27 us against 0.44 us through a dict).
+_new = object.__new__
+_placement_job, _placement_replica, _placement_node, _placement_gpus, _placement_milli = (
+    _slot_setter(Placement, name) for name in ("job", "replica", "node", "gpus", "gpu_milli")
+)
+_unplaced_job, _unplaced_reason, _unplaced_detail = (
+    _slot_setter(Unplaced, name) for name in ("job", "reason", "detail")
+)
+
+
+def placement_of(job: str, replica: int, node: str, gpus: tuple[int, ...], gpu_milli: int) -> Placement:
+    """A :class:`Placement` of values the engine made itself (names of the problem, Python ints).
+
+    The same object ``Placement(job, replica, node, gpus, gpu_milli)`` builds, without re-validating
+    each field: that validation is for values from outside, and costs more than a whole placement
+    decision when the heuristics place tens of thousands of replicas. Tests check both agree.
+    """
+    placement = _new(Placement)
+    _placement_job(placement, job)
+    _placement_replica(placement, replica)
+    _placement_node(placement, node)
+    _placement_gpus(placement, gpus)
+    _placement_milli(placement, gpu_milli)
+    return placement
+
+
+def unplaced_of(job: str, reason: str, detail: str = "") -> Unplaced:
+    """An :class:`Unplaced` of values the engine made itself, without re-validating them (see :func:`placement_of`)."""
+    out = _new(Unplaced)
+    _unplaced_job(out, job)
+    _unplaced_reason(out, reason)
+    _unplaced_detail(out, detail)
+    return out
 
 
 @dataclass(frozen=True)
