@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from optalloc import Problem, Status, solve, verify
 from optalloc.core import Reason
-from optalloc.core.budget import Budget
+from optalloc.core.budget import Budget, Progress
 from optalloc.core.options import SolveOptions
 from optalloc.io import synthetic
 from optalloc.models.classes import compress
@@ -25,6 +25,17 @@ def test_the_early_bound_is_never_below_the_optimum(problem):
     optimum = brute_force(problem, keep_running=True).objective
     assert optimum is not None
     assert bound is None or bound >= optimum
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ost.problems(min_jobs=1, max_jobs=5, max_nodes=3, with_running=True))
+def test_the_value_bound_is_never_below_the_pooled_bound_nor_the_optimum(problem):
+    from optalloc.models.lp_bound import value_bound
+
+    bound, pooled = value_bound(problem), quick_bound(problem)
+    optimum = brute_force(problem, keep_running=True).objective
+    assert optimum is not None
+    assert bound is None or (bound >= optimum and (pooled is None or bound >= pooled))
 
 
 def test_the_early_bound_equals_the_pooled_bound_of_the_compressed_problem():
@@ -52,6 +63,24 @@ def test_a_half_second_budget_has_a_bound_even_when_the_verification_keeps_most_
     assert calls == []
     solve(problem, "auto", time_limit=0.45)
     assert calls == [1]
+    # Nor when its forecast takes more than a third of the time left (0.15 of the 0.2 s left here).
+    from optalloc.core.options import PortfolioConfig
+
+    slow = PortfolioConfig(bound_per_job=0.15 / len(problem.jobs))
+    solve(problem, "auto", time_limit=0.5, portfolio=slow)
+    assert calls == [1]
+    solve(problem, "auto", time_limit=0.5, portfolio=PortfolioConfig(bound_per_job=0.05 / len(problem.jobs)))
+    assert calls == [1, 1]
+    # In its place, the jobs' total value (cheaper, weaker) when that one's forecast fits.
+    from optalloc.models.lp_bound import value_bound
+
+    neither = PortfolioConfig(bound_per_job=0.15 / len(problem.jobs), value_bound_per_job=1.0)
+    for config, first in ((slow, value_bound(problem)), (neither, None)):
+        events: list[Progress] = []
+        solve(problem, "auto", time_limit=0.5, portfolio=config, on_progress=events.append)
+        seen = [(e.engine, e.bound) for e in events]
+        assert calls == [1, 1]
+        assert (seen[0] == ("value", first)) if first is not None else all(engine != "value" for engine, _ in seen)
 
 
 def test_the_neighbourhood_search_improves_a_poor_answer_and_keeps_it_valid():
@@ -605,6 +634,30 @@ def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_
     assert (child == "child") is started
     # Its tail is sized for being the answer (strong_fill_alone) only when the program is not expected to run.
     assert alone == ([not program_fits] if started else [])
+
+
+@pytest.mark.parametrize("half_the_queue", [True, False])
+def test_a_tail_that_may_go_on_beside_the_program_is_not_sized_as_the_answer(monkeypatch, half_the_queue):
+    """The program fits only with the tail's child going on beside it (insured): the child started at once
+    shares the machine with the program after the first run, so its tail is sized on ``strong_fill``."""
+    from optalloc.anytime.portfolio import _strong_at_once
+    from optalloc.core.options import PortfolioConfig
+
+    def fits(*args, pace=None, insured=False, **kwargs):  # type: ignore[no-untyped-def]
+        return insured and pace is None
+
+    problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
+    options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=6))
+    alone: list[bool] = []
+    monkeypatch.setattr(
+        "optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: alone.append(kwargs["alone"]) or "child"
+    )
+    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
+    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    budget = Budget(5.0, clock=lambda: 0.0)
+    assert _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=True) == "child"
+    assert alone == [not half_the_queue]
 
 
 def test_the_strong_rules_tail_goes_on_beside_the_program_only_when_it_would_place_half_the_queue_or_more():

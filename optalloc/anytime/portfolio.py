@@ -313,8 +313,11 @@ def _strong_at_once(
     first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
     if not budget.expired(first + config.strong_cost * first):
         return None  # the strong rule whole may fit after the first run: best_heuristic decides then
-    program_may_run = first_answer_fits(problem, options, budget, first, built=built, ahead=first)
-    if program_may_run:
+    # (with the child going on beside it, the program's first answer alone must fit: then the child's tail is
+    # sized to share the machine with it, not as the answer)
+    insured = insurable and tail_beside_program(options, budget, first, ahead=first)
+    program_may_run = first_answer_fits(problem, options, budget, first, built=built, ahead=first, insured=insured)
+    if first_answer_fits(problem, options, budget, first, built=built, ahead=first):
         # The program may fit: with the child going on beside it, it starts when the tail may beat the
         # program's first answer, or when the program fits only on an idle machine (it is then the answer).
         slow = IDLE_PACE * first

@@ -43,7 +43,11 @@ class PortfolioConfig:
     of 3,000, 10,000 and 20,000 nodes: the first answer comes 0.46-0.58 s, 0.85 s, 2.3 s and 4.9 s after
     the first rule's run on a quiet machine, the build taking 0.1, 0.2, 0.5 and 0.9 s and the LP
     0.25-0.40 s; on a slower day, 0.75 s on the openb lists and 2.6 s at 10,000 nodes).
-    ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound.
+    ``early_bound_from``: budgets of at least this many seconds start with the pooled-capacity bound,
+    when its forecast, ``bound_base`` + ``bound_per_job`` x jobs seconds (stretched by the pace; measured
+    on a problem whose arrays are not built yet, as every scheduling cycle's is: 17-19 ms on the openb
+    lists, 0.09 s on 70,000 jobs, 0.17-0.18 s on 150,000), is at most a third of the time left; else
+    with the jobs' total value, a weaker bound (``bound_base`` + ``value_bound_per_job`` x jobs).
     ``search_share``: on programs over node types (more than 24 nodes), the share of the time
     left once the first LP rounding is decoded that CP-SAT gets; the large neighbourhood search gets the
     rest. 0 by default: on the openb lists CP-SAT's answers on the aggregated program decode no better
@@ -75,6 +79,9 @@ class PortfolioConfig:
     lp_per_job: float = 60e-6
     lp_max: float = 0.45
     early_bound_from: float = 0.4
+    bound_base: float = 0.005
+    bound_per_job: float = 1.3e-6
+    value_bound_per_job: float = 0.5e-6
     search_share: float = 0.0
     finish_factor: float = 2.0
     verify_base: float = 0.003

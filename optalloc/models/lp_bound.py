@@ -123,6 +123,26 @@ def quick_bound(problem: Problem, budget: Budget | None = None) -> float | None:
     return float(np.floor(run.bound + 1e-6))
 
 
+def value_bound(problem: Problem) -> float | None:
+    """Every job that waits placed whole, with what runs kept: the most the objective can reach, with no
+    capacity considered (weaker than :func:`quick_bound`, which it bounds from above). For budgets that
+    cannot afford that one's grouping: a few array reads, 0.07 s on 150,000 jobs whose arrays are not
+    built yet against 0.17-0.24 s. None when a secondary weight is negative, as there."""
+    w = problem.weights
+    if not w.lexicographic and min(w.migration, w.fragmentation, w.spread) < 0:
+        return None
+    if not problem.jobs:
+        return 0.0 if problem.current is None else None
+    value = problem.replica_value
+    waiting = np.ones(len(problem.jobs), dtype=bool)
+    running = problem.running_jobs
+    if running:
+        waiting[[problem.job_index[name] for name in running]] = False
+    placed = problem.current.placements if problem.current is not None else ()
+    kept = sum(int(value[problem.job_index[p.job]]) for p in placed)
+    return float(int((value * problem.job_replicas)[waiting].sum()) + kept)
+
+
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of an integer matrix and how often each occurs (np.unique(axis=0) sorts row
     views as bytes, ten times slower than one lexsort of the columns)."""
