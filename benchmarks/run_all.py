@@ -145,6 +145,13 @@ BENCHMARKS: list[tuple[str, ...]] = [
     ),
     (
         "anytime.py",
+        "anytime_det_scale.md",
+        "Anytime engine: deterministic mode at 10,000 and 20,000 nodes (issue 14)",
+        "--problems 10k,20k --budgets 0.2,0.5,1,2,5,10,30 --methods auto/det,cpsat/det --repeats 1 "
+        "--out benchmarks/results/anytime_det_scale.md",
+    ),
+    (
+        "anytime.py",
         "anytime_small.md",
         "Anytime engine: the smallest budgets at 10,000 and 20,000 nodes (issue 14)",
         "--problems 10k,20k --budgets 0.2,0.5 --methods auto,cpsat,milp-highs,best-fit,fgd,fgd-plus --repeats 3 "
