@@ -525,6 +525,23 @@ def test_the_strong_rule_times_itself_only_when_the_forecast_gives_it_half_the_q
     assert (head.jobs > 0) == (first > 0.05)
 
 
+def test_the_paces_yardstick_grows_with_the_nodes_beyond_pace_nodes():
+    """An idle machine read a pace of 1.3 at 10,000 nodes and 1.5 at 20,000 when the yardstick was one
+    speed at every size: the simple rules scan more nodes per job on larger clusters."""
+    from optalloc.anytime.timing import first_rule_time
+    from optalloc.core.options import PortfolioConfig
+
+    config = PortfolioConfig()
+    jobs = 1000
+    per_job = 1 / config.pace_jobs_per_second
+    small = synthetic.openb_like(nodes=300, jobs=jobs, seed=1)
+    assert first_rule_time(small, config) == pytest.approx(jobs * per_job)
+    assert first_rule_time(small, config, 10) == pytest.approx(10 * per_job)
+    nodes = config.pace_nodes + 2000
+    large = synthetic.openb_like(nodes=nodes, jobs=jobs, seed=1)
+    assert first_rule_time(large, config) == pytest.approx(jobs * per_job * (1 + 2000 * config.pace_per_node))
+
+
 def test_a_tail_that_is_likely_the_answer_is_sized_on_the_larger_share_of_the_time_left():
     """Alone (no program expected), nothing else needs the second CPU and the hand-back keeps the deadline:
     the tail takes ``strong_fill_alone`` of the time left; beside the program, ``strong_fill``."""

@@ -24,6 +24,7 @@ from optalloc.anytime.timing import (
     exact_setup,
     first_answer_fits,
     first_decode,
+    first_rule_time,
     tail_beside_program,
 )
 from optalloc.core import Allocation, FutureValue, MethodUnavailable, Problem
@@ -67,7 +68,7 @@ def run_heuristic(
         # loaded the machine is now, and every later forecast of uninterruptible work stretches with it.
         # (Not in deterministic mode: a decision that follows the machine's load would not repeat.)
         decided = answer.stats.get("jobs", 0) - answer.stats.get("undecided", 0)
-        budget.observe_pace(decided / options.portfolio.pace_jobs_per_second, budget.clock() - started)
+        budget.observe_pace(first_rule_time(problem, options.portfolio, decided), budget.clock() - started)
     budget.improve(answer.method or rule, objective=answer.objective)
     return answer
 
@@ -310,7 +311,10 @@ def _strong_at_once(
     if not budget.limited or options.deterministic or not problem.jobs:
         return None
     config = options.portfolio
-    first = len(problem.jobs) / config.pace_jobs_per_second  # the first rule's run, unloaded
+    # The first rule's run, unloaded, at one speed whatever the size (not first_rule_time): the tail's sizing and
+    # its hand-back were measured on this forecast, and with the sized one 20k x 150k at 10 s lost its tail
+    # (docs/anytime.md).
+    first = len(problem.jobs) / config.pace_jobs_per_second
     if not budget.expired(first + config.strong_cost * first):
         return None  # the strong rule whole may fit after the first run: best_heuristic decides then
     # (with the child going on beside it, the program's first answer alone must fit: then the child's tail is

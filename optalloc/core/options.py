@@ -63,7 +63,9 @@ class PortfolioConfig:
     ``pace_jobs_per_second``: how many jobs the simple rules (best-fit, first-fit, worst-fit) decide per
     second on an unloaded machine; a run that takes longer tells the solve its :attr:`Budget.pace
     <optalloc.core.budget.Budget.pace>` (how loaded the machine is now), and the estimates above stretch
-    with it, so that a budget is kept on a shared machine too.
+    with it, so that a budget is kept on a shared machine too. Beyond ``pace_nodes`` nodes each job
+    takes longer by ``pace_per_node`` of its time per node (the rules scan more nodes: first-fit 25 µs
+    a job at 10,000 nodes and 33 at 20,000 against 20 at 5,000; ``optalloc.anytime.timing.first_rule_time``).
     """
 
     warm_start_share: float = 0.25
@@ -91,6 +93,8 @@ class PortfolioConfig:
     verify_scale: float = 200_000.0
     placements_per_second: float = 40_000.0
     pace_jobs_per_second: float = 50_000.0
+    pace_nodes: int = 5_000
+    pace_per_node: float = 4.5e-5
 
 
 #: Where the ``pop`` method runs its parts: Ray when running or asked for, else a local process pool ("auto").
