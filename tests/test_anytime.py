@@ -616,6 +616,20 @@ def test_the_program_needs_time_to_spare_only_when_the_strong_rule_would_place_h
     assert fits(strong_cost=2 * (left + first / 2) / first, time=left + first, ahead=first)
 
 
+def _spied_at_once(monkeypatch, fits, half_the_queue: bool) -> list[bool]:  # type: ignore[no-untyped-def]
+    """``_strong_at_once`` with its forecasts given (``fits`` for ``first_answer_fits``, ``half_the_queue`` for
+    ``tail_beside_program``), an idle machine, and no child forked: the list of the ``alone`` values it
+    would start children with."""
+    alone: list[bool] = []
+    monkeypatch.setattr(
+        "optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: alone.append(kwargs["alone"]) or "child"
+    )
+    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
+    monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
+    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    return alone
+
+
 @pytest.mark.parametrize(
     ("strong_whole", "program_fits", "surely", "half_the_queue", "insurable", "started"),
     [
@@ -640,13 +654,7 @@ def test_the_strong_rules_tail_starts_before_the_first_rule_only_when_it_may_be_
     # First-fit forecast at 2,400 jobs a second (1 s); the strong rule at 3 or 6 of its runs.
     options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=3 if strong_whole else 6))
     budget = Budget(5.0, clock=lambda: 0.0)
-    alone: list[bool] = []
-    monkeypatch.setattr(
-        "optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: alone.append(kwargs["alone"]) or "child"
-    )
-    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
-    monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
-    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    alone = _spied_at_once(monkeypatch, fits, half_the_queue)
     child = _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=insurable)
     assert (child == "child") is started
     # Its tail is sized for being the answer (strong_fill_alone) only when the program is not expected to run.
@@ -665,13 +673,7 @@ def test_a_tail_that_may_go_on_beside_the_program_is_not_sized_as_the_answer(mon
 
     problem = synthetic.openb_like(nodes=300, jobs=2400, seed=11)
     options = SolveOptions(portfolio=PortfolioConfig(pace_jobs_per_second=2400.0, strong_cost=6))
-    alone: list[bool] = []
-    monkeypatch.setattr(
-        "optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: alone.append(kwargs["alone"]) or "child"
-    )
-    monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
-    monkeypatch.setattr("optalloc.anytime.portfolio.first_answer_fits", fits)
-    monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
+    alone = _spied_at_once(monkeypatch, fits, half_the_queue)
     budget = Budget(5.0, clock=lambda: 0.0)
     assert _strong_at_once(problem, options, budget, None, "first-fit", built=False, insurable=True) == "child"
     assert alone == [not half_the_queue]
