@@ -18,6 +18,23 @@ from optalloc.testing import brute_force, objective
 from optalloc.testing import strategies as ost
 
 
+class _FakeChild:
+    """A heuristic's child process as ``best_heuristic`` sees it (``strong_tail.Beside``), recording in
+    ``events`` that it was ended (``"{name} ended"``) or collected (``"{name} collected"``, no answer)."""
+
+    beside_program, to_deadline = False, True
+
+    def __init__(self, events: list[str], name: str) -> None:
+        self.events, self.name = events, name
+
+    def close(self) -> None:
+        self.events.append(f"{self.name} ended")
+
+    def collect(self, budget: Budget) -> list[object]:
+        self.events.append(f"{self.name} collected")
+        return []
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ost.problems(min_jobs=1, max_jobs=5, max_nodes=3, with_running=True))
 def test_the_early_bound_is_never_below_the_optimum(problem):
@@ -399,18 +416,10 @@ def test_without_time_for_the_program_the_strong_rule_starts_before_the_first_ru
     events: list[str] = []
     forecasts: list[float] = []
 
-    class Child:
-        def close(self) -> None:
-            events.append("child ended")
-
-        def collect(self, budget):  # type: ignore[no-untyped-def]
-            events.append("child collected")
-            return []
-
     def beside(problem, options, budget, first, *args, **kwargs):  # type: ignore[no-untyped-def]
         events.append("child started")
         forecasts.append(first)
-        return Child()
+        return _FakeChild(events, "child")
 
     from optalloc import heuristics
 
@@ -709,17 +718,7 @@ def test_a_tail_child_beside_the_program_is_collected_and_one_that_would_slow_it
 
     events: list[str] = []
 
-    class Child:
-        beside_program, to_deadline = False, True
-
-        def close(self) -> None:
-            events.append("child ended")
-
-        def collect(self, budget):  # type: ignore[no-untyped-def]
-            events.append("child collected")
-            return []
-
-    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: Child())
+    monkeypatch.setattr("optalloc.anytime.portfolio.strong_beside", lambda *args, **kwargs: _FakeChild(events, "child"))
     monkeypatch.setattr("optalloc.anytime.portfolio._machine_busy", lambda: False)
     monkeypatch.setattr("optalloc.anytime.portfolio.tail_beside_program", lambda *args, **kwargs: half_the_queue)
     monkeypatch.setattr("optalloc.models.exact.usable_cpus", lambda: 1)  # no real LP child
@@ -761,21 +760,11 @@ def test_when_the_program_fits_only_insured_the_tail_child_starts_after_the_firs
 
     events: list[str] = []
 
-    class Child:
-        beside_program, to_deadline = False, True
-
-        def close(self) -> None:
-            events.append("tail ended")
-
-        def collect(self, budget):  # type: ignore[no-untyped-def]
-            events.append("tail collected")
-            return []
-
     def tail(*args, make_room=None, **kwargs):  # type: ignore[no-untyped-def]
         if make_room is not None:
             make_room()
         events.append("tail started")
-        return Child()
+        return _FakeChild(events, "tail")
 
     monkeypatch.setattr(engine, "_strong_at_once", lambda *args, **kwargs: None)
     monkeypatch.setattr(engine, "first_answer_fits", lambda *args, insured=False, **kwargs: insured)
@@ -853,14 +842,10 @@ def test_a_child_started_for_the_heuristics_is_ended_when_they_fail(monkeypatch)
 
     events: list[str] = []
 
-    class Child:
-        def close(self) -> None:
-            events.append("child ended")
-
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "_strong_at_once", lambda *args, **kwargs: Child())
+    monkeypatch.setattr(engine, "_strong_at_once", lambda *args, **kwargs: _FakeChild(events, "child"))
     monkeypatch.setattr(engine, "run_heuristic", interrupted)
     problem = synthetic.openb_like(nodes=30, jobs=50, seed=1)
     with pytest.raises(KeyboardInterrupt):

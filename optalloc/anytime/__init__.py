@@ -221,16 +221,15 @@ def early_bound(problem: Problem, options: SolveOptions, budget: Budget) -> None
     config = options.portfolio
     from optalloc.models.lp_bound import quick_bound, value_bound
 
-    pooled = True
-    if budget.limited:
-        if budget.time_limit < config.early_bound_from:
-            return
-        jobs = len(problem.jobs)
-        pooled = not budget.expired(budget.pace * (config.bound_base + config.bound_per_job * jobs) / BOUND_SHARE)
-        if not pooled and budget.expired(
-            budget.pace * (config.bound_base + config.value_bound_per_job * jobs) / BOUND_SHARE
-        ):
-            return
+    def affordable(per_job: float) -> bool:
+        forecast = budget.pace * (config.bound_base + per_job * len(problem.jobs))
+        return not budget.limited or not budget.expired(forecast / BOUND_SHARE)
+
+    if budget.limited and budget.time_limit < config.early_bound_from:
+        return
+    pooled = affordable(config.bound_per_job)
+    if not pooled and not affordable(config.value_bound_per_job):
+        return
     bound = quick_bound(problem, budget) if pooled else value_bound(problem)
     if bound is not None:
         budget.improve("capacity" if pooled else "value", bound=bound)

@@ -319,14 +319,15 @@ def _strong_at_once(
         return None  # the strong rule whole may fit after the first run: best_heuristic decides then
     # (with the child going on beside it, the program's first answer alone must fit: then the child's tail is
     # sized to share the machine with it, not as the answer)
-    insured = insurable and tail_beside_program(options, budget, first, ahead=first)
+    may_beat = tail_beside_program(options, budget, first, ahead=first)
+    insured = insurable and may_beat
     program_may_run = first_answer_fits(problem, options, budget, first, built=built, ahead=first, insured=insured)
     if first_answer_fits(problem, options, budget, first, built=built, ahead=first):
         # The program may fit: with the child going on beside it, it starts when the tail may beat the
         # program's first answer, or when the program fits only on an idle machine (it is then the answer).
         slow = IDLE_PACE * first
         surely = first_answer_fits(problem, options, budget, slow, built=built, ahead=slow, pace=IDLE_PACE)
-        if not insurable or (surely and not tail_beside_program(options, budget, first, ahead=first)):
+        if not insurable or (surely and not may_beat):
             return None
     if _machine_busy():
         return None
